@@ -1,0 +1,12 @@
+"""ganlib: the library behind the GAN course.
+
+One module per concept (see the README for the map): `data`, `losses`, `layers`, `models`, `train`,
+`recipes`, `metrics`, `viz`, `checks`. Notebooks start with ``env = ganlib.setup()``.
+"""
+
+__version__ = "0.1.0"
+
+from .env import setup  # noqa: E402
+from .errors import GanlibError  # noqa: E402
+
+__all__ = ["setup", "GanlibError", "__version__"]

@@ -1,0 +1,182 @@
+"""The command line: ``python -m ganlib {train, sample, evaluate, bench, make-exercises} --help``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import GanlibError
+
+
+def _parse_value(text: str):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def cmd_train(args) -> None:
+    from . import recipes
+    from .env import seed_everything
+
+    run_dir = Path(args.out)
+    checkpoint = run_dir / "checkpoint.pt"
+    if args.resume and not checkpoint.is_file():
+        raise GanlibError(f"--resume: there is no checkpoint in {str(run_dir)!r}; start a new run without "
+                          f"--resume, or point --out at the run folder to continue.")
+    if not args.resume and checkpoint.is_file():
+        raise GanlibError(f"{str(run_dir)!r} already holds a checkpoint: pass --resume to continue it, or choose "
+                          f"another --out folder.")
+    overrides = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise GanlibError(f"--set {item!r}: write it as NAME=VALUE, e.g. --set lr_g=1e-4.")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = _parse_value(value.strip())
+    for key in ("steps", "seed", "batch_size"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    seed_everything(overrides.get("seed", 0))
+    trainer = recipes.make_trainer(args.model, profile=args.profile, data=args.data, resolution=args.resolution,
+                                   run_dir=run_dir, device=args.device, **overrides)
+    if args.resume:
+        trainer.load_checkpoint()
+        print(f"resuming {args.model} from step {trainer.step} of {trainer.cfg.steps}")
+    data = trainer.data
+    shape = "x".join(str(s) for s in data.shape)
+    print(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {trainer.cfg.steps} steps, "
+          f"batch {trainer.cfg.batch_size}, on {trainer.device}; writing to {run_dir}")
+    trainer.train()
+    last = trainer.history[-1] if trainer.history else {}
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("loss"))
+    print(f"done: step {trainer.step}, {trainer.elapsed:.0f} s, {losses}; checkpoint {run_dir / 'checkpoint.pt'}")
+
+
+def cmd_sample(args) -> None:
+    import numpy as np
+
+    from . import recipes
+    from .data import to_uint8
+
+    x, labels, kind = recipes.sample_from_run(args.run_dir, args.num, seed=args.seed, label=args.label,
+                                              truncation=args.truncation, device=args.device)
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise GanlibError(f"--out {str(out)!r}: the samples file must end in .npz.")
+    arrays = {}
+    if kind == "points":
+        arrays["points"] = x.numpy().astype(np.float32)  # [N, 2]
+    else:
+        arrays["images"] = to_uint8(x).permute(0, 2, 3, 1).numpy()  # [N, H, W, C] uint8
+    if labels is not None:
+        arrays["labels"] = labels.numpy().astype(np.int64)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp.npz")
+    try:
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    key = "points" if kind == "points" else "images"
+    print(f"wrote {args.num} samples to {out} ({key} {list(arrays[key].shape)}"
+          f"{', labels' if labels is not None else ''})")
+
+
+def cmd_evaluate(args) -> None:
+    from .metrics import evaluate_file
+
+    print(evaluate_file(args.file, args.data))
+
+
+def cmd_bench(args) -> None:
+    from . import bench
+
+    bench.main(args.names, out=args.out, quick=args.quick)
+
+
+def cmd_make_exercises(args) -> None:
+    from .notebooks import make_exercises
+
+    written = make_exercises(args.solutions, args.exercises)
+    print(f"wrote {len(written)} exercise notebook(s) to {args.exercises}: " + ", ".join(p.name for p in written))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import recipes
+    from .data import DATASETS
+    from .env import PROFILES
+
+    p = argparse.ArgumentParser(prog="python -m ganlib", description="The GAN course's command line.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model; checkpoints and sample grids go to --out",
+                       description="Train MODEL on DATA with the profile's preset (see ganlib/recipes/).")
+    t.add_argument("model", help=f"one of {', '.join(recipes.RECIPES)}")
+    t.add_argument("--data", help=f"dataset: {', '.join(DATASETS)}, or folder:PATH (default: the preset's)")
+    t.add_argument("--out", required=True, help="run folder for checkpoint.pt, config.json and samples/")
+    t.add_argument("--profile", choices=PROFILES, help="compute budget (default: GANLIB_PROFILE, else gpu if "
+                                                       "CUDA is available, else cpu)")
+    t.add_argument("--steps", type=int, help="total generator steps (default: the preset's)")
+    t.add_argument("--batch-size", dest="batch_size", type=int, help="minibatch size (default: the preset's)")
+    t.add_argument("--resolution", type=int, help="image resolution, a power of two (default: the preset's)")
+    t.add_argument("--seed", type=int, help="random seed (default 0)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
+    t.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="override a training option, e.g. --set lr_g=1e-4 (repeatable)")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="write N samples of a trained run to an .npz file",
+                       description="Images go under key 'images' (uint8, N x H x W x C), 2-D points under "
+                                   "'points' (float32, N x 2), and labels under 'labels' for conditional models.")
+    s.add_argument("run_dir", help="a run folder written by `train`")
+    s.add_argument("--num", type=int, default=1000, help="number of samples (default 1000)")
+    s.add_argument("--out", required=True, help="output file, FILE.npz")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--class", dest="label", type=int, help="conditional models: sample only this class")
+    s.add_argument("--truncation", type=float, help="truncation (models that support it)")
+    s.add_argument("--device", help="torch device (default: cuda when available)")
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("evaluate", help="print the metrics of a samples file",
+                       description="Mode coverage for 2-D points; classifier Fréchet distance, classes "
+                                   "covered and confidence for images, next to real held-out data.")
+    e.add_argument("file", help="an .npz written by `sample`")
+    e.add_argument("--data", required=True, help="the dataset the samples imitate, e.g. ring8 or digits")
+    e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("bench", help="run benchmarks and write docs/benchmarks.md",
+                       description="Run the named benchmarks (default: all) and update their sections of "
+                                   "the benchmarks file, with the command, machine and date.")
+    b.add_argument("names", nargs="*", help="benchmarks to run (default: all); see `bench --list`")
+    b.add_argument("--out", default="docs/benchmarks.md", help="the file to update (default docs/benchmarks.md)")
+    b.add_argument("--quick", action="store_true", help="tiny budgets, to check that the benchmarks run")
+    b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("make-exercises", help="regenerate exercises/ from solutions/",
+                       description="Replace each ### BEGIN SOLUTION ... ### END SOLUTION region with a stub, "
+                                   "drop solution-only cells, clear outputs and metadata.")
+    m.add_argument("--solutions", default="solutions", help="source folder (default solutions)")
+    m.add_argument("--exercises", default="exercises", help="output folder (default exercises)")
+    m.set_defaults(func=cmd_make_exercises)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except GanlibError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

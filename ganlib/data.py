@@ -1,0 +1,311 @@
+"""Datasets, behind one entry point: ``load(name, resolution=...)``.
+
+Offline, bundled or generated (what CI, exam rooms and trains can use):
+    ``ring8``   8 Gaussians on a circle of radius 1, std 0.01 (the PacGAN/VEEGAN protocol)
+    ``grid25``  25 Gaussians on a 5x5 grid with spacing 2, std 0.05
+    ``digits``  scikit-learn's 1797 bundled 8x8 digits with labels, resized to any power of two
+
+Online, through torchvision (downloaded once into ``data_root()``):
+    ``mnist``, ``fashion-mnist``, ``cifar10``
+
+Local:
+    ``folder:PATH``  every image under PATH (one size, square); sub-folders become class labels
+
+Every dataset is held in memory and indexed by batches: ``data.batch(idx)`` returns ``(x, y)`` with images
+as float32 in [-1, 1] of shape [B, C, R, R] (or points [B, 2]) and labels [B] or None.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import GanlibError, check_resolution
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Containers
+
+
+@dataclass
+class PointData:
+    """A 2-D Gaussian mixture: points, the mode each point came from, the mode centres and their std."""
+
+    name: str
+    points: torch.Tensor  # [N, 2] float32
+    modes: torch.Tensor  # [N] int64, index into centres
+    centres: torch.Tensor  # [K, 2] float32
+    std: float
+    kind: str = "points"
+    labels: None = None
+    num_classes: int = 0
+
+    def __len__(self) -> int:
+        return self.points.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (2,)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.points[idx], None
+
+
+@dataclass
+class ImageData:
+    """Images kept as uint8 [N, C, R, R] (compact), served as float32 in [-1, 1]."""
+
+    name: str
+    images: torch.Tensor  # [N, C, R, R] uint8
+    labels: torch.Tensor | None = None  # [N] int64
+    num_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+    kind: str = "images"
+
+    def __post_init__(self):
+        assert self.images.dtype == torch.uint8 and self.images.ndim == 4, self.images.shape
+        assert self.labels is None or self.labels.shape == (self.images.shape[0],)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = self.images[idx].float().div_(127.5).sub_(1.0)  # [B, C, R, R] in [-1, 1]
+        return x, (self.labels[idx] if self.labels is not None else None)
+
+    def subset(self, idx: torch.Tensor) -> ImageData:
+        labels = self.labels[idx] if self.labels is not None else None
+        return ImageData(self.name, self.images[idx], labels, self.num_classes, self.class_names)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] -> uint8 in [0, 255] (same shape)."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def resize_images(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Resize uint8 images [N, C, H, W] to [N, C, R, R]: bilinear, antialiased when shrinking."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    out = []
+    for chunk in images.split(4096):
+        x = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear",
+                          align_corners=False, antialias=resolution < chunk.shape[-1])
+        out.append(x.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Toy 2-D mixtures
+
+
+def ring8_centres(radius: float = 1.0) -> torch.Tensor:
+    """8 distinct centres at angles 2*pi*k/8 (not linspace(0, 2*pi, 8), which repeats the first one)."""
+    angles = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
+    return (radius * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
+
+
+def grid25_centres(spacing: float = 2.0) -> torch.Tensor:
+    """The 5x5 grid (-4 + 2i, -4 + 2j), i, j in 0..4."""
+    ticks = (torch.arange(5, dtype=torch.float32) - 2) * spacing
+    return torch.cartesian_prod(ticks, ticks)
+
+
+TOY_MIXTURES = {"ring8": (ring8_centres, 0.01), "grid25": (grid25_centres, 0.05)}
+
+
+def toy_mixture(name: str, n: int = 100_000, seed: int = 0) -> PointData:
+    """`n` points from an equal-weight mixture of isotropic Gaussians, deterministic from `seed`."""
+    make_centres, std = TOY_MIXTURES[name]
+    centres = make_centres()
+    g = torch.Generator().manual_seed(seed)
+    modes = torch.randint(len(centres), (n,), generator=g)
+    points = centres[modes] + std * torch.randn(n, 2, generator=g)
+    return PointData(name, points, modes, centres, std)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Digits (bundled with scikit-learn)
+
+
+def digits(resolution: int | None = None, split: str = "train") -> ImageData:
+    """scikit-learn's 8x8 digits in [0, 255], resized to `resolution`.
+
+    Splits are stratified and fixed: ``train`` (80 %, 1438 images), ``test`` (the other 20 %, 359), ``all``.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images).float().mul(255 / 16).round().to(torch.uint8)[:, None]  # [1797,1,8,8]
+    labels = torch.from_numpy(bunch.target).long()
+    idx = _stratified_split(labels, split, test_fraction=0.2)
+    images = resize_images(images[idx], resolution or 8)
+    return ImageData("digits", images, labels[idx], 10, [str(i) for i in range(10)])
+
+
+def _stratified_split(labels: torch.Tensor, split: str, test_fraction: float) -> torch.Tensor:
+    if split == "all":
+        return torch.arange(len(labels))
+    if split not in ("train", "test"):
+        raise GanlibError(f"split {split!r} does not exist: use 'train', 'test' or 'all'.")
+    g = torch.Generator().manual_seed(1234)  # fixed forever: the split must not move between runs
+    test = []
+    for c in labels.unique():
+        members = (labels == c).nonzero().squeeze(1)
+        members = members[torch.randperm(len(members), generator=g)]
+        test.append(members[: round(test_fraction * len(members))])
+    is_test = torch.zeros(len(labels), dtype=torch.bool)
+    is_test[torch.cat(test)] = True
+    return (is_test if split == "test" else ~is_test).nonzero().squeeze(1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# torchvision datasets (downloaded once)
+
+
+def data_root() -> Path:
+    """Where downloaded datasets live: $GANLIB_DATA, else ~/.cache/ganlib/data."""
+    return Path(os.environ.get("GANLIB_DATA") or Path.home() / ".cache" / "ganlib" / "data")
+
+
+def downloads_allowed() -> bool:
+    """False when GANLIB_OFFLINE=1 (the tests set it), so that nothing ever touches the network."""
+    return os.environ.get("GANLIB_OFFLINE", "") not in ("1", "true", "yes")
+
+
+TORCHVISION_SETS = {
+    # name: (torchvision class, default resolution, class names)
+    "mnist": ("MNIST", 32, [str(i) for i in range(10)]),
+    "fashion-mnist": ("FashionMNIST", 32, ["t-shirt", "trouser", "pullover", "dress", "coat",
+                                           "sandal", "shirt", "sneaker", "bag", "boot"]),
+    "cifar10": ("CIFAR10", 32, ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]),
+}
+
+
+def torchvision_set(name: str, resolution: int | None = None, split: str = "train",
+                    root: str | Path | None = None) -> ImageData:
+    import torchvision.datasets as tvd
+
+    cls_name, default_res, class_names = TORCHVISION_SETS[name]
+    root = Path(root) if root else data_root()
+    if split not in ("train", "test"):
+        raise GanlibError(f"split {split!r} does not exist for {name}: use 'train' or 'test'.")
+    cls = getattr(tvd, cls_name)
+    try:
+        ds = cls(str(root), train=(split == "train"), download=False)
+    except RuntimeError:
+        if not downloads_allowed():
+            raise GanlibError(f"{name} is not in {root} and downloads are off (GANLIB_OFFLINE=1): unset it "
+                              f"on a machine with network, or use --data digits, which needs no download.") from None
+        try:
+            ds = cls(str(root), train=(split == "train"), download=True)
+        except Exception as e:  # no network, blocked host, disk full: say so in one line
+            reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            raise GanlibError(f"{name} is not in {root} and could not be downloaded ({reason}): connect to the "
+                              f"network once, or use --data digits, which needs no download.") from None
+    data = torch.as_tensor(np.asarray(ds.data))
+    images = data[:, None] if data.ndim == 3 else data.permute(0, 3, 1, 2)  # [N, C, H, W] uint8
+    labels = torch.as_tensor(np.asarray(ds.targets)).long()
+    images = resize_images(images.contiguous(), resolution or default_res)
+    return ImageData(name, images, labels, len(class_names), class_names)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A folder of images
+
+
+def image_folder(path: str | Path, resolution: int | None = None) -> ImageData:
+    """Every image under `path`, all of one square size; immediate sub-folders (two or more) become classes."""
+    from PIL import Image
+
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise GanlibError(f"image folder {str(path)!r} does not exist: check the path after 'folder:'.")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise GanlibError(f"no images (png, jpg, ...) found under {str(path)!r}: point 'folder:' at a folder "
+                          f"that contains image files.")
+    sizes: dict[tuple[int, int], Path] = {}
+    pictures = []
+    grey = True
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                sizes.setdefault(im.size, f)
+                grey &= im.mode in ("1", "L", "LA", "I", "I;16", "F")
+                pictures.append(im.copy())
+        except Exception:
+            raise GanlibError(f"{str(f)!r} is not a readable image: delete or replace it.") from None
+    if len(sizes) > 1:
+        (a, fa), (b, fb) = list(sizes.items())[:2]
+        raise GanlibError(f"images under {str(path)!r} have different sizes ({a[0]}x{a[1]} in {fa.name}, "
+                          f"{b[0]}x{b[1]} in {fb.name}): crop and resize them all to one square size first.")
+    (w, h), _ = next(iter(sizes.items()))
+    if w != h:
+        raise GanlibError(f"images under {str(path)!r} are {w}x{h}, not square: crop them to squares first.")
+    mode = "L" if grey else "RGB"
+    arrays = [np.asarray(p.convert(mode)) for p in pictures]
+    images = torch.from_numpy(np.stack(arrays))
+    images = images[:, None] if mode == "L" else images.permute(0, 3, 1, 2)
+    res = resolution or (1 << (w.bit_length() - 1))  # largest power of two not above the image size
+    images = resize_images(images.contiguous(), res)
+    classes = sorted({f.relative_to(path).parts[0] for f in files if len(f.relative_to(path).parts) > 1})
+    labels = None
+    if len(classes) >= 2 and all(len(f.relative_to(path).parts) > 1 for f in files):
+        index = {c: i for i, c in enumerate(classes)}
+        labels = torch.tensor([index[f.relative_to(path).parts[0]] for f in files])
+    else:
+        classes = []
+    return ImageData(f"folder:{path}", images, labels, len(classes), classes)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The entry point
+
+OFFLINE = ("ring8", "grid25", "digits")
+DATASETS = (*OFFLINE, *TORCHVISION_SETS)
+
+
+def load(name: str, resolution: int | None = None, split: str = "train", seed: int = 0,
+         root: str | Path | None = None) -> PointData | ImageData:
+    """Load a dataset by name (see the module docstring for the list).
+
+    Args:
+        name: a name from `DATASETS`, or ``folder:PATH``.
+        resolution: image side length, a power of two (default: the dataset's own, rounded to a power of two).
+        split: ``train``, ``test`` (held-out images, for metrics) or ``all`` (digits only).
+        seed: seed of the generated toy mixtures.
+        root: where torchvision datasets are stored (default: `data_root()`).
+    """
+    if resolution is not None:
+        check_resolution(resolution, low=4, high=1024)
+    if name in TOY_MIXTURES:
+        return toy_mixture(name, seed=seed)
+    if name == "digits":
+        return digits(resolution, split)
+    if name in TORCHVISION_SETS:
+        return torchvision_set(name, resolution, split, root)
+    if name.startswith("folder:"):
+        return image_folder(name[len("folder:"):], resolution)
+    raise GanlibError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, or folder:PATH.")

@@ -1,0 +1,136 @@
+"""Where the course runs: device, profile, seeds.
+
+A profile is a compute budget. `GANLIB_PROFILE` selects it:
+
+- ``smoke``: seconds per notebook, tiny models; what CI runs. Proves the code runs, not that it learns.
+- ``cpu``:   minutes per chapter on a 2-core laptop, offline data.
+- ``gpu``:   the real thing on a Colab T4 class GPU (downloaded datasets, larger resolutions).
+
+Unset, the profile is ``gpu`` when CUDA is available and ``cpu`` otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import GanlibError
+
+PROFILES = ("smoke", "cpu", "gpu")
+
+
+def current_profile() -> str:
+    """The profile named by GANLIB_PROFILE, or the default for this machine."""
+    name = os.environ.get("GANLIB_PROFILE", "").strip().lower()
+    if not name:
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PROFILES:
+        raise GanlibError(f"GANLIB_PROFILE={name!r} is not a profile: use one of {', '.join(PROFILES)}.")
+    return name
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def on_colab() -> bool:
+    import sys
+
+    return "google.colab" in sys.modules
+
+
+@dataclass(frozen=True)
+class Env:
+    """What `setup` decided: the device to use, the profile, the seed."""
+
+    device: torch.device
+    profile: str
+    seed: int
+
+    def run_folder(self, name: str, use_drive: bool = False) -> Path:
+        """Where a notebook keeps a run's checkpoints and samples, so that it can resume after a restart.
+
+        ``runs/<name>-<profile>`` beside the notebook; on Colab with `use_drive`, on your Google Drive (it
+        survives the end of the Colab session); in the smoke profile, a fresh temporary folder.
+        """
+        if self.profile == "smoke":
+            import tempfile
+
+            return Path(tempfile.mkdtemp(prefix=f"ganlib-{name}-"))
+        if use_drive and on_colab():
+            from google.colab import drive  # noqa: F401  (only exists on Colab)
+
+            drive.mount("/content/drive")
+            return Path("/content/drive/MyDrive/gan-course/runs") / f"{name}-{self.profile}"
+        return Path("runs") / f"{name}-{self.profile}"
+
+    def choose(self, table: dict[str, dict], show: bool = True) -> dict:
+        """Pick this profile's column from a {profile: {name: value}} table and print the whole table.
+
+        Every hyper-parameter a profile changes lives in one such table, so a reader sees at once what
+        the smoke, cpu and gpu runs do differently.
+        """
+        missing = [p for p in PROFILES if p not in table]
+        if missing:
+            raise GanlibError(f"the profile table has no column for {', '.join(missing)}: add one per profile.")
+        if show:
+            print(format_profile_table(table, self.profile))
+        return dict(table[self.profile])
+
+
+def format_profile_table(table: dict[str, dict], selected: str) -> str:
+    """A plain-text table: one row per hyper-parameter, one column per profile, the selected one marked."""
+    keys: list[str] = []
+    for column in table.values():
+        keys += [k for k in column if k not in keys]
+    headers = ["", *[f"{p} *" if p == selected else p for p in PROFILES]]
+    rows = [[k, *[_short(table[p].get(k, "-")) for p in PROFILES]] for k in keys]
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [headers, *rows]]
+    return "\n".join(lines) + f"\n(* = the profile in use; set GANLIB_PROFILE to one of {', '.join(PROFILES)})"
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def setup(seed: int = 0, threads: int | None = None, quiet: bool = False) -> Env:
+    """Seed everything, pick the device and profile, and print one line saying what was chosen.
+
+    Args:
+        seed: seed for Python, NumPy and PyTorch.
+        threads: CPU threads for PyTorch; default: all cores, at most 4 (small models gain nothing beyond).
+        quiet: do not print the summary line.
+    """
+    profile = current_profile()
+    device = default_device()
+    if device.type == "cpu":
+        torch.set_num_threads(threads or max(1, min(4, os.cpu_count() or 1)))
+    seed_everything(seed)
+    env = Env(device=device, profile=profile, seed=seed)
+    if not quiet:
+        from . import __version__
+
+        threads = f"{torch.get_num_threads()} CPU threads"
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
+        colab = ", Colab" if on_colab() else ""
+        print(f"device {device} ({where}{colab}) | profile {profile} | seed {seed} | ganlib {__version__}, "
+              f"torch {torch.__version__}, python {platform.python_version()}")
+    return env

@@ -1,0 +1,49 @@
+"""User-facing errors: one sentence that says what is wrong and what to do.
+
+Everything a student or instructor can get wrong (a dataset name, a path, a shape, a checkpoint) raises
+`GanlibError`; the command line prints its message on one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class GanlibError(Exception):
+    """A problem with the user's input, explained in one sentence with the fix."""
+
+
+class TrainingDiverged(GanlibError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def is_power_of_two(n: int) -> bool:
+    return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
+
+
+def check_resolution(resolution: int, low: int = 4, high: int = 1024, what: str = "resolution") -> int:
+    """Return `resolution` if it is a power of two in [low, high], else raise a GanlibError."""
+    if not is_power_of_two(resolution) or not low <= resolution <= high:
+        powers = ", ".join(str(2**k) for k in range(low.bit_length() - 1, high.bit_length()))
+        raise GanlibError(
+            f"{what} {resolution!r} is not supported: use a power of two between {low} and {high} ({powers})."
+        )
+    return resolution
+
+
+def check_images(x: torch.Tensor, channels: int, resolution: int | None, who: str) -> None:
+    """Check that `x` is a batch of images [N, channels, resolution, resolution] before a model uses it."""
+    expected = f"[N, {channels}, {resolution or 'R'}, {resolution or 'R'}]"
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        shape = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise GanlibError(f"{who} expects a batch of images of shape {expected}, got {shape}; "
+                          f"add a batch axis with x.unsqueeze(0) for a single image.")
+    if x.shape[1] != channels:
+        hint = {(1, 3): "a grey image given to an RGB model: repeat it with x.repeat(1, 3, 1, 1)",
+                (3, 1): "an RGB image given to a grey model: average the channels with x.mean(1, keepdim=True)"}
+        fix = hint.get((int(x.shape[1]), channels), "channels go on axis 1 (N, C, H, W)")
+        raise GanlibError(f"{who} expects {channels} channel(s) ({expected}), got {list(x.shape)}: {fix}, "
+                          f"or build the model with img_channels={int(x.shape[1])}.")
+    if resolution is not None and tuple(x.shape[2:]) != (resolution, resolution):
+        raise GanlibError(f"{who} expects {resolution}x{resolution} images ({expected}), got {list(x.shape)}: "
+                          f"resize the images or build the model for resolution {int(x.shape[-1])}.")

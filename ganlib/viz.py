@@ -1,0 +1,152 @@
+"""Pictures: image grids, 2-D sample and density plots, interpolation strips, and widgets that also work
+without a widget front-end (CI, static renders)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> np.ndarray:
+    """Images [N, C, H, W] in [-1, 1] -> one uint8 picture [rows*(H+pad)+pad, ..., C] (C = 1 or 3)."""
+    assert images.ndim == 4, f"images must be [N, C, H, W], got {list(images.shape)}"
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    n, c, h, w = x.shape
+    ncol = min(nrow, n)
+    rows = -(-n // ncol)
+    grid = torch.full((c, rows * (h + pad) + pad, ncol * (w + pad) + pad), 255, dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = x[i]
+    return grid.permute(1, 2, 0).numpy()  # [H', W', C]
+
+
+def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
+    from PIL import Image
+
+    grid = image_grid(images, nrow)
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+
+
+def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, scale: float = 0.5):
+    """Draw a grid of images [N, C, H, W] in [-1, 1] with matplotlib; returns the axes."""
+    import matplotlib.pyplot as plt
+
+    grid = image_grid(images, nrow)
+    if ax is None:
+        h, w = grid.shape[:2]
+        _, ax = plt.subplots(figsize=(max(2.0, scale * w / 10), max(2.0, scale * h / 10)))
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
+              interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_points(points: torch.Tensor, ax=None, centres: torch.Tensor | None = None, title: str | None = None,
+                lim: float | None = None, color: str = "tab:blue", size: float = 2.0):
+    """Scatter 2-D samples [N, 2] (and the true mode centres as black crosses)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 3.2))
+    p = points.detach().cpu().numpy()
+    ax.scatter(p[:, 0], p[:, 1], s=size, alpha=0.5, color=color, linewidths=0)
+    if centres is not None:
+        c = centres.cpu().numpy()
+        ax.scatter(c[:, 0], c[:, 1], marker="x", color="black", s=25, linewidths=1)
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+@torch.no_grad()
+def plot_discriminator(D: Callable[[torch.Tensor], torch.Tensor], lim: float, ax=None, resolution: int = 120,
+                       title: str | None = None):
+    """Colour the plane by D's probability sigmoid(D(x)) that x is real (for a D on 2-D points)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 3.2))
+    ticks = torch.linspace(-lim, lim, resolution)
+    xx, yy = torch.meshgrid(ticks, ticks, indexing="xy")
+    grid = torch.stack([xx.flatten(), yy.flatten()], dim=1)
+    device = next(D.parameters()).device if isinstance(D, torch.nn.Module) else "cpu"
+    prob = torch.sigmoid(D(grid.to(device)).float().cpu()).reshape(resolution, resolution)
+    im = ax.imshow(prob.numpy(), extent=(-lim, lim, -lim, lim), origin="lower", cmap="RdBu", vmin=0, vmax=1)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax, im
+
+
+def save_points(points: torch.Tensor, path: str | Path, reference=None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    centres = getattr(reference, "centres", None)
+    lim = float(centres.abs().max()) * 1.5 if centres is not None else None
+    plot_points(points, ax=ax, centres=centres, lim=lim)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Straight line between latents a [D] and b [D] at times t [T] -> [T, D]."""
+    return a[None] + t[:, None] * (b - a)[None]
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Great-circle interpolation between a [D] and b [D] at times t [T] -> [T, D]: keeps the norm typical of
+    a Gaussian latent, where a straight line passes through the low-norm middle (White 2016)."""
+    cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-6:
+        return lerp(a, b, t)
+    s = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / s)[:, None] * a[None] + (torch.sin(t * omega) / s)[:, None] * b[None]
+
+
+def interactive(fn: Callable, **sliders) -> None:
+    """Show `fn` with one slider per keyword, e.g. ``interactive(show, alpha=(0.0, 1.0, 0.05))``.
+
+    With ipywidgets and a front-end this is a live widget. Without one (CI, a static render) `fn` still runs
+    once with the sliders' start values (the first value of each range, or the value given as
+    ``(low, high, step, start)``), so the cell always produces its picture.
+    """
+    start = {}
+    for name, spec in sliders.items():
+        start[name] = spec[3] if isinstance(spec, tuple) and len(spec) == 4 else (
+            spec[0] if isinstance(spec, (tuple, list)) else spec)
+    try:
+        import ipywidgets as widgets
+        from IPython import get_ipython
+    except ImportError:
+        widgets = None
+    if widgets is None or get_ipython() is None:
+        fn(**start)
+        return
+    controls = {}
+    for name, spec in sliders.items():
+        if isinstance(spec, tuple) and all(isinstance(v, int) for v in spec[:3]) and len(spec) >= 3:
+            controls[name] = widgets.IntSlider(min=spec[0], max=spec[1], step=spec[2], value=start[name],
+                                               description=name, continuous_update=False)
+        elif isinstance(spec, tuple) and len(spec) >= 3:
+            controls[name] = widgets.FloatSlider(min=spec[0], max=spec[1], step=spec[2], value=start[name],
+                                                 description=name, continuous_update=False)
+        elif isinstance(spec, list):
+            controls[name] = widgets.Dropdown(options=spec, value=start[name], description=name)
+        else:
+            controls[name] = widgets.fixed(spec)
+    widgets.interact(fn, **controls)
