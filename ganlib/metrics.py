@@ -243,10 +243,11 @@ def evaluate_file(path, data_name: str) -> str:
             raise GanlibError(f"'points' in {path.name} has shape {list(pts.shape)}; expected [N, 2].")
         m = mode_coverage(pts, ref.centres, ref.std)
         real = mode_coverage(ref.points[: len(pts)], ref.centres, ref.std)
+        k = len(ref.centres)
         return (f"{data_name}, {len(pts)} samples (high quality = within 3 std of a mode)\n"
-                f"{'':12}{'modes':>8}{'hq':>8}{'rev-KL':>8}\n"
-                f"{'samples':12}{m['modes']:>8}{m['hq']:>8.3f}{m['reverse_kl']:>8.3f}\n"
-                f"{'real data':12}{real['modes']:>8}{real['hq']:>8.3f}{real['reverse_kl']:>8.3f}")
+                f"{'':12}{f'modes/{k}':>9}{'hq':>8}{'rev-KL':>8}\n"
+                f"{'samples':12}{m['modes']:>9}{m['hq']:>8.3f}{m['reverse_kl']:>8.3f}\n"
+                f"{'real data':12}{real['modes']:>9}{real['hq']:>8.3f}{real['reverse_kl']:>8.3f}")
     if "images" not in arrays:
         raise GanlibError(f"{path.name} has neither 'images' nor 'points': write it with `python -m ganlib sample`.")
     imgs = torch.from_numpy(np.asarray(arrays["images"]))

@@ -1,0 +1,95 @@
+"""The command line, end to end, in the smoke profile."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ganlib.__main__ import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_sample_evaluate_images(tmp_path, capsys):
+    run_dir = tmp_path / "dcgan"
+    code, out, err = run(capsys, "train", "dcgan", "--data", "digits", "--out", run_dir, "--profile", "smoke",
+                         "--steps", 6)
+    assert code == 0, err
+    assert "training dcgan on digits (1438 samples of 1x16x16)" in out
+    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "config.json").is_file()
+    # resume to a later step
+    code, out, err = run(capsys, "train", "dcgan", "--out", run_dir, "--profile", "smoke", "--steps", 8, "--resume")
+    assert code == 0 and "resuming dcgan from step 6" in out and "step 8" in out
+    code, out, err = run(capsys, "sample", run_dir, "--num", 40, "--out", tmp_path / "s.npz", "--seed", 3)
+    assert code == 0, err
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["images"].shape == (40, 16, 16, 1) and f["images"].dtype == np.uint8 and "labels" not in f
+    code, out, err = run(capsys, "evaluate", tmp_path / "s.npz", "--data", "digits")
+    assert code == 0, err
+    assert "real test (40)" in out and "fd" in out and "classes" in out
+
+
+def test_train_sample_evaluate_points(tmp_path, capsys):
+    run_dir = tmp_path / "gan"
+    assert run(capsys, "train", "gan", "--data", "grid25", "--out", run_dir, "--profile", "smoke")[0] == 0
+    code, _, err = run(capsys, "sample", run_dir, "--num", 100, "--out", tmp_path / "p.npz")
+    assert code == 0, err
+    with np.load(tmp_path / "p.npz") as f:
+        assert f["points"].shape == (100, 2) and f["points"].dtype == np.float32
+    code, out, _ = run(capsys, "evaluate", tmp_path / "p.npz", "--data", "grid25")
+    assert code == 0 and "modes/25" in out and "real data" in out
+
+
+def test_conditional_sampling_writes_labels(tmp_path, capsys):
+    run_dir = tmp_path / "cdcgan"
+    code, _, err = run(capsys, "train", "dcgan", "--out", run_dir, "--profile", "smoke", "--steps", 2)
+    assert code == 0, err
+    code, _, err = run(capsys, "sample", run_dir, "--num", 5, "--out", tmp_path / "x.npz", "--class", 3)
+    assert code == 2 and "needs a class-conditional model" in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "vae", "--out", "{tmp}/r"], "unknown model 'vae'"),
+    (["train", "dcgan", "--data", "mnsit", "--out", "{tmp}/r"], "unknown dataset 'mnsit'"),
+    (["train", "dcgan", "--resolution", "24", "--out", "{tmp}/r"], "power of two"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--resume"], "there is no checkpoint"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--set", "lr=3"], "unknown training option(s) lr"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--data", "folder:{tmp}/nowhere"], "does not exist"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--data", "mnist"], "downloads are off"),
+    (["sample", "{tmp}/r", "--out", "{tmp}/s.npz"], "no checkpoint"),
+    (["evaluate", "{tmp}/none.npz", "--data", "digits"], "no samples file"),
+])
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, argv, message):
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    assert code == 2
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "s.npz").exists()
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    assert run(capsys, "train", "gan", "--out", run_dir, "--profile", "smoke", "--steps", 2)[0] == 0
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    code, _, err = run(capsys, "train", "gan", "--out", run_dir, "--profile", "smoke")
+    assert code == 2 and "already holds a checkpoint" in err
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+
+
+def test_corrupt_checkpoint(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "checkpoint.pt").write_bytes(b"\x00" * 100)
+    code, _, err = run(capsys, "sample", tmp_path / "r", "--out", tmp_path / "s.npz")
+    assert code == 2 and "not a readable ganlib checkpoint" in err
+    code, _, err = run(capsys, "train", "dcgan", "--out", tmp_path / "r", "--resume")
+    assert code == 2 and "not a readable ganlib checkpoint" in err
+
+
+def test_help_for_every_command():
+    for cmd in ([], ["train"], ["sample"], ["evaluate"], ["bench"], ["make-exercises"]):
+        r = subprocess.run([sys.executable, "-m", "ganlib", *cmd, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0 and "usage: python -m ganlib" in r.stdout
