@@ -82,7 +82,7 @@ def frechet_distance(features_a, features_b) -> float:
 # ----------------------------------------------------------------------------------------------------------
 # A small classifier as feature extractor
 
-CLASSIFIER_VERSION = 1  # bump when the architecture or its training changes (invalidates the cache)
+CLASSIFIER_VERSION = 2  # bump when the architecture or its training changes (invalidates the cache)
 
 
 class Classifier(nn.Module):

@@ -36,7 +36,8 @@ class TrainConfig:
     """Every knob of the loop, with the value used when you don't say otherwise."""
 
     steps: int = 1000  # generator updates in total (training stops when `step` reaches this)
-    batch_size: int = 64  # real images per discriminator update
+    batch_size: int = 64  # real images per discriminator forward pass (a micro-batch when accumulating)
+    accumulate: int = 1  # micro-batches per update: gradients are averaged, effective batch = batch_size * this
     loss: str = "nonsaturating"  # a key of losses.GAN_LOSSES
     d_steps: int = 1  # discriminator updates per generator update
     lr_g: float = 2e-4  # Adam learning rate of G
@@ -64,6 +65,9 @@ class TrainConfig:
             raise GanlibError(f"unknown loss {self.loss!r}: use one of {', '.join(losses.GAN_LOSSES)}.")
         if self.ema_beta is not None and self.ema_half_life_kimg is not None:
             raise GanlibError("give either ema_beta or ema_half_life_kimg, not both.")
+        for name in ("steps", "batch_size", "accumulate", "d_steps", "r1_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise GanlibError(f"{name} must be a whole number of at least 1, got {getattr(self, name)!r}.")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -255,30 +259,42 @@ class Trainer:
     # The loop
 
     def d_update(self, index: int) -> dict:
-        real, labels = self.real_batch()
-        z, fake_labels = self.sample_latents(real.shape[0])
-        with torch.no_grad(), self.autocast():
-            fake = self.generate(self.G, z, fake_labels)
-        loss, stats = self.d_loss(real, labels, fake.detach().float() if self.amp_dtype else fake.detach(),
-                                  fake_labels, index)
-        self._backward_and_step(loss, self.opt_d, "d")
-        self.images_seen += real.shape[0]
+        """One discriminator update, its gradient averaged over `accumulate` micro-batches."""
+        k = self.cfg.accumulate
+        self.opt_d.zero_grad(set_to_none=True)
+        stats: dict[str, torch.Tensor] = {}
+        for _ in range(k):
+            real, labels = self.real_batch()
+            z, fake_labels = self.sample_latents(real.shape[0])
+            with torch.no_grad(), self.autocast():
+                fake = self.generate(self.G, z, fake_labels)
+            loss, micro = self.d_loss(real, labels, fake.detach().float() if self.amp_dtype else fake.detach(),
+                                      fake_labels, index)
+            self.scalers["d"].scale(loss / k).backward()
+            _accumulate(stats, micro, k)
+            self.images_seen += real.shape[0]
+        self._step(self.opt_d, "d")
         return stats
 
     def g_update(self) -> dict:
-        z, fake_labels = self.sample_latents(self.cfg.batch_size)
+        """One generator update (through a frozen D), its gradient averaged over `accumulate` micro-batches."""
+        k = self.cfg.accumulate
+        self.opt_g.zero_grad(set_to_none=True)
         self.D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
-        with self.autocast():
-            fake = self.generate(self.G, z, fake_labels)
-        loss, stats = self.g_loss(fake, fake_labels)
-        self._backward_and_step(loss, self.opt_g, "g")
+        stats: dict[str, torch.Tensor] = {}
+        for _ in range(k):
+            z, fake_labels = self.sample_latents(self.cfg.batch_size)
+            with self.autocast():
+                fake = self.generate(self.G, z, fake_labels)
+            loss, micro = self.g_loss(fake, fake_labels)
+            self.scalers["g"].scale(loss / k).backward()
+            _accumulate(stats, micro, k)
         self.D.requires_grad_(True)
+        self._step(self.opt_g, "g")
         return stats
 
-    def _backward_and_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, name: str) -> None:
-        opt.zero_grad(set_to_none=True)
+    def _step(self, opt: torch.optim.Optimizer, name: str) -> None:
         scaler = self.scalers[name]
-        scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
 
@@ -312,7 +328,8 @@ class Trainer:
             return
         cfg = self.cfg
         if cfg.ema_half_life_kimg is not None:
-            beta = 0.5 ** (cfg.batch_size / max(cfg.ema_half_life_kimg * 1000, 1e-8))
+            batch = cfg.batch_size * cfg.accumulate  # images per G update
+            beta = 0.5 ** (batch / max(cfg.ema_half_life_kimg * 1000, 1e-8))
         else:
             beta = cfg.ema_beta
         if self.step < cfg.ema_start:
@@ -491,6 +508,11 @@ class Trainer:
         self.load_extra_state(state["extra"])
         self.last_checkpoint_step = self.step
         return self
+
+
+def _accumulate(total: dict, micro: dict, k: int) -> None:
+    for name, value in micro.items():
+        total[name] = total.get(name, 0.0) + value / k
 
 
 def describe(spec: dict | None) -> str:

@@ -171,3 +171,41 @@ def test_history_has_finite_losses_and_D_outputs():
     t.train(progress=False)
     assert [h["step"] for h in t.history] == [5, 10]
     assert all(math.isfinite(h["loss_d"]) and "D(G(z))" in h for h in t.history)
+
+
+class PooledLatents(Trainer):
+    """Takes latents from a fixed pool in order, so that different batch splits see the same latents."""
+
+    def __init__(self, *args, pool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pool, self.used = pool, 0
+
+    def sample_latents(self, n):
+        z = self.pool[self.used: self.used + n]
+        self.used += n
+        return z, None
+
+
+@pytest.mark.parametrize("extra", [{}, {"gp_weight": 10.0}, {"r1_gamma": 1.0}])
+def test_accumulated_micro_batches_equal_one_large_batch(extra):
+    pool = torch.randn(1000, 4, generator=torch.Generator().manual_seed(0))
+    results = []
+    for batch, k in ((32, 1), (8, 4)):
+        torch.manual_seed(0)
+        G, D = mlp.MLPGenerator(z_dim=4), mlp.MLPDiscriminator()
+        cfg = TrainConfig(steps=3, batch_size=batch, accumulate=k, betas=(0.0, 0.99), **extra)
+        t = PooledLatents(G, D, load("ring8"), cfg, device="cpu", pool=pool)
+        if "gp_weight" in extra:  # the penalty's mixing weights come from the trainer's RNG, drawn per batch
+            t.rng = None
+            torch.manual_seed(1)
+        t.train(progress=False)
+        assert t.images_seen == 3 * 32
+        results.append(t)
+    for a, b in zip([*results[0].G.parameters(), *results[0].D.parameters()],
+                    [*results[1].G.parameters(), *results[1].D.parameters()]):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_config_rejects_nonsense_counts():
+    with pytest.raises(GanlibError, match="accumulate must be a whole number"):
+        TrainConfig(accumulate=0)

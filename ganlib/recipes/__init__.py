@@ -21,7 +21,10 @@ from ..env import PROFILES, current_profile
 from ..errors import GanlibError
 from ..train import TrainConfig, Trainer
 
-RECIPES = ("gan", "dcgan")
+RECIPES = (
+    "gan",
+    "dcgan",
+)
 
 
 def get(name: str):
