@@ -98,10 +98,17 @@ def cmd_bench(args) -> None:
 
 
 def cmd_make_exercises(args) -> None:
+    from .grading import read_chapter
     from .notebooks import make_exercises
 
     written = make_exercises(args.solutions, args.exercises)
     print(f"wrote {len(written)} exercise notebook(s) to {args.exercises}: " + ", ".join(p.name for p in written))
+    for path in written:  # what `grade` will score, so that a missing or misspelt check shows up now
+        try:
+            exercises = read_chapter(path).exercises
+            print(f"  {path.stem}: {len(exercises)} graded exercise(s): " + ", ".join(e.name for e in exercises))
+        except GanlibError as e:
+            print(f"  {path.stem}: warning: {e}")
 
 
 def cmd_grade(args) -> None:
