@@ -176,7 +176,7 @@ class Submission:
 
 
 def read_submission(student: str, path: Path, folder: Path) -> Submission:
-    sub = Submission(student, path, path.relative_to(folder).as_posix() if path.is_relative_to(folder) else path.name)
+    sub = Submission(student, path, path.relative_to(folder).as_posix())
     try:
         if path.stat().st_size > MAX_NOTEBOOK_BYTES:
             sub.problem = f"the file is larger than {MAX_NOTEBOOK_BYTES >> 20} MB; clear the outputs and submit again."
@@ -191,8 +191,8 @@ def read_submission(student: str, path: Path, folder: Path) -> Submission:
 def notebook_code(content) -> list[tuple[int, str]]:
     """(cell number, source) of the code cells of a notebook's JSON. Lenient on purpose: a notebook that a
     tool saved with missing metadata is still graded; only the cells' type and source are needed."""
-    if isinstance(content, dict) and "worksheets" in content:  # nbformat 3
-        content = json.loads(nbformat.writes(nbformat.reads(json.dumps(content), as_version=4)))
+    if isinstance(content, dict) and "worksheets" in content:  # nbformat 3: let nbformat convert it
+        content = nbformat.reads(json.dumps(content), as_version=4)
     if not isinstance(content, dict) or not isinstance(content.get("cells"), list):
         raise ValueError("no list of cells")
     cells = []
@@ -385,7 +385,8 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
                 i, (sub, chapter) = pending.pop()
                 if sub.problem:
                     results[i] = _not_run(sub, chapter, private)
-                    on_done and on_done(results[i])
+                    if on_done:
+                        on_done(results[i])
                     continue
                 workdir = scratch / f"{i:04d}"
                 workdir.mkdir()
@@ -411,7 +412,8 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
                 sub, chapter = submissions[i]
                 results[i] = _collect(sub, chapter, private, workdir, process.exitcode, killed, timeout, now - started)
                 shutil.rmtree(workdir, ignore_errors=True)
-                on_done and on_done(results[i])
+                if on_done:
+                    on_done(results[i])
     finally:
         for _, process, *_ in running.values():
             _kill(process)

@@ -235,6 +235,17 @@ def test_extraction_defines_only_functions_classes_constants_and_used_imports():
     del sys.modules["submission"]
 
 
+def test_notebook_code_reads_what_tools_write():
+    v4 = {"cells": [{"cell_type": "markdown", "source": "# hi"}, {"cell_type": "code", "source": ["a = 1\n", "b = 2"]}]}
+    assert grading.notebook_code(v4) == [(2, "a = 1\nb = 2")]  # no metadata, no outputs: still read
+    v3 = {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": [
+        {"cell_type": "code", "input": "def f():\n    pass", "outputs": [], "language": "python"}]}]}
+    assert grading.notebook_code(v3) == [(1, "def f():\n    pass")]
+    for bad in ([], {"cells": "x"}, {"source": "x = 1"}):
+        with pytest.raises(ValueError, match="no list of cells"):
+            grading.notebook_code(bad)
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(GanlibError, match="must end in .csv"):
         grading.grade(tmp_path, tmp_path / "grades.txt")
