@@ -104,11 +104,12 @@ def cmd_make_exercises(args) -> None:
     written = make_exercises(args.solutions, args.exercises)
     print(f"wrote {len(written)} exercise notebook(s) to {args.exercises}: " + ", ".join(p.name for p in written))
     for path in written:  # what `grade` will score, so that a missing or misspelt check shows up now
+        chapter = read_chapter(path)
         try:
-            exercises = read_chapter(path).exercises
-            print(f"  {path.stem}: {len(exercises)} graded exercise(s): " + ", ".join(e.name for e in exercises))
+            chapter.require_checks()
+            print(f"  {path.stem}: graded exercises " + ", ".join(e.name for e in chapter.exercises))
         except GanlibError as e:
-            print(f"  {path.stem}: warning: {e}")
+            print(f"  warning: {e}")
 
 
 def cmd_grade(args) -> None:

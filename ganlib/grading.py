@@ -79,6 +79,16 @@ class Chapter:
     name: str  # the notebook's stem, e.g. "01_vanilla_gan"
     exercises: tuple[Exercise, ...]
 
+    def require_checks(self) -> None:
+        """Raise a GanlibError when the chapter cannot be graded: no check calls, or one CHECKS lacks."""
+        if not self.exercises:
+            raise GanlibError(f"{self.name} calls no checks.check_<name>(...): pass a solution or exercise notebook "
+                              f"of the course.")
+        unknown = [e.name for e in self.exercises if e.name not in checks.CHECKS]
+        if unknown:
+            raise GanlibError(f"{self.name} calls check_{unknown[0]}, which ganlib.checks.CHECKS does not register: "
+                              f"register it there, or update ganlib.")
+
 
 def check_calls(source: str) -> list[Exercise]:
     """The `check_<name>(expr)` calls in a cell's source (any cell that is not valid Python has none)."""
@@ -105,24 +115,17 @@ def read_chapter(path: str | Path) -> Chapter:
     for _, source in cells:
         for ex in check_calls(source):
             exercises.setdefault(ex.name, ex)
-    if not exercises:
-        raise GanlibError(f"{str(path)!r} calls no checks.check_<name>(...): pass a solution or exercise notebook "
-                          f"of the course.")
-    unknown = [n for n in exercises if n not in checks.CHECKS]
-    if unknown:
-        raise GanlibError(f"{str(path)!r} calls check_{unknown[0]}, which ganlib.checks.CHECKS does not register: "
-                          f"add it there, or update ganlib.")
     return Chapter(path.stem, tuple(exercises.values()))
 
 
 def course_chapters() -> list[Chapter]:
-    """Every chapter of the course's `solutions/` folder (in the current folder, or beside the installed
-    ganlib package); [] when neither exists, e.g. when ganlib was installed without the repository."""
+    """Every chapter with exercises in the course's `solutions/` folder (in the current folder, or beside the
+    installed ganlib package); [] when neither exists, e.g. when ganlib was installed without the repository."""
     for root in (Path.cwd(), Path(__file__).resolve().parents[1]):
         for folder in ("solutions", "exercises"):
             paths = sorted((root / folder).glob("[0-9]*.ipynb"))
             if paths:
-                return [read_chapter(p) for p in paths]
+                return [c for c in map(read_chapter, paths) if c.exercises]
     return []
 
 
@@ -830,11 +833,12 @@ def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeo
     known = course_chapters()
     chosen = find_chapter(chapter, known) if chapter else None
     chosen, submissions = collect(folder, chosen, known, skip=(feedback_dir, out))
+    chosen.require_checks()
     private = PrivateChecks.load(extra_checks) if extra_checks else None
     if private:
         private.require(chosen)
     cols = columns(chosen, private)
-    jobs = max(1, jobs or os.cpu_count() or 1)
+    jobs = jobs or os.cpu_count() or 1
     log(f"grading {len(submissions)} submission(s) of {chosen.name} ({', '.join(cols)}) with {jobs} job(s), "
         f"at most {timeout:g} s each")
     width = max(len(s.student) for s in submissions)

@@ -1,6 +1,6 @@
 """The grader: chapters read from the solution notebooks, exercises extracted from submissions, and a folder
-of chapter 01 submissions graded end to end (solution, untouched exercise, loops, invalid JSON, partial,
-renamed, flood of output, folder per student, private checks) within the issue's minute."""
+of chapter 01 submissions graded end to end (solution, untouched exercise, loops, a crash, invalid JSON,
+partial, renamed, flood of output, folder per student, private checks) within the issue's minute."""
 
 import copy
 import csv
@@ -81,6 +81,8 @@ def graded(tmp_path_factory):
     stubborn = "import signal\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n        pass"
     save(edit(sol, "generator_loss", "return F.softplus", stubborn + "\n    return F.softplus"),
          folder / "stubborn.ipynb")
+    save(edit(sol, "generator_loss", "return F.softplus", "import os\n    os.abort()\n    return F.softplus"),
+         folder / "crash.ipynb")
     (folder / "invalid.ipynb").write_text(json.dumps(sol)[:3000])
     partial = edit(sol, "generator_loss", "return F.softplus", "return -F.softplus")  # wrong sign
     partial = edit(partial, "train_step", "fake = G(z)", "fake = G(z")  # a syntax error
@@ -117,6 +119,7 @@ def test_grades_csv(graded):
         "untouched": ("0000", 0, "ok"),
         "loop": ("0000", 0, "timeout"),
         "stubborn": ("1000", 1, "timeout"),  # killed while checking generator_loss; the earlier point stays
+        "crash": ("1000", 1, "crashed"),  # the process died in generator_loss; the earlier point stays
         "invalid": ("0000", 0, "invalid"),
         "partial": ("1000", 1, "ok"),
         "renamed": ("1101", 3, "ok"),
@@ -139,7 +142,7 @@ def test_the_whole_run_takes_under_a_minute(graded):
     stubborn = graded["results"]["stubborn"]  # ignored the alarm: killed at the submission's limit
     assert TIMEOUT <= stubborn.seconds < TIMEOUT + 5
     assert graded["results"]["loop"].seconds < TIMEOUT  # interrupted at its exercise's share of the limit
-    assert graded["log"][-1].startswith("graded 10 submission(s)") and "2 timeout" in graded["log"][-1]
+    assert graded["log"][-1].startswith("graded 11 submission(s)") and "2 timeout" in graded["log"][-1]
 
 
 def test_feedback_names_what_went_wrong(graded):
@@ -149,6 +152,7 @@ def test_feedback_names_what_went_wrong(graded):
     assert "timeout: did not finish within its share" in fb["loop"]
     assert "time limit (8 s) ran out while this exercise was being checked" in fb["stubborn"]
     assert "not run: the submission's time limit" in fb["stubborn"]
+    assert "killed by signal SIGABRT (a crash, or the memory limit) while this exercise" in fb["crash"]
     assert "not a readable notebook (JSONDecodeError" in fb["invalid"]
     assert "wrong sign" in fb["partial"]
     assert "`train_step` is in cell 9, which has a syntax error at line 5" in fb["partial"]
@@ -168,6 +172,15 @@ def test_read_chapter_from_the_solution():
         ("discriminator_loss", "discriminator_loss"), ("generator_loss", "generator_loss"),
         ("train_step", "train_step")]
     assert grading.read_chapter(EXERCISE).exercises == chapter.exercises  # the handed-out notebook works too
+
+
+def test_a_chapter_needs_registered_checks(tmp_path):
+    save({"cells": [code_cell("checks.check_no_such_exercise(f)")]}, tmp_path / "02_wip.ipynb")
+    with pytest.raises(GanlibError, match="calls check_no_such_exercise, which ganlib.checks.CHECKS does not"):
+        grading.read_chapter(tmp_path / "02_wip.ipynb").require_checks()
+    save({"cells": [code_cell("x = 1")]}, tmp_path / "03_none.ipynb")
+    with pytest.raises(GanlibError, match="calls no checks"):
+        grading.read_chapter(tmp_path / "03_none.ipynb").require_checks()
 
 
 def test_find_chapter():
