@@ -1,4 +1,4 @@
-"""The command line: ``python -m ganlib {train, sample, evaluate, bench, make-exercises} --help``."""
+"""The command line: ``python -m ganlib {train, sample, evaluate, bench, make-exercises, grade} --help``."""
 
 from __future__ import annotations
 
@@ -98,10 +98,25 @@ def cmd_bench(args) -> None:
 
 
 def cmd_make_exercises(args) -> None:
+    from .grading import read_chapter
     from .notebooks import make_exercises
 
     written = make_exercises(args.solutions, args.exercises)
     print(f"wrote {len(written)} exercise notebook(s) to {args.exercises}: " + ", ".join(p.name for p in written))
+    for path in written:  # what `grade` will score, so that a missing or misspelt check shows up now
+        chapter = read_chapter(path)
+        try:
+            chapter.require_checks()
+            print(f"  {path.stem}: graded exercises " + ", ".join(e.name for e in chapter.exercises))
+        except GanlibError as e:
+            print(f"  warning: {e}")
+
+
+def cmd_grade(args) -> None:
+    from .grading import grade
+
+    grade(args.submissions, args.out, chapter=args.chapter, timeout=args.timeout, jobs=args.jobs,
+          extra_checks=args.extra_checks, feedback_dir=args.feedback, memory_mb=args.memory)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,6 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--solutions", default="solutions", help="source folder (default solutions)")
     m.add_argument("--exercises", default="exercises", help="output folder (default exercises)")
     m.set_defaults(func=cmd_make_exercises)
+
+    from .grading import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT
+
+    g = sub.add_parser("grade", help="grade a folder of submitted notebooks into a CSV and feedback files",
+                       description="Grade every submission in SUBMISSIONS_DIR (one notebook per student, any file "
+                                   "name, or one folder per student) with the chapter's exercise checks. Each "
+                                   "submission runs in a child process of its own with a time limit, a memory "
+                                   "limit and one CPU thread; writes one CSV row and one feedback file per student.")
+    g.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="folder of submitted notebooks (or one notebook)")
+    g.add_argument("--out", required=True, help="the grades file, FILE.csv")
+    g.add_argument("--chapter", help="chapter number or name (e.g. 01), or the chapter's solution or exercise "
+                                     "notebook (default: the chapter the submissions look like)")
+    g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"seconds one submission may run in all (default {DEFAULT_TIMEOUT:g})")
+    g.add_argument("--jobs", type=int, help="submissions graded in parallel (default: the number of CPU cores)")
+    g.add_argument("--extra-checks", dest="extra_checks", metavar="FILE.py",
+                   help="private checks: a Python file with functions check_<exercise>(fn), run after the "
+                        "public ones and reported in columns extra:<exercise>")
+    g.add_argument("--feedback", help="folder for the feedback files (default: beside the CSV, <name>-feedback)")
+    g.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB,
+                   help=f"MB a submission may allocate beyond the libraries (default {DEFAULT_MEMORY_MB})")
+    g.set_defaults(func=cmd_grade)
     return p
 
 

@@ -231,6 +231,74 @@ run, {repeats} runs of each, interleaved; median real images per second.
 Ratio ganlib / plain: **{o / p:.2f}** (runs: ganlib {_join(ours)}; plain {_join(plain)})."""
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Grading: a class's submissions of chapter 01
+
+
+def _edited(path: Path, old: str, new: str) -> str:
+    """A notebook's JSON text with `old` replaced by `new` in the one cell that contains it."""
+    import json
+
+    nb = json.loads(path.read_text())
+    cells = [c for c in nb["cells"] if old in "".join(c["source"])]
+    assert len(cells) == 1, f"{old!r} is in {len(cells)} cells of {path}"
+    cells[0]["source"] = "".join(cells[0]["source"]).replace(old, new)
+    return json.dumps(nb)
+
+
+def bench_grading(quick: bool = False) -> str:
+    import subprocess
+    import tempfile
+
+    from . import grading
+
+    root = Path(__file__).resolve().parents[1]
+    solution, exercise = root / "solutions" / "01_vanilla_gan.ipynb", root / "exercises" / "01_vanilla_gan.ipynb"
+    kinds = {  # kind: (notebook text, how many of a class of 30)
+        "solution": (solution.read_text(), 12),
+        "untouched exercise": (exercise.read_text(), 8),
+        "generator loss with the wrong sign": (_edited(solution, "return F.softplus(-fake_logits)",
+                                                       "return -F.softplus(-fake_logits)"), 8),
+        "endless loop in discriminator_loss": (_edited(exercise, 'raise NotImplementedError("discriminator_loss',
+                                                       'while True: pass  # ("'), 2),
+    }
+    jobs, timeout = 2, grading.DEFAULT_TIMEOUT
+    fresh = []
+    for _ in range(1 if quick else 3):  # what a new Python process per submission would pay before any check
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import ganlib.checks"], check=True)
+        fresh.append(time.perf_counter() - start)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "submissions"
+        folder.mkdir()
+        for kind, (text, count) in kinds.items():
+            for k in range(1 if quick else count):
+                (folder / f"{kind.split()[0]}-{k:02d}.ipynb").write_text(text)
+        start = time.perf_counter()
+        graded = grading.grade(folder, Path(tmp) / "grades.csv", timeout=timeout, jobs=jobs, log=lambda _: None)
+        wall = time.perf_counter() - start
+    rows = []
+    for kind in kinds:
+        mine = [g for g in graded if g.student.startswith(kind.split()[0])]
+        rows.append(f"| {kind} | {len(mine)} | {statistics.median(g.seconds for g in mine):.2f} | "
+                    f"{statistics.mean(g.total for g in mine):.0f} of 3 | {mine[0].status} |")
+    ordinary = [g.seconds for g in graded if not g.student.startswith("endless")]
+    return f"""`python -m ganlib grade` on a class of {len(graded)} chapter 01 notebooks, `--jobs {jobs}`,
+`--timeout {timeout:g}` (each exercise gets an equal share of the time left). Seconds per submission are
+measured from the start of its child process to its end.
+
+| submission | count | s each (median) | points | status |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Wall time for the whole class: **{wall:.1f} s** (including the grading server's start, which imports torch
+once). The {len(ordinary)} submissions without a loop took {sum(ordinary):.1f} s of child time in all; an endless
+loop costs its exercise's share of the time limit and the other exercises are still graded. For comparison, a
+fresh Python process that only imports torch and the checks takes {statistics.median(fresh):.1f} s (median of
+{len(fresh)}): {len(graded)} of them would cost {len(graded) * statistics.median(fresh):.0f} s of CPU before the
+first check."""
+
+
 def _join(values: list[float]) -> str:
     return ", ".join(f"{v:.0f}" for v in values)
 
@@ -239,6 +307,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], str]]] = {
     "dcgan-digits": ("DCGAN on digits, cpu profile: ganlib against a tutorial-style DCGAN", bench_dcgan_digits),
     "ring8": ("Mode collapse on ring8: vanilla GAN against PacGAN2", bench_ring8),
     "throughput": ("Training-loop throughput: ganlib against a plain loop", bench_throughput),
+    "grading": ("Grading a class of 30 submissions", bench_grading),
 }
 
 

@@ -80,7 +80,10 @@ def _run(exercise: str, body: Callable[[], str | None]) -> CheckResult:
 def _student_frame(e: BaseException) -> str:
     frames = [f for f in traceback.extract_tb(e.__traceback__) if "ganlib" not in f.filename.replace("\\", "/")
               and "torch" not in f.filename]
-    return f" (at line {frames[-1].lineno}: `{frames[-1].line}`)" if frames and frames[-1].line else ""
+    if not frames or not frames[-1].line:
+        return ""
+    cell = f"{frames[-1].filename[1:-1]}, " if frames[-1].filename.startswith("<cell ") else ""  # from the grader
+    return f" (at {cell}line {frames[-1].lineno}: `{frames[-1].line}`)"
 
 
 def _as_scalar(out, what: str) -> torch.Tensor:

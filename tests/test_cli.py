@@ -1,7 +1,9 @@
 """The command line, end to end, in the smoke profile."""
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,6 +65,9 @@ def test_conditional_sampling_writes_labels(tmp_path, capsys):
     (["train", "dcgan", "--out", "{tmp}/r", "--data", "mnist"], "downloads are off"),
     (["sample", "{tmp}/r", "--out", "{tmp}/s.npz"], "no checkpoint"),
     (["evaluate", "{tmp}/none.npz", "--data", "digits"], "no samples file"),
+    (["grade", "{tmp}/nowhere", "--out", "{tmp}/g.csv"], "is not a folder"),
+    (["grade", "{tmp}", "--out", "{tmp}/g.csv", "--chapter", "99"], "no such chapter"),
+    (["grade", "{tmp}", "--out", "{tmp}/g.txt"], "must end in .csv"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, argv, message):
     code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in argv])
@@ -89,7 +94,18 @@ def test_corrupt_checkpoint(tmp_path, capsys):
     assert code == 2 and "not a readable ganlib checkpoint" in err
 
 
+def test_grade(tmp_path, capsys):
+    solution = Path(__file__).resolve().parents[1] / "solutions" / "01_vanilla_gan.ipynb"
+    (tmp_path / "subs").mkdir()
+    shutil.copy(solution, tmp_path / "subs" / "ada.ipynb")
+    code, out, err = run(capsys, "grade", tmp_path / "subs", "--out", tmp_path / "g.csv", "--jobs", 1)
+    assert code == 0, err
+    assert "grading 1 submission(s) of 01_vanilla_gan" in out and "ada  3/3  ok" in out
+    assert (tmp_path / "g.csv").read_text().splitlines()[1] == "ada,1,1,1,3,3,ok,ada.ipynb"
+    assert "**3 of 3 points**" in (tmp_path / "g-feedback" / "ada.md").read_text()
+
+
 def test_help_for_every_command():
-    for cmd in ([], ["train"], ["sample"], ["evaluate"], ["bench"], ["make-exercises"]):
+    for cmd in ([], ["train"], ["sample"], ["evaluate"], ["bench"], ["make-exercises"], ["grade"]):
         r = subprocess.run([sys.executable, "-m", "ganlib", *cmd, "--help"], capture_output=True, text=True)
         assert r.returncode == 0 and "usage: python -m ganlib" in r.stdout
