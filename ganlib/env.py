@@ -111,18 +111,28 @@ def _short(value) -> str:
     return str(value)
 
 
+def default_threads() -> int:
+    """OMP_NUM_THREADS when it is a positive number, else all cores, at most 4."""
+    explicit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if explicit.isdigit() and int(explicit) > 0:
+        return int(explicit)
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def setup(seed: int = 0, threads: int | None = None, quiet: bool = False) -> Env:
     """Seed everything, pick the device and profile, and print one line saying what was chosen.
 
     Args:
         seed: seed for Python, NumPy and PyTorch.
-        threads: CPU threads for PyTorch; default: all cores, at most 4 (small models gain nothing beyond).
+        threads: CPU threads for PyTorch; default: OMP_NUM_THREADS when it is set (the test suite sets 1, so
+            parallel test workers do not fight over the cores), else all cores, at most 4 (small models gain
+            nothing beyond).
         quiet: do not print the summary line.
     """
     profile = current_profile()
     device = default_device()
     if device.type == "cpu":
-        torch.set_num_threads(threads or max(1, min(4, os.cpu_count() or 1)))
+        torch.set_num_threads(threads or default_threads())
     seed_everything(seed)
     env = Env(device=device, profile=profile, seed=seed)
     if not quiet:

@@ -1,119 +1,20 @@
-"""Exercise checks: instant, specific feedback for students, and the scores the grader records.
-
-Each ``check_<exercise>(fn)`` calls the student's function on random inputs (several seeds and shapes),
-compares it with the library's reference, and, when they differ, tries the typical mistakes one by one so
-the message names the mistake ("wrong sign", "you forgot to detach", ...) instead of showing a bare
-assertion. It returns a `CheckResult`, which a notebook displays as one line.
-
-With GANLIB_STRICT_CHECKS=1 (the test suite sets it) a check that does not pass raises `CheckFailed` with
-the same message, so that a broken solution notebook fails CI at the check that caught it.
-"""
+"""Checks of chapter 01 (vanilla GAN): the discriminator and generator losses, one training step."""
 
 from __future__ import annotations
 
-import os
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import losses
-
-
-@dataclass
-class CheckResult:
-    """The outcome of one exercise check."""
-
-    exercise: str
-    passed: bool
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __repr__(self) -> str:
-        mark = "PASSED" if self.passed else "NOT YET"
-        return f"[{mark}] {self.exercise}: {self.message}"
-
-    def _repr_html_(self) -> str:
-        import html
-
-        colour = "#1a7f37" if self.passed else "#b3261e"
-        mark = "&#10004; passed" if self.passed else "&#10008; not yet"
-        return (f'<div style="border-left:4px solid {colour};padding:4px 8px"><b style="color:{colour}">{mark}'
-                f"</b> <code>{html.escape(self.exercise)}</code>: {html.escape(self.message)}</div>")
-
-
-class Mistake(Exception):
-    """Raised inside a check body with the message to show the student."""
-
-
-class CheckFailed(Exception):
-    """A check did not pass while GANLIB_STRICT_CHECKS=1."""
-
-
-def run_check(exercise: str, body: Callable[[], str | None]) -> CheckResult:
-    """Run a check body; map the student's exceptions and diagnosed mistakes to a CheckResult."""
-    result = _run(exercise, body)
-    if not result.passed and os.environ.get("GANLIB_STRICT_CHECKS") == "1":
-        raise CheckFailed(repr(result))
-    return result
-
-
-def _run(exercise: str, body: Callable[[], str | None]) -> CheckResult:
-    try:
-        note = body()
-    except Mistake as m:
-        return CheckResult(exercise, False, str(m))
-    except NotImplementedError:
-        return CheckResult(exercise, False, "not implemented yet: replace the line `raise NotImplementedError(...)` "
-                                            "with your code, run that cell, then run this check again.")
-    except Exception as e:  # the student's code crashed: say where, in one or two lines
-        where = _student_frame(e)
-        return CheckResult(exercise, False, f"your code raised {type(e).__name__}: {str(e).strip()[:200]}{where}")
-    return CheckResult(exercise, True, note or "correct on every test input.")
-
-
-def _student_frame(e: BaseException) -> str:
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if "ganlib" not in f.filename.replace("\\", "/")
-              and "torch" not in f.filename]
-    if not frames or not frames[-1].line:
-        return ""
-    cell = f"{frames[-1].filename[1:-1]}, " if frames[-1].filename.startswith("<cell ") else ""  # from the grader
-    return f" (at {cell}line {frames[-1].lineno}: `{frames[-1].line}`)"
-
-
-def _as_scalar(out, what: str) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor):
-        raise Mistake(f"{what} should return a torch scalar tensor (so that .backward() works), "
-                      f"got {type(out).__name__}.")
-    if out.numel() != 1:
-        raise Mistake(f"{what} should return one number (the mean over the batch), got a tensor of shape "
-                      f"{list(out.shape)}: take .mean() over the batch.")
-    return out.reshape(())
-
-
-def _backward(loss: torch.Tensor) -> None:
-    if not loss.requires_grad:
-        raise Mistake("no gradient reaches the logits: do not call .item(), .detach() or torch.tensor(...) "
-                      "inside the loss; compute it with torch operations on the logits.")
-    loss.backward()
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return bool(torch.allclose(a.detach().double(), b.detach().double(), rtol=1e-4, atol=1e-5))
+from .. import losses
+from .core import CheckResult, Mistake, as_scalar, backward, close, run_check, show
 
 
 def _logits(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return 3 * torch.randn(n, generator=g) + 1, 3 * torch.randn(n, generator=g) - 1
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Chapter 01: losses and one training step
 
 
 def check_discriminator_loss(fn: Callable) -> CheckResult:
@@ -122,9 +23,9 @@ def check_discriminator_loss(fn: Callable) -> CheckResult:
     def body():
         for seed, n in [(0, 8), (1, 33), (2, 1)]:
             real, fake = _logits(seed, n)
-            out = _as_scalar(fn(real.clone(), fake.clone()), "discriminator_loss")
+            out = as_scalar(fn(real.clone(), fake.clone()), "discriminator_loss")
             ref = losses.d_loss_logistic(real, fake)
-            if _close(out, ref):
+            if close(out, ref):
                 continue
             mean_real, mean_fake = F.softplus(-real).mean(), F.softplus(fake).mean()
             known = [
@@ -146,25 +47,25 @@ def check_discriminator_loss(fn: Callable) -> CheckResult:
                                                                      "real logits up and fake logits down."),
             ]
             for value, message in known:
-                if _close(out, value):
+                if close(out, value):
                     raise Mistake(message)
-            raise Mistake(f"for real_logits={_show(real)} and fake_logits={_show(fake)} the loss should be "
+            raise Mistake(f"for real_logits={show(real)} and fake_logits={show(fake)} the loss should be "
                           f"{ref.item():.4f}, yours is {out.item():.4f}. Recall D = sigmoid(logit).")
         big_real, big_fake = torch.tensor([200.0, -200.0]), torch.tensor([-200.0, 200.0])
-        out = _as_scalar(fn(big_real.clone(), big_fake.clone()), "discriminator_loss")
-        if not torch.isfinite(out) or not _close(out, losses.d_loss_logistic(big_real, big_fake)):
+        out = as_scalar(fn(big_real.clone(), big_fake.clone()), "discriminator_loss")
+        if not torch.isfinite(out) or not close(out, losses.d_loss_logistic(big_real, big_fake)):
             raise Mistake("numerically unstable: for logits of ±200, sigmoid underflows to 0 and log(0) = -inf. Use "
                           "F.softplus (-log sigmoid(l) = softplus(-l)) or F.binary_cross_entropy_with_logits.")
         real, fake = _logits(3, 5)
         real.requires_grad_(True)
         fake.requires_grad_(True)
-        _backward(_as_scalar(fn(real, fake), "discriminator_loss"))
+        backward(as_scalar(fn(real, fake), "discriminator_loss"))
         ref_real, ref_fake = real.detach().clone().requires_grad_(True), fake.detach().clone().requires_grad_(True)
         losses.d_loss_logistic(ref_real, ref_fake).backward()
         if real.grad is None or fake.grad is None:
             raise Mistake("no gradient reaches the logits: do not call .item(), .detach() or torch.tensor(...) "
                           "inside the loss.")
-        if not (_close(real.grad, ref_real.grad) and _close(fake.grad, ref_fake.grad)):
+        if not (close(real.grad, ref_real.grad) and close(fake.grad, ref_fake.grad)):
             raise Mistake("the value is right but the gradient is not: compute the loss with torch operations "
                           "on the logits themselves.")
         return "correct on every test input, stable for large logits, and differentiable."
@@ -178,9 +79,9 @@ def check_generator_loss(fn: Callable) -> CheckResult:
     def body():
         for seed, n in [(0, 8), (1, 33), (2, 1)]:
             _, fake = _logits(seed, n)
-            out = _as_scalar(fn(fake.clone()), "generator_loss")
+            out = as_scalar(fn(fake.clone()), "generator_loss")
             ref = losses.g_loss_nonsaturating(fake)
-            if _close(out, ref):
+            if close(out, ref):
                 continue
             known = [
                 (losses.g_loss_minimax(fake), "this is the saturating (minimax) loss E[log(1 - D(G(z)))]: when D "
@@ -194,20 +95,20 @@ def check_generator_loss(fn: Callable) -> CheckResult:
                                           "-log D(G(z)) = softplus(-logit)."),
             ]
             for value, message in known:
-                if _close(out, value):
+                if close(out, value):
                     raise Mistake(message)
-            raise Mistake(f"for fake_logits={_show(fake)} the loss should be {ref.item():.4f}, yours is "
+            raise Mistake(f"for fake_logits={show(fake)} the loss should be {ref.item():.4f}, yours is "
                           f"{out.item():.4f}. Recall D = sigmoid(logit).")
         big = torch.tensor([-200.0, 200.0])
-        out = _as_scalar(fn(big.clone()), "generator_loss")
-        if not torch.isfinite(out) or not _close(out, losses.g_loss_nonsaturating(big)):
+        out = as_scalar(fn(big.clone()), "generator_loss")
+        if not torch.isfinite(out) or not close(out, losses.g_loss_nonsaturating(big)):
             raise Mistake("numerically unstable: for a logit of -200, sigmoid underflows to 0 and log(0) = -inf. "
                           "Use F.softplus(-logits) or F.binary_cross_entropy_with_logits.")
         fake = _logits(4, 6)[1].requires_grad_(True)
-        _backward(_as_scalar(fn(fake), "generator_loss"))
+        backward(as_scalar(fn(fake), "generator_loss"))
         ref = fake.detach().clone().requires_grad_(True)
         losses.g_loss_nonsaturating(ref).backward()
-        if fake.grad is None or not _close(fake.grad, ref.grad):
+        if fake.grad is None or not close(fake.grad, ref.grad):
             raise Mistake("the value is right but no (or a wrong) gradient reaches the logits: use torch "
                           "operations only, no .item() or .detach().")
         return "correct, stable for large logits, and differentiable."
@@ -291,7 +192,7 @@ def _step_setup(seed: int, fn_or_variant, **variant):
 
 
 def _same_params(a: nn.Module, b: nn.Module) -> bool:
-    return all(_close(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    return all(close(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
 def check_train_step(fn: Callable) -> CheckResult:
@@ -342,12 +243,7 @@ def check_train_step(fn: Callable) -> CheckResult:
     return run_check("train_step", body)
 
 
-def _show(t: torch.Tensor) -> str:
-    values = ", ".join(f"{v:.2f}" for v in t[:3].tolist())
-    return f"[{values}{', ...' if t.numel() > 3 else ''}]"
-
-
-# exercise name -> check; the grader looks exercises up here
+# exercise name -> check
 CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "discriminator_loss": check_discriminator_loss,
     "generator_loss": check_generator_loss,

@@ -1,0 +1,108 @@
+"""The machinery every chapter's exercise checks share: results, diagnosed mistakes, strict mode.
+
+Each ``check_<exercise>(fn)`` calls the student's function on random inputs (several seeds and shapes),
+compares it with the library's reference, and, when they differ, tries the typical mistakes one by one so
+the message names the mistake ("wrong sign", "you forgot to detach", ...) instead of showing a bare
+assertion. It returns a `CheckResult`, which a notebook displays as one line.
+
+With GANLIB_STRICT_CHECKS=1 (the test suite sets it) a check that does not pass raises `CheckFailed` with
+the same message, so that a broken solution notebook fails CI at the check that caught it.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one exercise check."""
+
+    exercise: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        mark = "PASSED" if self.passed else "NOT YET"
+        return f"[{mark}] {self.exercise}: {self.message}"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        colour = "#1a7f37" if self.passed else "#b3261e"
+        mark = "&#10004; passed" if self.passed else "&#10008; not yet"
+        return (f'<div style="border-left:4px solid {colour};padding:4px 8px"><b style="color:{colour}">{mark}'
+                f"</b> <code>{html.escape(self.exercise)}</code>: {html.escape(self.message)}</div>")
+
+
+class Mistake(Exception):
+    """Raised inside a check body with the message to show the student."""
+
+
+class CheckFailed(Exception):
+    """A check did not pass while GANLIB_STRICT_CHECKS=1."""
+
+
+def run_check(exercise: str, body: Callable[[], str | None]) -> CheckResult:
+    """Run a check body; map the student's exceptions and diagnosed mistakes to a CheckResult."""
+    result = _run(exercise, body)
+    if not result.passed and os.environ.get("GANLIB_STRICT_CHECKS") == "1":
+        raise CheckFailed(repr(result))
+    return result
+
+
+def _run(exercise: str, body: Callable[[], str | None]) -> CheckResult:
+    try:
+        note = body()
+    except Mistake as m:
+        return CheckResult(exercise, False, str(m))
+    except NotImplementedError:
+        return CheckResult(exercise, False, "not implemented yet: replace the line `raise NotImplementedError(...)` "
+                                            "with your code, run that cell, then run this check again.")
+    except Exception as e:  # the student's code crashed: say where, in one or two lines
+        where = _student_frame(e)
+        return CheckResult(exercise, False, f"your code raised {type(e).__name__}: {str(e).strip()[:200]}{where}")
+    return CheckResult(exercise, True, note or "correct on every test input.")
+
+
+def _student_frame(e: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "ganlib" not in f.filename.replace("\\", "/")
+              and "torch" not in f.filename]
+    if not frames or not frames[-1].line:
+        return ""
+    cell = f"{frames[-1].filename[1:-1]}, " if frames[-1].filename.startswith("<cell ") else ""  # from the grader
+    return f" (at {cell}line {frames[-1].lineno}: `{frames[-1].line}`)"
+
+
+def as_scalar(out, what: str) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise Mistake(f"{what} should return a torch scalar tensor (so that .backward() works), "
+                      f"got {type(out).__name__}.")
+    if out.numel() != 1:
+        raise Mistake(f"{what} should return one number (the mean over the batch), got a tensor of shape "
+                      f"{list(out.shape)}: take .mean() over the batch.")
+    return out.reshape(())
+
+
+def backward(loss: torch.Tensor) -> None:
+    if not loss.requires_grad:
+        raise Mistake("no gradient reaches the logits: do not call .item(), .detach() or torch.tensor(...) "
+                      "inside the loss; compute it with torch operations on the logits.")
+    loss.backward()
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(torch.allclose(a.detach().double(), b.detach().double(), rtol=1e-4, atol=1e-5))
+
+
+def show(t: torch.Tensor) -> str:
+    values = ", ".join(f"{v:.2f}" for v in t[:3].tolist())
+    return f"[{values}{', ...' if t.numel() > 3 else ''}]"
