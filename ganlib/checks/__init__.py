@@ -5,11 +5,14 @@ their own and register them in its CHECKS dict. Notebooks call them as ``checks.
 """
 
 from .core import CheckFailed, CheckResult, Mistake, run_check
+from .evaluation import CHECKS as _EVALUATION
+from .evaluation import check_frechet_distance, check_mmd2_unbiased, check_precision_recall
 from .gan import CHECKS as _GAN
 from .gan import check_discriminator_loss, check_generator_loss, check_train_step
 
 # exercise name -> check, for every chapter; the grader looks exercises up here
-CHECKS = {**_GAN}
+CHECKS = {**_GAN, **_EVALUATION}
 
 __all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
-           "check_discriminator_loss", "check_generator_loss", "check_train_step"]
+           "check_discriminator_loss", "check_generator_loss", "check_train_step",
+           "check_frechet_distance", "check_mmd2_unbiased", "check_precision_recall"]
