@@ -19,6 +19,17 @@ def _parse_value(text: str):
 
 
 def cmd_train(args) -> None:
+    """Train; under torchrun, this process's share of a run of several (see ganlib/distributed.py)."""
+    from . import distributed
+
+    distributed.init_from_env()
+    try:
+        _train(args)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args) -> None:
     from . import recipes
     from .env import seed_everything
 
@@ -36,23 +47,29 @@ def cmd_train(args) -> None:
             raise GanlibError(f"--set {item!r}: write it as NAME=VALUE, e.g. --set lr_g=1e-4.")
         key, value = item.split("=", 1)
         overrides[key.strip()] = _parse_value(value.strip())
-    for key in ("steps", "seed", "batch_size"):
+    for key in ("steps", "seed", "batch_size", "accumulate"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     seed_everything(overrides.get("seed", 0))
     trainer = recipes.make_trainer(args.model, profile=args.profile, data=args.data, resolution=args.resolution,
                                    run_dir=run_dir, device=args.device, **overrides)
+    say = print if trainer.is_main else (lambda *a, **k: None)  # one voice for all processes
     if args.resume:
         trainer.load_checkpoint()
-        print(f"resuming {args.model} from step {trainer.step} of {trainer.cfg.steps}")
-    data = trainer.data
+        say(f"resuming {args.model} from step {trainer.step} of {trainer.cfg.steps}")
+    data, cfg = trainer.data, trainer.cfg
     shape = "x".join(str(s) for s in data.shape)
-    print(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {trainer.cfg.steps} steps, "
-          f"batch {trainer.cfg.batch_size}, on {trainer.device}; writing to {run_dir}")
+    parts = [f"{cfg.batch_size} per process", f"{trainer.world_size} processes"] if trainer.world_size > 1 else [
+        str(cfg.batch_size)]
+    parts += [f"{cfg.accumulate} accumulated"] if cfg.accumulate > 1 else []
+    batch = f"batch {' x '.join(parts)}" + (f" = global batch {trainer.global_batch}" if len(parts) > 1 else "")
+    where = f"{trainer.world_size} processes ({trainer.device.type})" if trainer.world_size > 1 else trainer.device
+    say(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {cfg.steps} steps, "
+        f"{batch}, on {where}; writing to {run_dir}")
     trainer.train()
     last = trainer.history[-1] if trainer.history else {}
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("loss"))
-    print(f"done: step {trainer.step}, {trainer.elapsed:.0f} s, {losses}; checkpoint {run_dir / 'checkpoint.pt'}")
+    say(f"done: step {trainer.step}, {trainer.elapsed:.0f} s, {losses}; checkpoint {run_dir / 'checkpoint.pt'}")
 
 
 def cmd_sample(args) -> None:
@@ -128,14 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a model; checkpoints and sample grids go to --out",
-                       description="Train MODEL on DATA with the profile's preset (see ganlib/recipes/).")
+                       description="Train MODEL on DATA with the profile's preset (see ganlib/recipes/). On "
+                                   "several GPUs: torchrun --standalone --nproc_per_node=N -m ganlib train ...")
     t.add_argument("model", help=f"one of {', '.join(recipes.RECIPES)}")
     t.add_argument("--data", help=f"dataset: {', '.join(DATASETS)}, or folder:PATH (default: the preset's)")
     t.add_argument("--out", required=True, help="run folder for checkpoint.pt, config.json and samples/")
     t.add_argument("--profile", choices=PROFILES, help="compute budget (default: GANLIB_PROFILE, else gpu if "
                                                        "CUDA is available, else cpu)")
     t.add_argument("--steps", type=int, help="total generator steps (default: the preset's)")
-    t.add_argument("--batch-size", dest="batch_size", type=int, help="minibatch size (default: the preset's)")
+    t.add_argument("--batch-size", dest="batch_size", type=int,
+                   help="minibatch size, per process under torchrun (default: the preset's)")
+    t.add_argument("--accumulate", type=int, metavar="K",
+                   help="average the gradients of K micro-batches per update: the batch of K GPUs on one (default 1)")
     t.add_argument("--resolution", type=int, help="image resolution, a power of two (default: the preset's)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")

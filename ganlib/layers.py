@@ -8,16 +8,16 @@ Sections, in the order the course meets them:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import GanlibError
+
 # ----------------------------------------------------------------------------------------------------------
 # PGGAN
-
-# STAND-IN
-import math
-from .errors import GanlibError
 
 class EqualizedLinear(nn.Module):
     """A linear layer with an equalized learning rate (Karras et al. 2018, section 4.1).
@@ -131,9 +131,6 @@ class MinibatchStdDev(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return minibatch_stddev(x, self.group_size, self.num_channels)
-
-
-# END STAND-IN
 
 
 # ----------------------------------------------------------------------------------------------------------
