@@ -36,7 +36,8 @@ def adain_variant(x, style, dims=(2, 3), unbiased=False, centred=True, swap=Fals
 
 def test_adain_correct_answers_pass():
     assert checks.check_adain(adain_variant).passed
-    inorm = lambda x, s: (1 + s[:, :x.shape[1], None, None]) * F.instance_norm(x, eps=1e-8) + s[:, x.shape[1]:, None, None]
+    c = lambda x: x.shape[1]
+    inorm = lambda x, s: (1 + s[:, :c(x), None, None]) * F.instance_norm(x, eps=1e-8) + s[:, c(x):, None, None]
     assert checks.check_adain(inorm).passed  # another correct way
 
 

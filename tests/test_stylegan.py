@@ -345,3 +345,18 @@ def test_sampling_with_truncation(tmp_path):
     a, _ = sg_recipe.sample(t.G_ema, 6, seed=1)
     b, _ = sg_recipe.sample(t.G_ema, 6, seed=1)
     assert torch.equal(a, b) and (a - a[:1]).abs().amax() > 0
+
+
+def test_command_line_trains_and_samples_with_truncation(tmp_path, capsys):
+    from ganlib.__main__ import main
+
+    run_dir = tmp_path / "sg"
+    assert main(["train", "stylegan", "--data", "digits", "--out", str(run_dir), "--profile", "smoke",
+                 "--steps", "2"]) == 0
+    assert "training stylegan on digits" in capsys.readouterr().out
+    assert main(["sample", str(run_dir), "--num", "5", "--out", str(tmp_path / "s.npz"), "--truncation", "0"]) == 0
+    import numpy as np
+
+    with np.load(tmp_path / "s.npz") as f:
+        images = f["images"]
+    assert images.shape == (5, 16, 16, 1) and (images == images[:1]).all()  # psi = 0: the average image

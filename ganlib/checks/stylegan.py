@@ -131,7 +131,8 @@ def check_mapping_network(fn: Callable) -> CheckResult:
                           "mapping_network", (n, w_dim))
             if close(out, ref):
                 continue
-            variant = lambda **kw: mapping_reference(z, weights, biases, lr_mul, **kw)
+            variant = lambda z=z, weights=weights, biases=biases, lr_mul=lr_mul, **kw: mapping_reference(
+                z, weights, biases, lr_mul, **kw)
             _diagnose(out, [
                 (variant(norm="none"), "z goes in unnormalised: divide it by sqrt(mean(z^2) + 1e-8) over its "
                                        "features first (pixel norm), so that its scale carries no information."),

@@ -117,9 +117,12 @@ def pretrained(mixing: bool = True):
     for ``mixing=False``), exported with `export_generator`. Loaded with weights_only=True."""
     from . import load_generator
 
-    path = PRETRAINED / f"stylegan-shapes32{'' if mixing else '-nomix'}.pt"
-    G, _, state = load_generator(path, device="cpu")
+    G, _, state = load_generator(pretrained_path(mixing), device="cpu")
     return G, state["history"]
+
+
+def pretrained_path(mixing: bool = True) -> Path:
+    return PRETRAINED / f"stylegan-shapes32{'' if mixing else '-nomix'}.pt"
 
 
 def export_generator(run_dir, path) -> None:
