@@ -30,7 +30,8 @@ def cmd_train(args) -> None:
 
 
 def _train(args) -> None:
-    from . import recipes
+    from . import distributed, recipes
+    from .data import load as load_data
     from .env import seed_everything
 
     run_dir = Path(args.out)
@@ -50,6 +51,17 @@ def _train(args) -> None:
     for key in ("steps", "seed", "batch_size", "accumulate"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if distributed.world_size() > 1:  # process 0 downloads the dataset, if it must, before the others read it
+        preset = recipes.preset(args.model, args.profile)
+        failed = None
+        if distributed.rank() == 0:
+            try:
+                load_data(args.data or preset["data"], resolution=args.resolution or preset.get("resolution"))
+            except GanlibError as e:
+                failed = str(e)
+        failed = distributed.gather_objects(failed)[0]  # every process stops alike
+        if failed:
+            raise GanlibError(failed)
     seed_everything(overrides.get("seed", 0))
     trainer = recipes.make_trainer(args.model, profile=args.profile, data=args.data, resolution=args.resolution,
                                    run_dir=run_dir, device=args.device, **overrides)
@@ -105,7 +117,7 @@ def cmd_sample(args) -> None:
 def cmd_evaluate(args) -> None:
     from .metrics import evaluate_file
 
-    print(evaluate_file(args.file, args.data))
+    print(evaluate_file(args.file, args.data, features=args.features, k=args.k))
 
 
 def cmd_bench(args) -> None:
@@ -178,10 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", help="print the metrics of a samples file",
-                       description="Mode coverage for 2-D points; classifier Fréchet distance, classes "
-                                   "covered and confidence for images, next to real held-out data.")
+                       description="Fréchet distance, KID, precision and recall against the training data, "
+                                   "next to real held-out data at the same N; for images also the distance "
+                                   "to the nearest training image and the classifier's classes and "
+                                   "confidence; for 2-D points also mode coverage.")
     e.add_argument("file", help="an .npz written by `sample`")
     e.add_argument("--data", required=True, help="the dataset the samples imitate, e.g. ring8 or digits")
+    e.add_argument("--features", choices=("classifier", "inception"), default="classifier",
+                   help="image features: the offline classifier of the dataset (default), or torchvision's "
+                        "Inception-v3 (downloaded once)")
+    e.add_argument("--k", type=int, default=3, help="neighbours for precision and recall (default 3)")
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="run benchmarks and write docs/benchmarks.md",

@@ -11,8 +11,10 @@ state is saved in the checkpoint, so N steps in one go and N/2 + resume + N/2 gi
 
 Several processes (``torchrun``, see `ganlib.distributed`): every process runs this same loop on its own
 slice of each global batch (`BatchStream`) with its own latents; gradients are averaged over the processes
-before every optimizer step (`_step`), so all copies of G and D stay equal. Process 0 alone keeps G_ema,
-writes sample grids and checkpoints and shows progress; every process resumes from the same checkpoint.
+before every optimizer step (`_step`), so all copies of G and D stay equal (checked at every log). Process
+0 alone keeps G_ema, writes sample grids and checkpoints and shows progress; every process resumes from the
+same checkpoint. A chapter inherits all this as long as its optimizers step through `_step` and any
+parameters it creates during training are copied from process 0 (`distributed.broadcast_module`).
 """
 
 from __future__ import annotations
@@ -377,7 +379,11 @@ class Trainer:
             b_ema.copy_(b)  # buffers (BN statistics, ...) are copied, as in StyleGAN2-ADA
 
     def flush_stats(self) -> dict:
-        """Average the losses since the last flush, append them to `history`, stop if any is NaN/inf."""
+        """Average the losses since the last flush, append them to `history`, stop if any is NaN/inf.
+
+        With several processes, the losses are averaged over them too, and the copies of G and D are checked
+        to be equal."""
+        distributed.check_copies_equal({"G": self.G, "D": self.D})
         if not self._count:
             return {}
         entry = {"step": self.step, "kimg": self.images_seen / 1000, "seconds": round(self.elapsed, 2)}
