@@ -30,7 +30,8 @@ def cmd_train(args) -> None:
 
 
 def _train(args) -> None:
-    from . import recipes
+    from . import distributed, recipes
+    from .data import load as load_data
     from .env import seed_everything
 
     run_dir = Path(args.out)
@@ -50,6 +51,17 @@ def _train(args) -> None:
     for key in ("steps", "seed", "batch_size", "accumulate"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if distributed.world_size() > 1:  # process 0 downloads the dataset, if it must, before the others read it
+        preset = recipes.preset(args.model, args.profile)
+        failed = None
+        if distributed.rank() == 0:
+            try:
+                load_data(args.data or preset["data"], resolution=args.resolution or preset.get("resolution"))
+            except GanlibError as e:
+                failed = str(e)
+        failed = distributed.gather_objects(failed)[0]  # every process stops alike
+        if failed:
+            raise GanlibError(failed)
     seed_everything(overrides.get("seed", 0))
     trainer = recipes.make_trainer(args.model, profile=args.profile, data=args.data, resolution=args.resolution,
                                    run_dir=run_dir, device=args.device, **overrides)

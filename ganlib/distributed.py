@@ -17,7 +17,8 @@ averaged. The price: communication does not overlap with the backward pass, whic
 of this course's size.
 
 The process group is set up from the environment torchrun provides (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR, MASTER_PORT): NCCL on GPUs, gloo on CPUs. Outside torchrun everything here is a no-op.
+MASTER_ADDR, MASTER_PORT): NCCL for tensors on GPUs, gloo for tensors on the CPU. Outside torchrun everything
+here is a no-op.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def init_from_env() -> bool:
                               f"{torch.cuda.device_count()}): use --nproc_per_node={torch.cuda.device_count()} "
                               f"or fewer.")
         torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+        dist.init_process_group("cpu:gloo,cuda:nccl")  # NCCL for tensors on GPUs, gloo for any on the CPU
     else:
         dist.init_process_group("gloo")
     return True
@@ -111,14 +112,9 @@ def average_gradients(params: Iterable[torch.Tensor], what: str = "the model") -
     if world_size() == 1:
         return
     params = [p for p in params if p.grad is not None]
-    n, size = len(params), sum(p.numel() for p in params)
-    device = params[0].grad.device if params else local_device()
-    count = torch.tensor([n, size, -n, -size], dtype=torch.float64, device=device)
-    dist.all_reduce(count, dist.ReduceOp.MAX)  # [max n, max size, -min n, -min size]
-    if count[0] != -count[2] or count[1] != -count[3]:
-        raise GanlibError(f"the processes computed gradients for different parts of {what} (between "
-                          f"{int(-count[2])} and {int(count[0])} tensors): a chapter's step must use the "
-                          f"same parameters in every process, whatever its data.")
+    if not same_everywhere(torch.tensor([len(params), sum(p.numel() for p in params)])):
+        raise GanlibError(f"the processes computed gradients for different parts of {what}: a chapter's step "
+                          f"must use the same parameters in every process, whatever its data.")
     with torch.no_grad():
         for group in _flat_groups([p.grad for p in params]).values():
             flat = torch.cat([g.reshape(-1) for g in group])
@@ -126,6 +122,28 @@ def average_gradients(params: Iterable[torch.Tensor], what: str = "the model") -
             flat /= world_size()
             for g, part in zip(group, flat.split([g.numel() for g in group])):
                 g.copy_(part.view_as(g))
+
+
+def same_everywhere(values: torch.Tensor) -> bool:
+    """Whether the small tensor `values` is equal in all processes (the same answer in every process)."""
+    if world_size() == 1:
+        return True
+    values = torch.nan_to_num(values.detach().double().reshape(-1)).to(local_device())
+    both = torch.cat([values, -values])
+    dist.all_reduce(both, dist.ReduceOp.MAX)  # [max over processes, -min over processes]
+    return torch.equal(both[: len(values)], -both[len(values):])
+
+
+def check_copies_equal(modules: dict[str, nn.Module]) -> None:
+    """Raise a GanlibError unless every process holds the same weights in each module (compares checksums)."""
+    if world_size() == 1:
+        return
+    for name, module in modules.items():
+        sums = [p.detach().double().sum() for p in module.parameters()]
+        if not same_everywhere(torch.stack(sums) if sums else torch.zeros(1)):
+            raise GanlibError(f"the processes' copies of {name} differ: a chapter that creates or changes "
+                              f"parameters outside the optimizer step must do it alike in every process (copy "
+                              f"new parameters from process 0 with ganlib.distributed.broadcast_module).")
 
 
 def average_values(values: dict[str, torch.Tensor | float]) -> dict[str, torch.Tensor]:
@@ -146,11 +164,6 @@ def gather_objects(obj) -> list:
     out = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def barrier() -> None:
-    if world_size() > 1:
-        dist.barrier()
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:

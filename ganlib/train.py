@@ -11,8 +11,10 @@ state is saved in the checkpoint, so N steps in one go and N/2 + resume + N/2 gi
 
 Several processes (``torchrun``, see `ganlib.distributed`): every process runs this same loop on its own
 slice of each global batch (`BatchStream`) with its own latents; gradients are averaged over the processes
-before every optimizer step (`_step`), so all copies of G and D stay equal. Process 0 alone keeps G_ema,
-writes sample grids and checkpoints and shows progress; every process resumes from the same checkpoint.
+before every optimizer step (`_step`), so all copies of G and D stay equal (checked at every log). Process
+0 alone keeps G_ema, writes sample grids and checkpoints and shows progress; every process resumes from the
+same checkpoint. A chapter inherits all this as long as its optimizers step through `_step` and any
+parameters it creates during training are copied from process 0 (`distributed.broadcast_module`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ class TrainConfig:
     sync_batchnorm: bool = False  # several GPUs: batch norm statistics over the global batch (SyncBatchNorm);
     # off, each process normalises its own batch (as BigGAN-PyTorch does)
     seed: int = 0  # seeds data order, latents and labels
+    # StyleGAN (used by recipes.stylegan.StyleGANTrainer)
+    style_mixing: float = 0.0  # probability that a batch gets mixed styles (StyleGAN: 0.9); 0 = off
+    pl_weight: float = 0.0  # path-length regularisation weight (StyleGAN2: 2); 0 = off
+    pl_every: int = 4  # lazy path-length regularisation: every k G steps, scaled by k (StyleGAN2: 4)
+    pl_batch_shrink: int = 2  # the path-length pass uses batch_size / this samples (StyleGAN2: 2)
+    pl_decay: float = 0.01  # decay of the running mean of path lengths (StyleGAN2: 0.01)
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -73,7 +81,7 @@ class TrainConfig:
             raise GanlibError(f"unknown loss {self.loss!r}: use one of {', '.join(losses.GAN_LOSSES)}.")
         if self.ema_beta is not None and self.ema_half_life_kimg is not None:
             raise GanlibError("give either ema_beta or ema_half_life_kimg, not both.")
-        for name in ("steps", "batch_size", "accumulate", "d_steps", "r1_every"):
+        for name in ("steps", "batch_size", "accumulate", "d_steps", "r1_every", "pl_every", "pl_batch_shrink"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise GanlibError(f"{name} must be a whole number of at least 1, got {getattr(self, name)!r}.")
 
@@ -371,7 +379,11 @@ class Trainer:
             b_ema.copy_(b)  # buffers (BN statistics, ...) are copied, as in StyleGAN2-ADA
 
     def flush_stats(self) -> dict:
-        """Average the losses since the last flush, append them to `history`, stop if any is NaN/inf."""
+        """Average the losses since the last flush, append them to `history`, stop if any is NaN/inf.
+
+        With several processes, the losses are averaged over them too, and the copies of G and D are checked
+        to be equal."""
+        distributed.check_copies_equal({"G": self.G, "D": self.D})
         if not self._count:
             return {}
         entry = {"step": self.step, "kimg": self.images_seen / 1000, "seconds": round(self.elapsed, 2)}

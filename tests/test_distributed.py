@@ -95,6 +95,14 @@ def worker(rank, folder, ports):
         lopsided.train(progress=False)
     except GanlibError as e:
         errors["lopsided"] = str(e)
+    drifted = mlp_trainer(8, steps=2)
+    if rank == 1:
+        with torch.no_grad():
+            next(drifted.G.parameters())[0, 0] += 1e-3  # as if a chapter changed a weight in one process only
+    try:
+        drifted.train(progress=False)
+    except GanlibError as e:
+        errors["drifted"] = str(e)
     save("errors", errors)
     dist.destroy_process_group()
 
@@ -102,21 +110,23 @@ def worker(rank, folder, ports):
     def cli(port, *argv):
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(port))
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(["train", "dcgan", "--profile", "smoke", "--batch-size", "8", *map(str, argv)])
-        return code, out.getvalue()
+        return code, out.getvalue(), err.getvalue()
 
     outputs = [cli(ports[0], "--steps", 6, "--out", folder / "straight"),
                cli(ports[1], "--steps", 3, "--out", folder / "halves"),
                cli(ports[2], "--steps", 6, "--out", folder / "halves", "--resume")]
+    os.environ["GANLIB_DATA"] = str(folder / "no-datasets-here")  # and the tests are offline
+    outputs.append(cli(ports[3], "--data", "mnist", "--out", folder / "mnist"))
     save("cli", outputs)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distributed")
-    mp.start_processes(worker, args=(folder, [free_port() for _ in range(3)]), nprocs=WORLD, start_method="spawn")
+    mp.start_processes(worker, args=(folder, [free_port() for _ in range(4)]), nprocs=WORLD, start_method="spawn")
     return lambda name: [torch.load(folder / f"{name}-{r}.pt", weights_only=False) for r in range(WORLD)], folder
 
 
@@ -157,15 +167,18 @@ def test_steps_that_differ_between_processes_fail_clearly(runs):
     for e in errors:
         assert "sync_batchnorm needs GPUs" in e["sync_batchnorm"]
         assert "computed gradients for different parts of D" in e["lopsided"]
+        assert "copies of G differ" in e["drifted"]
 
 
 def test_command_line_under_torchrun_resumes_exactly(runs):
     load_run, folder = runs
     main_out, other_out = load_run("cli")
-    assert [code for code, _ in main_out + other_out] == [0] * 6
+    assert [code for code, _, _ in main_out[:3] + other_out[:3]] == [0] * 6
     assert "batch 8 per process x 2 processes = global batch 16" in main_out[0][1]
     assert "resuming dcgan from step 3" in main_out[2][1]
-    assert all(out == "" for _, out in other_out)  # only process 0 speaks
+    assert all(out == "" for _, out, _ in other_out)  # only process 0 speaks
+    for code, _, err in (main_out[3], other_out[3]):  # a dataset process 0 cannot get stops every process
+        assert code == 2 and "mnist is not in" in err and "downloads are off" in err
     straight, resumed = load_checkpoint_file(folder / "straight"), load_checkpoint_file(folder / "halves")
     assert resumed["step"] == straight["step"] == 6 and len(resumed["processes"]) == WORLD
     assert resumed["images_seen"] == straight["images_seen"] == 6 * 8 * WORLD
