@@ -4,12 +4,15 @@
 their own and register them in its CHECKS dict. Notebooks call them as ``checks.check_<exercise>(fn)``.
 """
 
+from .biggan import CHECKS as _BIGGAN
+from .biggan import check_conditional_batch_norm, check_hinge_loss, check_orthogonal_regularization, check_truncated_z
 from .core import CheckFailed, CheckResult, Mistake, run_check
 from .gan import CHECKS as _GAN
 from .gan import check_discriminator_loss, check_generator_loss, check_train_step
 
 # exercise name -> check, for every chapter; the grader looks exercises up here
-CHECKS = {**_GAN}
+CHECKS = {**_GAN, **_BIGGAN}
 
 __all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
-           "check_discriminator_loss", "check_generator_loss", "check_train_step"]
+           "check_discriminator_loss", "check_generator_loss", "check_train_step",
+           "check_hinge_loss", "check_conditional_batch_norm", "check_orthogonal_regularization", "check_truncated_z"]
