@@ -4,6 +4,8 @@ Offline, bundled or generated (what CI, exam rooms and trains can use):
     ``ring8``   8 Gaussians on a circle of radius 1, std 0.01 (the PacGAN/VEEGAN protocol)
     ``grid25``  25 Gaussians on a 5x5 grid with spacing 2, std 0.05
     ``digits``  scikit-learn's 1797 bundled 8x8 digits with labels, resized to any power of two
+    ``shapes``  procedural RGB shapes with known factors (shape, colour, background, position, size,
+                rotation), rendered at any power-of-two resolution; labels are the shape class
 
 Online, through torchvision (downloaded once into ``data_root()``):
     ``mnist``, ``fashion-mnist``, ``cifar10``
@@ -180,6 +182,112 @@ def _stratified_split(labels: torch.Tensor, split: str, test_fraction: float) ->
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Shapes (procedural, with known factors)
+
+SHAPE_NAMES = ["circle", "square", "triangle"]
+SHAPE_COLOURS = {  # name: RGB in [0, 1]; saturated and bright, so every one stands out on every background
+    "red": (0.9, 0.15, 0.15), "green": (0.15, 0.8, 0.2), "blue": (0.2, 0.35, 0.95),
+    "yellow": (0.95, 0.85, 0.15), "magenta": (0.85, 0.2, 0.85), "cyan": (0.15, 0.85, 0.9),
+}
+SHAPE_BACKGROUNDS = {"black": (0.05, 0.05, 0.05), "grey": (0.35, 0.35, 0.35), "navy": (0.08, 0.1, 0.3)}
+SHAPES_SIZE = {"train": 20_000, "test": 2_000}  # images per split
+_SHAPES_SPLIT_SEED = {"train": 0, "test": 1_000_003}  # added to the seed: the splits never share an image
+
+
+@dataclass
+class ShapesData(ImageData):
+    """`ImageData` plus the factors each image was drawn from: `factors[name]` is a tensor [N]."""
+
+    factors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def subset(self, idx: torch.Tensor) -> ShapesData:
+        return ShapesData(self.name, self.images[idx], self.labels[idx], self.num_classes, self.class_names,
+                          factors={k: v[idx] for k, v in self.factors.items()})
+
+
+def shape_factors(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Draw the factors of `n` shapes images, deterministically from `seed` (see `shapes`)."""
+    g = torch.Generator().manual_seed(seed)
+    shape = torch.randint(len(SHAPE_NAMES), (n,), generator=g)
+    colour = torch.randint(len(SHAPE_COLOURS), (n,), generator=g)
+    background = torch.randint(len(SHAPE_BACKGROUNDS), (n,), generator=g)
+    size = 0.18 + 0.12 * torch.rand(n, generator=g)  # radius, as a fraction of the image side
+    margin = size + 0.03  # the whole shape stays inside the image
+    x = margin + (1 - 2 * margin) * torch.rand(n, generator=g)
+    y = margin + (1 - 2 * margin) * torch.rand(n, generator=g)
+    rotation = 2 * math.pi * torch.rand(n, generator=g)
+    return {"shape": shape, "colour": colour, "background": background, "x": x, "y": y, "size": size,
+            "rotation": rotation}
+
+
+def render_shapes(factors: dict[str, torch.Tensor], resolution: int) -> torch.Tensor:
+    """Draw shapes from their factors: uint8 [N, 3, R, R], antialiased by supersampling (at least 64x64
+    samples per image), vectorised over the batch."""
+    n = len(factors["shape"])
+    ss = max(2, 64 // resolution)  # samples per pixel along each axis
+    side = resolution * ss
+    t = (torch.arange(side, dtype=torch.float32) + 0.5) / side  # sample positions in (0, 1)
+    palette = torch.tensor(list(SHAPE_COLOURS.values()))  # [6, 3]
+    backgrounds = torch.tensor(list(SHAPE_BACKGROUNDS.values()))  # [3, 3]
+    out = torch.empty(n, 3, resolution, resolution, dtype=torch.uint8)
+    chunk = max(1, 2**22 // (side * side))
+    for start in range(0, n, chunk):
+        f = {k: v[start: start + chunk] for k, v in factors.items()}
+        b = len(f["shape"])
+        dx = t[None, None, :] - f["x"][:, None, None]  # [B, 1, S]
+        dy = t[None, :, None] - f["y"][:, None, None]  # [B, S, 1]
+        cos, sin = f["rotation"].cos()[:, None, None], f["rotation"].sin()[:, None, None]
+        r = f["size"][:, None, None]
+        u, v = (cos * dx + sin * dy) / r, (-sin * dx + cos * dy) / r  # [B, S, S], in the shape's own frame
+        circle = u * u + v * v <= 1.0
+        square = torch.maximum(u.abs(), v.abs()) <= 0.8  # half-side 0.8 r: about a circle's area
+        # equilateral triangle, circumradius 1.2 r: inside all three edges (inradius 0.6 r)
+        tri = torch.ones_like(circle)
+        for k in range(3):
+            a = math.pi / 2 + 2 * math.pi * k / 3
+            tri &= u * math.cos(a) + v * math.sin(a) >= -0.6
+        inside = torch.stack([circle, square, tri], dim=1)  # [B, 3, S, S]
+        mask = inside.gather(1, f["shape"][:, None, None, None].expand(b, 1, side, side)).float()
+        cover = F.avg_pool2d(mask, ss)  # [B, 1, R, R] share of the pixel inside the shape
+        fg = palette[f["colour"]][:, :, None, None]  # [B, 3, 1, 1]
+        bg = backgrounds[f["background"]][:, :, None, None]
+        img = bg + cover * (fg - bg)  # [B, 3, R, R] in [0, 1]
+        out[start: start + b] = (img * 255).round().to(torch.uint8)
+    return out
+
+
+_SHAPES_CACHE: dict[tuple[int, str, int], ShapesData] = {}
+
+
+def shapes(resolution: int | None = None, split: str = "train", seed: int = 0) -> ShapesData:
+    """Procedural shapes with known factors, rendered at `resolution` (default 32), RGB.
+
+    Each image is one shape on a plain background, drawn from independent factors (`factors[name]`, [N]):
+        ``shape``       class 0..2: circle, square, triangle (also the `labels`)
+        ``colour``      0..5: red, green, blue, yellow, magenta, cyan (`SHAPE_COLOURS`)
+        ``background``  0..2: black, grey, navy (`SHAPE_BACKGROUNDS`)
+        ``x``, ``y``    centre, as fractions of the image side (the shape stays inside the image)
+        ``size``        radius in [0.18, 0.30] of the image side
+        ``rotation``    angle in [0, 2 pi) (visible up to the shape's symmetry: none for the circle)
+
+    Splits: ``train`` (20,000 images) and ``test`` (2,000), deterministic from `seed`; a split is rendered
+    once per (resolution, split, seed) and kept in memory.
+    """
+    resolution = resolution or 32
+    if split not in SHAPES_SIZE:
+        raise GanlibError(f"split {split!r} does not exist for shapes: use 'train' or 'test'.")
+    key = (resolution, split, seed)
+    if key not in _SHAPES_CACHE:
+        factors = shape_factors(SHAPES_SIZE[split], seed + _SHAPES_SPLIT_SEED[split])
+        images = render_shapes(factors, resolution)
+        _SHAPES_CACHE[key] = ShapesData("shapes", images, factors["shape"].clone(), len(SHAPE_NAMES),
+                                        list(SHAPE_NAMES), factors=factors)
+    cached = _SHAPES_CACHE[key]
+    return ShapesData(cached.name, cached.images, cached.labels, cached.num_classes, cached.class_names,
+                      factors=dict(cached.factors))
+
+
+# ----------------------------------------------------------------------------------------------------------
 # torchvision datasets (downloaded once)
 
 
@@ -283,7 +391,7 @@ def image_folder(path: str | Path, resolution: int | None = None) -> ImageData:
 # ----------------------------------------------------------------------------------------------------------
 # The entry point
 
-OFFLINE = ("ring8", "grid25", "digits")
+OFFLINE = ("ring8", "grid25", "digits", "shapes")
 DATASETS = (*OFFLINE, *TORCHVISION_SETS)
 
 
@@ -295,7 +403,7 @@ def load(name: str, resolution: int | None = None, split: str = "train", seed: i
         name: a name from `DATASETS`, or ``folder:PATH``.
         resolution: image side length, a power of two (default: the dataset's own, rounded to a power of two).
         split: ``train``, ``test`` (held-out images, for metrics) or ``all`` (digits only).
-        seed: seed of the generated toy mixtures.
+        seed: seed of the generated toy mixtures and shapes.
         root: where torchvision datasets are stored (default: `data_root()`).
     """
     if resolution is not None:
@@ -304,6 +412,8 @@ def load(name: str, resolution: int | None = None, split: str = "train", seed: i
         return toy_mixture(name, seed=seed)
     if name == "digits":
         return digits(resolution, split)
+    if name == "shapes":
+        return shapes(resolution, split, seed)
     if name in TORCHVISION_SETS:
         return torchvision_set(name, resolution, split, root)
     if name.startswith("folder:"):

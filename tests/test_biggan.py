@@ -284,3 +284,12 @@ def test_sample_command_writes_labels_and_truncates(tmp_path):
 def test_unlabelled_data_is_refused_with_a_clear_message():
     with pytest.raises(GanlibError, match="no labels"):
         recipes.make_trainer("biggan", profile="smoke", device="cpu", data="ring8")
+
+
+def test_trains_on_shapes_rgb_three_classes():
+    torch.manual_seed(0)
+    t = recipes.make_trainer("biggan", profile="smoke", device="cpu", data="shapes", steps=2)
+    t.train(progress=False)
+    assert t.G.img_channels == 3 and t.G.num_classes == 3 and t.D.num_classes == 3
+    x, y = t.sample(6, torch.tensor([0, 1, 2, 0, 1, 2]), truncation=1.0)
+    assert x.shape == (6, 3, 16, 16) and y.tolist() == [0, 1, 2, 0, 1, 2]

@@ -138,3 +138,68 @@ def test_to_uint8_roundtrip():
     d = data.load("digits", resolution=16)
     x, _ = d.batch(torch.arange(20))
     assert torch.equal(data.to_uint8(x), d.images[:20])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# shapes
+
+
+def test_shapes_layout_and_factors():
+    d = data.load("shapes", resolution=16)
+    assert isinstance(d, data.ShapesData) and d.images.shape == (20_000, 3, 16, 16) and d.images.dtype == torch.uint8
+    assert d.num_classes == 3 and d.class_names == ["circle", "square", "triangle"]
+    f = d.factors
+    assert set(f) == {"shape", "colour", "background", "x", "y", "size", "rotation"}
+    assert torch.equal(d.labels, f["shape"])
+    for name, k in (("shape", 3), ("colour", 6), ("background", 3)):
+        counts = torch.bincount(f[name], minlength=k)
+        assert len(counts) == k and counts.min() > 0.8 * len(d) / k  # every value, about equally often
+    assert f["size"].min() >= 0.18 and f["size"].max() <= 0.30
+    # the whole shape (radius <= 1.2 size, the triangle's corners) stays inside the image
+    assert (f["x"] - f["size"] >= 0.03 - 1e-6).all() and (f["x"] + f["size"] <= 0.97 + 1e-6).all()
+    x, y = d.batch(torch.arange(8))
+    assert x.shape == (8, 3, 16, 16) and x.min() >= -1 and x.max() <= 1 and torch.equal(y, f["shape"][:8])
+    sub = d.subset(torch.tensor([3, 1]))
+    assert torch.equal(sub.images, d.images[[3, 1]]) and torch.equal(sub.factors["x"], f["x"][[3, 1]])
+
+
+def test_shapes_deterministic_and_splits_disjoint():
+    a, b = data.load("shapes", 8, split="test"), data.load("shapes", 8, split="test")
+    assert len(a) == 2000 and torch.equal(a.images, b.images)
+    c = data.load("shapes", 8, split="test", seed=1)
+    assert not torch.equal(a.factors["x"], c.factors["x"])
+    train = data.load("shapes", 16)
+    keys = lambda d: set(zip(*(d.factors[k].tolist() for k in ("x", "y", "size", "rotation"))))
+    assert not keys(a) & keys(train)
+    with pytest.raises(GanlibError, match="split 'all' does not exist for shapes"):
+        data.load("shapes", split="all")
+
+
+def _one(shape, colour=0, background=0, x=0.5, y=0.5, size=0.25, rotation=0.0):
+    return {"shape": torch.tensor([shape]), "colour": torch.tensor([colour]),
+            "background": torch.tensor([background]), "x": torch.tensor([x]), "y": torch.tensor([y]),
+            "size": torch.tensor([size]), "rotation": torch.tensor([rotation])}
+
+
+@pytest.mark.parametrize("shape,area", [(0, math.pi), (1, 1.6**2), (2, 3 * math.sqrt(3) / 4 * 1.2**2)])
+def test_shapes_render_the_right_area_and_colours(shape, area):
+    size = 0.25
+    img = data.render_shapes(_one(shape, colour=2, background=1, size=size, rotation=0.3), 128).float() / 255
+    fg = torch.tensor(data.SHAPE_COLOURS["blue"])
+    bg = torch.tensor(data.SHAPE_BACKGROUNDS["grey"])
+    torch.testing.assert_close(img[0, :, 64, 64], fg, atol=0.003, rtol=0)  # the centre is the shape's colour
+    torch.testing.assert_close(img[0, :, 2, 2], bg, atol=0.003, rtol=0)  # a corner is the background
+    cover = (img[0, 2] - bg[2]) / (fg[2] - bg[2])  # [R, R] share of each pixel inside (blue channel)
+    assert abs(cover.mean().item() - area * size**2) < 0.02 * area * size**2
+
+
+def test_shapes_any_power_of_two_and_rotation():
+    for res in (4, 64):
+        assert data.render_shapes(_one(1), res).shape == (1, 3, res, res)
+    square = data.render_shapes(_one(1), 32)
+    assert torch.equal(square, data.render_shapes(_one(1, rotation=math.pi / 2), 32))  # 90 degrees: the same
+    assert not torch.equal(square, data.render_shapes(_one(1, rotation=math.pi / 4), 32))
+    circle = data.render_shapes(_one(0), 32)
+    assert (circle.int() - data.render_shapes(_one(0, rotation=1.0), 32).int()).abs().max() <= 1
+    with pytest.raises(GanlibError, match="power of two"):
+        data.load("shapes", resolution=24)

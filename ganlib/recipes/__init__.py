@@ -25,6 +25,7 @@ RECIPES = (
     "gan",
     "dcgan",
     "biggan",
+    "stylegan",
 )
 
 
