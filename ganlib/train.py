@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import distributed, losses, models
+from . import distributed, layers, losses, models
 from .errors import GanlibError, TrainingDiverged
 from .files import atomic_save, atomic_write_text
 
@@ -57,6 +57,7 @@ class TrainConfig:
     drift: float = 0.0  # PGGAN's drift epsilon (0.001); 0 = off
     r1_gamma: float = 0.0  # R1 gamma (StyleGAN: 10); 0 = off
     r1_every: int = 1  # lazy R1: apply every k D steps, scaled by k (StyleGAN2: 16)
+    ortho_beta: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4); 0 = off
     ema_beta: float | None = None  # G_ema decay per G update (PGGAN 0.999, BigGAN 0.9999) ...
     ema_half_life_kimg: float | None = None  # ... or a half-life in thousands of images (StyleGAN: 10)
     ema_start: int = 0  # before this step G_ema just copies G (BigGAN)
@@ -279,7 +280,12 @@ class Trainer:
     def g_loss(self, fake: torch.Tensor, fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
         with self.autocast():
             loss = self.g_loss_fn(self.discriminate(fake, fake_labels).float())
-        return loss, {"loss_g": loss.detach()}
+        stats = {"loss_g": loss.detach()}
+        if self.cfg.ortho_beta > 0:
+            ortho = layers.orthogonal_regularization(self.G, self.cfg.ortho_beta)
+            loss = loss + ortho
+            stats["ortho"] = ortho.detach()
+        return loss, stats
 
     def begin_step(self) -> None:
         """Called before every step (PGGAN moves its fade-in schedule here)."""

@@ -24,6 +24,7 @@ from ..train import TrainConfig, Trainer
 RECIPES = (
     "gan",
     "dcgan",
+    "biggan",
     "stylegan",
 )
 
