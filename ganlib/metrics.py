@@ -7,6 +7,8 @@
   Fréchet distance of the features to the real training images (FID's formula on the classifier's features,
   so its values are not comparable with Inception FIDs), the number of classes covered and the mean
   classifier confidence.
+- `shapes`: the same, with a classifier of the joint (shape, colour) class (`ShapesJudge`), which also reports
+  the share of images with a recognisable shape in a plausible colour.
 """
 
 from __future__ import annotations
@@ -149,12 +151,13 @@ class ImageJudge:
     held-out accuracy and the feature statistics of the real training images. Built once, then cached."""
 
     def __init__(self, data_name: str, resolution: int):
-        train = datasets.load(data_name, resolution=resolution, split="train")
+        self.data_name = data_name
+        train = self.labelled(resolution, "train")
         if train.kind != "images" or train.labels is None:
             raise GanlibError(f"image metrics need a labelled image dataset; {data_name} is not one.")
-        self.data_name, self.resolution, self.channels = data_name, resolution, train.channels
+        self.resolution, self.channels = resolution, train.channels
         self.num_classes = train.num_classes
-        path = cache_dir() / f"classifier-{data_name}-{resolution}-v{CLASSIFIER_VERSION}.pt"
+        path = cache_dir() / f"classifier-{self.cache_name}-{resolution}-v{CLASSIFIER_VERSION}.pt"
         state = None
         if path.is_file():
             try:
@@ -168,14 +171,27 @@ class ImageJudge:
             self.test_accuracy = state["test_accuracy"]
             self.ref_mu, self.ref_cov = state["ref_mu"].numpy(), state["ref_cov"].numpy()
             return
-        self.model = train_classifier(train, device="cuda" if torch.cuda.is_available() else "cpu")
-        test = datasets.load(data_name, resolution=resolution, split="test")
+        self.model = train_classifier(train, device="cuda" if torch.cuda.is_available() else "cpu",
+                                      images_seen=self.images_seen)
+        test = self.labelled(resolution, "test")
         _, probs = classify(self.model, test.batch(torch.arange(len(test)))[0])
         self.test_accuracy = float((probs.argmax(1) == test.labels).float().mean())
-        feats, _ = classify(self.model, train.batch(torch.arange(len(train)))[0])
+        ref = self.reference(resolution)
+        feats, _ = classify(self.model, ref.batch(torch.arange(len(ref)))[0])
         self.ref_mu, self.ref_cov = gaussian_stats(feats)
         atomic_save({"model": self.model.state_dict(), "test_accuracy": self.test_accuracy,
                      "ref_mu": torch.from_numpy(self.ref_mu), "ref_cov": torch.from_numpy(self.ref_cov)}, path)
+
+    cache_name = property(lambda self: self.data_name)  # names the cached classifier file
+    images_seen = 20_000  # the classifier's training budget (see `train_classifier`)
+
+    def labelled(self, resolution: int, split: str):
+        """The images and the labels the classifier learns (the dataset's own labels)."""
+        return datasets.load(self.data_name, resolution=resolution, split=split)
+
+    def reference(self, resolution: int):
+        """The real images whose feature statistics generated images are compared with (the training split)."""
+        return self.labelled(resolution, "train")
 
     def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
         """Metrics for generated images [N, C, R, R] in [-1, 1] (and the labels they were asked for).
@@ -199,14 +215,101 @@ class ImageJudge:
         return result
 
 
+class ShapesJudge(ImageJudge):
+    """The judge of `shapes`. Its classifier learns 19 classes: the 3 x 6 (shape, colour) pairs, so one network
+    tells both what was drawn and in which colour, and a class "no shape" trained on images that are not a
+    clean shape (uniform noise, two shapes blended, a shape seen at 4x4 and blown up, the background alone,
+    a shape in grey), so that such images are not forced into a shape class.
+
+    It looks at every image at 16x16 (`RESOLUTION`): larger images are box-downsampled, smaller ones
+    nearest-upsampled (so the blocky output of a progressive GAN's early stages is judged as what it is).
+    One classifier thus serves every resolution, and figures of different resolutions are comparable.
+
+    `score` reports ``shape_ok`` (share of images whose most likely shape, colours summed out, has
+    probability >= `threshold`, i.e. beats "no shape" and the other shapes together), ``colour_ok`` (the
+    same for the colour, shapes summed out), and ``recognisable`` (both at once: a recognisable shape in a
+    plausible colour), besides ``fd``, ``classes`` (the (shape, colour) pairs covered, of 18) and
+    ``confidence``. Real images score about 1.0; noise, grey shapes and two shapes blended score near 0.
+    """
+
+    RESOLUTION = 16
+    threshold = 0.5  # the probability the most likely shape (colour) needs: even odds against everything else
+    cache_name = "shapes-joint"
+    images_seen = 60_000  # rotated shapes need more steps than digits
+    pairs = len(datasets.SHAPE_NAMES) * len(datasets.SHAPE_COLOURS)  # 18; class 18 is "no shape"
+
+    def __init__(self, data_name: str = "shapes", resolution: int = RESOLUTION):
+        super().__init__("shapes", self.RESOLUTION)
+
+    def labelled(self, resolution: int, split: str) -> datasets.ImageData:
+        d = datasets.load("shapes", resolution=resolution, split=split)
+        joint = d.factors["shape"] * len(datasets.SHAPE_COLOURS) + d.factors["colour"]  # [N]
+        negatives = self.not_shapes(d.images, seed=len(d))
+        names = [f"{c} {s}" for s in datasets.SHAPE_NAMES for c in datasets.SHAPE_COLOURS] + ["no shape"]
+        return datasets.ImageData("shapes", torch.cat([d.images, negatives]),
+                                  torch.cat([joint, torch.full((len(negatives),), self.pairs)]), len(names), names)
+
+    def reference(self, resolution: int) -> datasets.ImageData:
+        return datasets.load("shapes", resolution=resolution, split="train")
+
+    @staticmethod
+    def not_shapes(images: torch.Tensor, seed: int) -> torch.Tensor:
+        """Images that are not a clean shape, made from real ones: uint8 [N/4, 3, R, R], five kinds equally."""
+        g = torch.Generator().manual_seed(seed)
+        k = len(images) // 20
+        pick = lambda: images[torch.randint(len(images), (k,), generator=g)].float()  # [k, 3, R, R]
+        r = images.shape[-1]
+        noise = torch.rand(k, *images.shape[1:], generator=g) * 255
+        blend = (pick() + pick()) / 2
+        blocky = F.interpolate(F.avg_pool2d(pick(), r // 4), scale_factor=r // 4, mode="nearest")
+        empty = pick()[:, :, :1, :1].expand(-1, -1, r, r)  # a corner's colour everywhere: the background
+        grey = pick().mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+        return torch.cat([noise, blend, blocky, empty, grey]).round().to(torch.uint8)
+
+    def resize(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [N, 3, R, R] -> [N, 3, 16, 16]: box-downsampled or nearest-upsampled."""
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2]:
+            raise GanlibError(f"the shapes judge scores RGB images [N, 3, R, R], got {list(images.shape)}.")
+        r = images.shape[-1]
+        if r > self.RESOLUTION:
+            return F.avg_pool2d(images.float(), r // self.RESOLUTION)
+        return F.interpolate(images.float(), scale_factor=self.RESOLUTION // r, mode="nearest")
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
+        """The figures above for images [N, 3, R, R] in [-1, 1], any R; `labels`, if given, are shape classes
+        (what a conditional model asks for), and ``label_accuracy`` is the share whose most likely shape is
+        the requested one."""
+        feats, probs = classify(self.model, self.resize(images))
+        pairs = probs[:, : self.pairs].reshape(len(images), len(datasets.SHAPE_NAMES), -1)  # [N, 3, 6]
+        shape_p, colour_p = pairs.sum(2), pairs.sum(1)  # [N, 3], [N, 6]
+        shape_ok = shape_p.max(1).values >= self.threshold  # [N]
+        colour_ok = colour_p.max(1).values >= self.threshold
+        counts = torch.bincount(probs.argmax(1), minlength=self.pairs + 1)[: self.pairs]
+        result = {"fd": frechet_distance_from_stats(*gaussian_stats(feats), self.ref_mu, self.ref_cov),
+                  "classes": int((counts >= max(1.0, 0.2 * len(images) / self.pairs)).sum()),
+                  "confidence": float(probs.max(1).values.mean()), "n": len(images),
+                  "shape_ok": float(shape_ok.float().mean()), "colour_ok": float(colour_ok.float().mean()),
+                  "recognisable": float((shape_ok & colour_ok).float().mean())}
+        if labels is not None:
+            result["label_accuracy"] = float((shape_p.argmax(1) == labels.cpu()).float().mean())
+        return result
+
+    def real_score(self, n: int = 1000, resolution: int = RESOLUTION) -> dict:
+        """The same figures for `n` real held-out images at `resolution`: what a perfect generator gets."""
+        test = datasets.load("shapes", resolution=resolution, split="test")
+        return self.score(test.batch(torch.arange(min(n, len(test))))[0])
+
+
+JUDGES = {"shapes": ShapesJudge}  # datasets whose judge is not the plain one
+
 _JUDGES: dict[tuple[str, int], ImageJudge] = {}
 
 
 def judge_for(data_name: str, resolution: int) -> ImageJudge:
     """The (cached) `ImageJudge` for a labelled dataset at a resolution."""
-    key = (data_name, resolution)
+    key = (data_name, resolution if data_name not in JUDGES else 0)  # the shapes judge serves all resolutions
     if key not in _JUDGES:
-        _JUDGES[key] = ImageJudge(data_name, resolution)
+        _JUDGES[key] = JUDGES.get(data_name, ImageJudge)(data_name, resolution)
     return _JUDGES[key]
 
 
@@ -267,6 +370,7 @@ def evaluate_file(path, data_name: str) -> str:
         m_same_n = m
     rows = [("samples", m)] + ([(f"samples[:{n}]", m_same_n)] if n < len(x) else []) + [(f"real test ({n})", floor)]
     cols = ["fd", "classes", "confidence"] + (["label_accuracy"] if labels is not None else [])
+    cols += [k for k in ("shape_ok", "colour_ok", "recognisable") if k in m]  # shapes only
     lines = [f"{data_name} at {x.shape[-1]}x{x.shape[-1]}: Fréchet distance of classifier features to the real "
              f"training images (lower is better; it grows as N shrinks, so compare at equal N), classes covered "
              f"of {judge.num_classes}, mean confidence; classifier test accuracy {judge.test_accuracy:.3f}",
