@@ -19,7 +19,19 @@ def _parse_value(text: str):
 
 
 def cmd_train(args) -> None:
-    from . import recipes
+    """Train; under torchrun, this process's share of a run of several (see ganlib/distributed.py)."""
+    from . import distributed
+
+    distributed.init_from_env()
+    try:
+        _train(args)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args) -> None:
+    from . import distributed, recipes
+    from .data import load as load_data
     from .env import seed_everything
 
     run_dir = Path(args.out)
@@ -36,23 +48,40 @@ def cmd_train(args) -> None:
             raise GanlibError(f"--set {item!r}: write it as NAME=VALUE, e.g. --set lr_g=1e-4.")
         key, value = item.split("=", 1)
         overrides[key.strip()] = _parse_value(value.strip())
-    for key in ("steps", "seed", "batch_size"):
+    for key in ("steps", "seed", "batch_size", "accumulate"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    if distributed.world_size() > 1:  # process 0 downloads the dataset, if it must, before the others read it
+        preset = recipes.preset(args.model, args.profile)
+        failed = None
+        if distributed.rank() == 0:
+            try:
+                load_data(args.data or preset["data"], resolution=args.resolution or preset.get("resolution"))
+            except GanlibError as e:
+                failed = str(e)
+        failed = distributed.gather_objects(failed)[0]  # every process stops alike
+        if failed:
+            raise GanlibError(failed)
     seed_everything(overrides.get("seed", 0))
     trainer = recipes.make_trainer(args.model, profile=args.profile, data=args.data, resolution=args.resolution,
                                    run_dir=run_dir, device=args.device, **overrides)
+    say = print if trainer.is_main else (lambda *a, **k: None)  # one voice for all processes
     if args.resume:
         trainer.load_checkpoint()
-        print(f"resuming {args.model} from step {trainer.step} of {trainer.cfg.steps}")
-    data = trainer.data
+        say(f"resuming {args.model} from step {trainer.step} of {trainer.cfg.steps}")
+    data, cfg = trainer.data, trainer.cfg
     shape = "x".join(str(s) for s in data.shape)
-    print(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {trainer.cfg.steps} steps, "
-          f"batch {trainer.cfg.batch_size}, on {trainer.device}; writing to {run_dir}")
+    parts = [f"{cfg.batch_size} per process", f"{trainer.world_size} processes"] if trainer.world_size > 1 else [
+        str(cfg.batch_size)]
+    parts += [f"{cfg.accumulate} accumulated"] if cfg.accumulate > 1 else []
+    batch = f"batch {' x '.join(parts)}" + (f" = global batch {trainer.global_batch}" if len(parts) > 1 else "")
+    where = f"{trainer.world_size} processes ({trainer.device.type})" if trainer.world_size > 1 else trainer.device
+    say(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {cfg.steps} steps, "
+        f"{batch}, on {where}; writing to {run_dir}")
     trainer.train()
     last = trainer.history[-1] if trainer.history else {}
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("loss"))
-    print(f"done: step {trainer.step}, {trainer.elapsed:.0f} s, {losses}; checkpoint {run_dir / 'checkpoint.pt'}")
+    say(f"done: step {trainer.step}, {trainer.elapsed:.0f} s, {losses}; checkpoint {run_dir / 'checkpoint.pt'}")
 
 
 def cmd_sample(args) -> None:
@@ -88,7 +117,7 @@ def cmd_sample(args) -> None:
 def cmd_evaluate(args) -> None:
     from .metrics import evaluate_file
 
-    print(evaluate_file(args.file, args.data))
+    print(evaluate_file(args.file, args.data, features=args.features, k=args.k))
 
 
 def cmd_bench(args) -> None:
@@ -128,14 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a model; checkpoints and sample grids go to --out",
-                       description="Train MODEL on DATA with the profile's preset (see ganlib/recipes/).")
+                       description="Train MODEL on DATA with the profile's preset (see ganlib/recipes/). On "
+                                   "several GPUs: torchrun --standalone --nproc_per_node=N -m ganlib train ...")
     t.add_argument("model", help=f"one of {', '.join(recipes.RECIPES)}")
     t.add_argument("--data", help=f"dataset: {', '.join(DATASETS)}, or folder:PATH (default: the preset's)")
     t.add_argument("--out", required=True, help="run folder for checkpoint.pt, config.json and samples/")
     t.add_argument("--profile", choices=PROFILES, help="compute budget (default: GANLIB_PROFILE, else gpu if "
                                                        "CUDA is available, else cpu)")
     t.add_argument("--steps", type=int, help="total generator steps (default: the preset's)")
-    t.add_argument("--batch-size", dest="batch_size", type=int, help="minibatch size (default: the preset's)")
+    t.add_argument("--batch-size", dest="batch_size", type=int,
+                   help="minibatch size, per process under torchrun (default: the preset's)")
+    t.add_argument("--accumulate", type=int, metavar="K",
+                   help="average the gradients of K micro-batches per update: the batch of K GPUs on one (default 1)")
     t.add_argument("--resolution", type=int, help="image resolution, a power of two (default: the preset's)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -157,10 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("evaluate", help="print the metrics of a samples file",
-                       description="Mode coverage for 2-D points; classifier Fréchet distance, classes "
-                                   "covered and confidence for images, next to real held-out data.")
+                       description="Fréchet distance, KID, precision and recall against the training data, "
+                                   "next to real held-out data at the same N; for images also the distance "
+                                   "to the nearest training image and the classifier's classes and "
+                                   "confidence; for 2-D points also mode coverage.")
     e.add_argument("file", help="an .npz written by `sample`")
     e.add_argument("--data", required=True, help="the dataset the samples imitate, e.g. ring8 or digits")
+    e.add_argument("--features", choices=("classifier", "inception"), default="classifier",
+                   help="image features: the offline classifier of the dataset (default), or torchvision's "
+                        "Inception-v3 (downloaded once)")
+    e.add_argument("--k", type=int, default=3, help="neighbours for precision and recall (default 3)")
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="run benchmarks and write docs/benchmarks.md",

@@ -2,12 +2,18 @@
 
 - 2-D toys: `mode_coverage` (the VEEGAN/PacGAN protocol: a sample is *high quality* when it lies within
   3 std of its nearest mode; a mode is *covered* when at least one high-quality sample is nearest to it).
-- Images of labelled offline datasets (digits): a small CNN classifier, trained deterministically in seconds
-  on the training split and cached, gives features and class probabilities; `classifier_metrics` reports the
-  Fréchet distance of the features to the real training images (FID's formula on the classifier's features,
-  so its values are not comparable with Inception FIDs), the number of classes covered and the mean
-  classifier confidence.
-- `shapes`: the same, with a classifier of the joint (shape, colour) class (`ShapesJudge`), which also reports
+- Any features [N, D] of real and generated samples: `frechet_distance` (FID's formula), `kid` (the
+  unbiased squared MMD with the cubic kernel of Binkowski et al. 2018, mean and std over subsets),
+  `precision_recall` (k-nearest-neighbour manifolds, Kynkaanniemi et al. 2019), `nearest_neighbour_distances`
+  (does a generator copy its training set?); `feature_metrics` computes them together.
+- Features come from a `FeatureExtractor`: `ClassifierFeatures`, a small CNN classifier trained
+  deterministically in seconds on a labelled offline dataset (digits, shapes) and cached, or
+  `InceptionFeatures`, torchvision's ImageNet Inception-v3 (downloaded once; values on its scale are close to,
+  not equal to, published FIDs, which use the TensorFlow Inception port). Values on one extractor's features
+  are not comparable with another's.
+- `classifier_metrics` / `ImageJudge.score`: the classifier's Fréchet distance to the real training images,
+  the number of classes covered and the mean classifier confidence.
+- `shapes`: `ShapesJudge`, a classifier of the joint (shape, colour) class plus "no shape", which also reports
   the share of images with a recognisable shape in a plausible colour.
 """
 
@@ -79,6 +85,110 @@ def frechet_distance_from_stats(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarr
 def frechet_distance(features_a, features_b) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets [N, D] and [M, D]."""
     return frechet_distance_from_stats(*gaussian_stats(features_a), *gaussian_stats(features_b))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Kernel inception distance (KID)
+
+
+def _as_double(features) -> torch.Tensor:
+    f = features.detach().cpu() if isinstance(features, torch.Tensor) else torch.from_numpy(np.asarray(features))
+    assert f.ndim == 2, f"features must be [N, D], got {list(f.shape)}"
+    return f.double()
+
+
+def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """KID's kernel k(x, y) = (x.y / D + 1)^3 between features a [N, D] and b [M, D] -> [N, M]."""
+    return (a @ b.T / a.shape[1] + 1) ** 3
+
+
+def mmd2_unbiased(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The unbiased estimate of the squared MMD between feature sets a [M, D] and b [N, D] under
+    `polynomial_kernel`: the means of k over distinct pairs within a and within b (diagonals left out, which
+    removes the bias), minus twice the mean of k over all pairs across the sets. Its expectation is 0 when
+    both sets come from one distribution, whatever their size; single estimates can be negative."""
+    m, n = a.shape[0], b.shape[0]
+    assert m >= 2 and n >= 2, "each set needs at least 2 samples"
+    k_aa, k_bb, k_ab = polynomial_kernel(a, a), polynomial_kernel(b, b), polynomial_kernel(a, b)
+    within_a = (k_aa.sum() - k_aa.diagonal().sum()) / (m * (m - 1))
+    within_b = (k_bb.sum() - k_bb.diagonal().sum()) / (n * (n - 1))
+    return float(within_a + within_b - 2 * k_ab.mean())
+
+
+def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Kernel inception distance on any features: (mean, std) of `mmd2_unbiased` over `subsets` random pairs
+    of subsets of `subset_size` samples (without replacement; at most the smaller set's size), as in
+    torch-fidelity and clean-fid. Deterministic given `seed`. Papers report it x 10^3 on Inception features;
+    on other features its scale is theirs (the kernel's 1/D assumes features of order 1)."""
+    a, b = _as_double(features_a), _as_double(features_b)
+    assert a.shape[1] == b.shape[1], f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}"
+    m = min(subset_size, a.shape[0], b.shape[0])
+    g = torch.Generator().manual_seed(seed)
+    values = torch.tensor([mmd2_unbiased(a[torch.randperm(a.shape[0], generator=g)[:m]],
+                                         b[torch.randperm(b.shape[0], generator=g)[:m]]) for _ in range(subsets)],
+                          dtype=torch.float64)
+    return float(values.mean()), float(values.std()) if subsets > 1 else 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Precision and recall with k-nearest-neighbour manifolds; nearest neighbours
+
+
+def _pairwise_distances(a: torch.Tensor, b: torch.Tensor, block: int = 1024):
+    """Yield (rows, distances [len(rows), M]) between a [N, D] and b [M, D], a block of rows at a time."""
+    for i in range(0, a.shape[0], block):
+        yield slice(i, i + block), torch.cdist(a[i: i + block], b)
+
+
+def knn_radii(features, k: int = 3) -> torch.Tensor:
+    """Distance of each sample [N, D] to its k-th nearest *other* sample -> [N] (the radius of its ball in
+    the k-NN estimate of the set's manifold)."""
+    f = _as_double(features)
+    assert 1 <= k < f.shape[0], f"k={k} needs more than k samples, got {f.shape[0]}"
+    radii = torch.empty(f.shape[0], dtype=torch.float64)
+    for rows, d in _pairwise_distances(f, f):
+        radii[rows] = d.kthvalue(k + 1, dim=1).values  # the smallest distance (0) is the sample itself
+    return radii
+
+
+def in_manifold(queries, manifold, radii: torch.Tensor) -> torch.Tensor:
+    """For each query [N, D]: does it lie in at least one ball (centre manifold[j], radius radii[j])? -> [N] bool."""
+    q, m = _as_double(queries), _as_double(manifold)
+    inside = torch.empty(q.shape[0], dtype=torch.bool)
+    for rows, d in _pairwise_distances(q, m):
+        inside[rows] = (d <= radii[None]).any(dim=1)
+    return inside
+
+
+def precision_recall(real_features, fake_features, k: int = 3) -> dict:
+    """Improved precision and recall (Kynkaanniemi et al. 2019): each set's manifold is the union of balls
+    around its samples reaching their k-th nearest neighbour. ``precision``: share of generated samples inside
+    the real manifold (are the samples realistic?). ``recall``: share of real samples inside the generated
+    manifold (is all of the data covered?)."""
+    real, fake = _as_double(real_features), _as_double(fake_features)
+    precision = in_manifold(fake, real, knn_radii(real, k)).double().mean()
+    recall = in_manifold(real, fake, knn_radii(fake, k)).double().mean()
+    return {"precision": float(precision), "recall": float(recall)}
+
+
+def nearest_neighbour_distances(queries, reference) -> torch.Tensor:
+    """Euclidean distance from each query [N, D] (or images [N, C, H, W], flattened) to its nearest
+    reference sample [M, D] -> [N]. A generator that copies its training images has distances near 0 to the
+    training set; fresh real images do not."""
+    q = _as_double(torch.as_tensor(queries).reshape(len(queries), -1))
+    r = _as_double(torch.as_tensor(reference).reshape(len(reference), -1))
+    out = torch.empty(q.shape[0], dtype=torch.float64)
+    for rows, d in _pairwise_distances(q, r):
+        out[rows] = d.min(dim=1).values
+    return out
+
+
+def feature_metrics(real_features, fake_features, k: int = 3, kid_subsets: int = 100,
+                    kid_subset_size: int = 1000, seed: int = 0) -> dict:
+    """``fd``, ``kid`` and ``kid_std``, ``precision`` and ``recall`` of generated against real features."""
+    kid_mean, kid_std = kid(real_features, fake_features, kid_subsets, kid_subset_size, seed)
+    return {"fd": frechet_distance(real_features, fake_features), "kid": kid_mean, "kid_std": kid_std,
+            **precision_recall(real_features, fake_features, k), "n": len(fake_features)}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -154,7 +264,8 @@ class ImageJudge:
         self.data_name = data_name
         train = self.labelled(resolution, "train")
         if train.kind != "images" or train.labels is None:
-            raise GanlibError(f"image metrics need a labelled image dataset; {data_name} is not one.")
+            raise GanlibError(f"image metrics need a labelled image dataset; {data_name} is not one (for "
+                              f"unlabelled images use Inception features: --features inception).")
         self.resolution, self.channels = resolution, train.channels
         self.num_classes = train.num_classes
         path = cache_dir() / f"classifier-{self.cache_name}-{resolution}-v{CLASSIFIER_VERSION}.pt"
@@ -193,6 +304,13 @@ class ImageJudge:
         """The real images whose feature statistics generated images are compared with (the training split)."""
         return self.labelled(resolution, "train")
 
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """The images as the classifier takes them; a GanlibError if they are not of its dataset and size."""
+        if images.ndim != 4 or images.shape[1] != self.channels or images.shape[-1] != self.resolution:
+            raise GanlibError(f"these metrics are for {self.data_name} at {self.channels}x{self.resolution}x"
+                              f"{self.resolution}, got images of shape {list(images.shape[1:])}.")
+        return images
+
     def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
         """Metrics for generated images [N, C, R, R] in [-1, 1] (and the labels they were asked for).
 
@@ -201,10 +319,7 @@ class ImageJudge:
         ``confidence`` (mean top class probability) and, with `labels`, ``label_accuracy`` (share classified
         as the requested class).
         """
-        if images.ndim != 4 or images.shape[1] != self.channels or images.shape[-1] != self.resolution:
-            raise GanlibError(f"these metrics are for {self.data_name} at {self.channels}x{self.resolution}x"
-                              f"{self.resolution}, got images of shape {list(images.shape[1:])}.")
-        feats, probs = classify(self.model, images)
+        feats, probs = classify(self.model, self.prepare(images))
         counts = torch.bincount(probs.argmax(1), minlength=self.num_classes)
         fair_share = len(images) / self.num_classes
         result = {"fd": frechet_distance_from_stats(*gaussian_stats(feats), self.ref_mu, self.ref_cov),
@@ -266,7 +381,7 @@ class ShapesJudge(ImageJudge):
         grey = pick().mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
         return torch.cat([noise, blend, blocky, empty, grey]).round().to(torch.uint8)
 
-    def resize(self, images: torch.Tensor) -> torch.Tensor:
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, R, R] -> [N, 3, 16, 16]: box-downsampled or nearest-upsampled."""
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2]:
             raise GanlibError(f"the shapes judge scores RGB images [N, 3, R, R], got {list(images.shape)}.")
@@ -279,7 +394,7 @@ class ShapesJudge(ImageJudge):
         """The figures above for images [N, 3, R, R] in [-1, 1], any R; `labels`, if given, are shape classes
         (what a conditional model asks for), and ``label_accuracy`` is the share whose most likely shape is
         the requested one."""
-        feats, probs = classify(self.model, self.resize(images))
+        feats, probs = classify(self.model, self.prepare(images))
         pairs = probs[:, : self.pairs].reshape(len(images), len(datasets.SHAPE_NAMES), -1)  # [N, 3, 6]
         shape_p, colour_p = pairs.sum(2), pairs.sum(1)  # [N, 3], [N, 6]
         shape_ok = shape_p.max(1).values >= self.threshold  # [N]
@@ -319,12 +434,104 @@ def classifier_metrics(images: torch.Tensor, data_name: str = "digits", labels: 
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Feature extractors: one interface, an offline classifier and Inception-v3
+
+
+class FeatureExtractor:
+    """Maps images [N, C, R, R] in [-1, 1] to features [N, dim] (float32, CPU). `name` says which features
+    they are, for reports: numbers on different extractors' features are on different scales."""
+
+    name: str
+    dim: int
+
+    def __call__(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        return torch.cat([self.features(x) for x in images.split(batch)])
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ClassifierFeatures(FeatureExtractor):
+    """The 128-d penultimate layer of the course's classifier for a labelled offline dataset (`ImageJudge`):
+    no download, trained in seconds, and it knows what the dataset's classes look like."""
+
+    def __init__(self, data_name: str, resolution: int):
+        self.judge = judge_for(data_name, resolution)
+        self.dim = 128
+        self.name = (f"{data_name} classifier, {self.dim}-d penultimate layer (ganlib; held-out accuracy "
+                     f"{self.judge.test_accuracy:.3f})")
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return classify(self.judge.model, self.judge.prepare(images))[0]
+
+
+def _inception_state_dict() -> dict:
+    """torchvision's ImageNet Inception-v3 weights: from the torch hub cache, else downloaded once."""
+    from pathlib import Path
+
+    from torchvision.models import Inception_V3_Weights
+
+    weights = Inception_V3_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not cached.is_file() and not datasets.downloads_allowed():
+        raise GanlibError(f"Inception-v3 weights are not in {cached.parent} and downloads are off "
+                          f"(GANLIB_OFFLINE=1): run once with network, or use the offline classifier features.")
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as e:  # no network, blocked host: one line, not a stack trace
+        reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+        raise GanlibError(f"could not download the Inception-v3 weights ({reason}): connect to the network "
+                          f"once, or use the offline classifier features (--features classifier).") from None
+
+
+class InceptionFeatures(FeatureExtractor):
+    """The 2048-d pool features of torchvision's ImageNet Inception-v3 (what FID uses). Images are resized
+    to 299x299 (bilinear) and grey images repeated to RGB. The weights are Google's Inception-v3 ported to
+    PyTorch, not the 2015 TensorFlow graph of the FID papers, so values are close to, not equal to,
+    published FIDs."""
+
+    def __init__(self, device: torch.device | str | None = None):
+        from torchvision.models import Inception3
+
+        state = _inception_state_dict()
+        # transform_input=False: these weights expect inputs in [-1, 1], which is what our images are
+        net = Inception3(num_classes=1000, aux_logits=True, transform_input=False, init_weights=False)
+        net.load_state_dict(state)
+        net.fc = nn.Identity()  # the 2048-d average-pooled features instead of the ImageNet logits
+        net.AuxLogits = None
+        net.aux_logits = False
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.net = net.to(self.device).eval().requires_grad_(False)
+        self.dim = 2048
+        self.name = "torchvision Inception-v3 (ImageNet), 2048-d pool features, bilinear resize to 299x299"
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise GanlibError(f"Inception features need images [N, 1 or 3, H, W], got {list(images.shape)}.")
+        x = images.float().to(self.device).expand(-1, 3, -1, -1)  # grey -> RGB
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)  # [N, 3, 299, 299]
+        return self.net(x).float().cpu()  # [N, 2048]
+
+
+FEATURES = ("classifier", "inception")
+
+
+def feature_extractor(name: str, data_name: str, resolution: int) -> FeatureExtractor:
+    """``classifier`` (offline, labelled datasets) or ``inception`` (torchvision's, downloaded once)."""
+    if name == "classifier":
+        return ClassifierFeatures(data_name, resolution)
+    if name == "inception":
+        return InceptionFeatures()
+    raise GanlibError(f"unknown features {name!r}: use one of {', '.join(FEATURES)}.")
+
+
+# ----------------------------------------------------------------------------------------------------------
 # The `evaluate` command
 
 
-def evaluate_file(path, data_name: str) -> str:
-    """The metrics of a samples file written by `python -m ganlib sample`, as a small text table, next to
-    the same metrics for real held-out data (the floor) at the same number of samples."""
+def read_samples(path) -> dict[str, np.ndarray]:
+    """The arrays of a samples file written by `python -m ganlib sample`, with one-line errors."""
     from pathlib import Path
 
     path = Path(path)
@@ -336,46 +543,93 @@ def evaluate_file(path, data_name: str) -> str:
     except Exception:
         raise GanlibError(f"{str(path)!r} is not a readable .npz file: write it with "
                           f"`python -m ganlib sample`.") from None
-    if "points" in arrays:
-        ref = datasets.load(data_name)
-        if ref.kind != "points":
-            raise GanlibError(f"{path.name} holds 2-D points, but {data_name} is an image dataset: pass --data "
-                              f"ring8 or grid25.")
-        pts = torch.from_numpy(np.asarray(arrays["points"], dtype=np.float32))
-        if pts.ndim != 2 or pts.shape[1] != 2:
-            raise GanlibError(f"'points' in {path.name} has shape {list(pts.shape)}; expected [N, 2].")
-        m = mode_coverage(pts, ref.centres, ref.std)
-        real = mode_coverage(ref.points[: len(pts)], ref.centres, ref.std)
-        k = len(ref.centres)
-        return (f"{data_name}, {len(pts)} samples (high quality = within 3 std of a mode)\n"
-                f"{'':12}{f'modes/{k}':>9}{'hq':>8}{'rev-KL':>8}\n"
-                f"{'samples':12}{m['modes']:>9}{m['hq']:>8.3f}{m['reverse_kl']:>8.3f}\n"
-                f"{'real data':12}{real['modes']:>9}{real['hq']:>8.3f}{real['reverse_kl']:>8.3f}")
-    if "images" not in arrays:
+    if "points" not in arrays and "images" not in arrays:
         raise GanlibError(f"{path.name} has neither 'images' nor 'points': write it with `python -m ganlib sample`.")
+    return arrays
+
+
+def _table(header: str, rows: list[tuple[str, dict]], cols: list[str]) -> str:
+    def cell(r: dict, c: str) -> str:
+        if c == "kid":  # with its std over subsets
+            return f"{r['kid']:.4g}±{r['kid_std']:.2g}"
+        return f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c])
+
+    names = {"label_accuracy": "label acc", "nn": "nn dist"}
+    width = max(len(name) for name, _ in rows) + 2
+    lines = [header, " " * width + "".join(f"{names.get(c, c):>15}" for c in cols)]
+    lines += [f"{name:{width}}" + "".join(f"{cell(r, c):>15}" for c in cols) for name, r in rows]
+    return "\n".join(lines)
+
+
+def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3) -> str:
+    """Every metric of a samples file written by `python -m ganlib sample`, as a small text table, next to
+    the same metrics for real held-out data (the floor) at the same number of samples, with the protocol."""
+    arrays = read_samples(path)
+    if "points" in arrays:
+        return _evaluate_points(arrays["points"], data_name, k)
     imgs = torch.from_numpy(np.asarray(arrays["images"]))
     if imgs.ndim != 4 or imgs.dtype != torch.uint8:
-        raise GanlibError(f"'images' in {path.name} should be uint8 [N, H, W, C], got {imgs.dtype} "
-                          f"{list(imgs.shape)}.")
+        raise GanlibError(f"'images' should be uint8 [N, H, W, C], got {imgs.dtype} {list(imgs.shape)}.")
     x = imgs.permute(0, 3, 1, 2).float().div(127.5).sub(1)  # [N, C, H, W] in [-1, 1]
     labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays else None
-    judge = judge_for(data_name, x.shape[-1])
-    m = judge.score(x, labels)
-    test = datasets.load(data_name, resolution=x.shape[-1], split="test")
+    res = x.shape[-1]
+    extractor = feature_extractor(features, data_name, res)
+    train = datasets.load(data_name, resolution=res, split="train")
+    test = datasets.load(data_name, resolution=res, split="test")
+    if (train.channels, train.resolution) != tuple(x.shape[1:3]) or x.shape[2] != x.shape[3]:
+        raise GanlibError(f"the samples are {list(x.shape[1:])} images, but {data_name} at this resolution is "
+                          f"{list(train.shape)}: pass the --data the generator was trained on.")
+    train_x = train.batch(torch.arange(len(train)))[0]
+    real_feats = extractor(train_x)
+    judge = judge_for(data_name, res) if train.labels is not None else None
     n = min(len(x), len(test))
-    floor = judge.score(test.batch(torch.arange(n))[0], test.labels[:n] if labels is not None else None)
+    test_x, test_y = test.batch(torch.arange(n))
+
+    def measure(images, wanted_labels):
+        m = feature_metrics(real_feats, extractor(images), k=k)
+        m["nn"] = float(nearest_neighbour_distances(images, train_x).median())
+        if judge is not None:
+            scores = judge.score(images, wanted_labels)
+            m.update({c: scores[c] for c in ("classes", "confidence", "label_accuracy", "recognisable")
+                      if c in scores})
+        return m
+
+    rows = [("samples", measure(x, labels))]
     if n < len(x):
-        m_same_n = judge.score(x[:n], labels[:n] if labels is not None else None)
-    else:
-        m_same_n = m
-    rows = [("samples", m)] + ([(f"samples[:{n}]", m_same_n)] if n < len(x) else []) + [(f"real test ({n})", floor)]
-    cols = ["fd", "classes", "confidence"] + (["label_accuracy"] if labels is not None else [])
-    cols += [k for k in ("shape_ok", "colour_ok", "recognisable") if k in m]  # shapes only
-    lines = [f"{data_name} at {x.shape[-1]}x{x.shape[-1]}: Fréchet distance of classifier features to the real "
-             f"training images (lower is better; it grows as N shrinks, so compare at equal N), classes covered "
-             f"of {judge.num_classes}, mean confidence; classifier test accuracy {judge.test_accuracy:.3f}",
-             f"{'':18}" + "".join(f"{c:>16}" for c in cols)]
-    for name, r in rows:
-        lines.append(f"{name:18}" + "".join(f"{r[c]:>16.3f}" if isinstance(r[c], float) else f"{r[c]:>16}"
-                                            for c in cols))
-    return "\n".join(lines)
+        rows.append((f"samples[:{n}]", measure(x[:n], labels[:n] if labels is not None else None)))
+    rows.append((f"real test ({n})", measure(test_x, test_y if labels is not None else None)))
+    cols = ["fd", "kid", "precision", "recall", "nn"]
+    cols += ["classes", "confidence"] if judge is not None else []
+    cols += ["label_accuracy"] if labels is not None and judge is not None else []
+    cols += ["recognisable"] if isinstance(judge, ShapesJudge) else []
+    header = (f"{data_name} at {res}x{res}, {len(x)} samples. Features: {extractor.name}. Reference: the "
+              f"{len(train)} training images. fd (Fréchet distance; grows as N shrinks, so compare rows of equal "
+              f"N), kid (unbiased, mean±std over 100 subsets of min(1000, N)), precision and recall "
+              f"(k={k} nearest-neighbour manifolds), nn dist (median pixel distance to the nearest training "
+              f"image: near 0 means copying)"
+              + (f", classes covered of {judge.num_classes} and mean confidence of the classifier"
+                 if judge is not None else "")
+              + (", recognisable: share with a recognisable shape in a plausible colour (`ShapesJudge`)"
+                 if isinstance(judge, ShapesJudge) else "") + ".")
+    return _table(header, rows, cols)
+
+
+def _evaluate_points(points: np.ndarray, data_name: str, k: int) -> str:
+    ref = datasets.load(data_name)
+    if ref.kind != "points":
+        raise GanlibError(f"the file holds 2-D points, but {data_name} is an image dataset: pass --data ring8 "
+                          f"or grid25.")
+    pts = torch.from_numpy(np.asarray(points, dtype=np.float32))
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise GanlibError(f"'points' has shape {list(pts.shape)}; expected [N, 2].")
+    reference = ref.points[:max(len(pts), 2500)]  # training draw (seed 0)
+    held_out = datasets.load(data_name, seed=1).points[: len(pts)]  # an independent draw: the floor
+
+    def measure(p):
+        return {**mode_coverage(p, ref.centres, ref.std), **feature_metrics(reference, p, k=k)}
+
+    header = (f"{data_name}, {len(pts)} samples. modes: covered modes (a sample within 3 std of a mode is high "
+              f"quality, hq); reverse KL of the modes' shares to uniform; fd, kid, precision, recall "
+              f"(k={k}) on the coordinates against {len(reference)} points of the data.")
+    return _table(header, [("samples", measure(pts)), ("real data", measure(held_out))],
+                  ["modes", "hq", "reverse_kl", "fd", "kid", "precision", "recall"])

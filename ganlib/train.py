@@ -8,6 +8,13 @@ overriding a few small methods (`generate`, `discriminate`, `real_batch`, `d_los
 
 Exact resume: all randomness (data order, latents, labels, penalty mixing) comes from generators whose
 state is saved in the checkpoint, so N steps in one go and N/2 + resume + N/2 give the same weights on CPU.
+
+Several processes (``torchrun``, see `ganlib.distributed`): every process runs this same loop on its own
+slice of each global batch (`BatchStream`) with its own latents; gradients are averaged over the processes
+before every optimizer step (`_step`), so all copies of G and D stay equal (checked at every log). Process
+0 alone keeps G_ema, writes sample grids and checkpoints and shows progress; every process resumes from the
+same checkpoint. A chapter inherits all this as long as its optimizers step through `_step` and any
+parameters it creates during training are copied from process 0 (`distributed.broadcast_module`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -24,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import losses, models
+from . import distributed, losses, models
 from .errors import GanlibError, TrainingDiverged
 from .files import atomic_save, atomic_write_text
 
@@ -57,6 +65,8 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
     amp: bool = False  # mixed precision (CUDA only: bf16 where supported, else fp16 with loss scaling)
     channels_last: bool = False  # channels_last memory format (CUDA only)
+    sync_batchnorm: bool = False  # several GPUs: batch norm statistics over the global batch (SyncBatchNorm);
+    # off, each process normalises its own batch (as BigGAN-PyTorch does)
     seed: int = 0  # seeds data order, latents and labels
 
     def __post_init__(self):
@@ -145,14 +155,19 @@ class Trainer:
         data: a dataset with `len()` and `batch(idx) -> (x, labels or None)`.
         cfg: a `TrainConfig`.
         run_dir: where checkpoints and sample grids go (None: nowhere, for quick experiments).
-        device: defaults to CUDA when available.
+        device: defaults to CUDA when available (under torchrun: this process's own GPU).
         spec: the model spec (see `ganlib.models.build`) saved with checkpoints so that `sample` can rebuild G.
+
+    Under torchrun (a process group is initialised), `rank` and `world_size` say which process this is and
+    how many train together; `cfg.batch_size` is then the batch of one process.
     """
 
     def __init__(self, G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path | None = None,
                  device: str | torch.device | None = None, spec: dict | None = None):
         self.cfg = cfg
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device) if device else distributed.local_device()
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0  # the process that keeps G_ema and writes files
         self.data = data
         self.run_dir = Path(run_dir) if run_dir else None
         self.spec = spec
@@ -163,9 +178,13 @@ class Trainer:
         self.on_cuda = self.device.type == "cuda"
         memory_format = torch.channels_last if (cfg.channels_last and self.on_cuda) else torch.contiguous_format
         self.memory_format = memory_format
+        if cfg.sync_batchnorm and self.world_size > 1:
+            G, D = (distributed.convert_sync_batchnorm(m, self.device) for m in (G, D))
         self.G = G.to(self.device, memory_format=memory_format).train()
         self.D = D.to(self.device, memory_format=memory_format).train()
-        use_ema = cfg.ema_beta is not None or cfg.ema_half_life_kimg is not None
+        for module in (self.G, self.D):  # equal initial weights in every process: process 0's
+            distributed.broadcast_module(module)
+        use_ema = (cfg.ema_beta is not None or cfg.ema_half_life_kimg is not None) and self.is_main
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if use_ema else None
         self.d_loss_fn, self.g_loss_fn = losses.GAN_LOSSES[cfg.loss]
         self.opt_g = self.make_optimizer(self.G, cfg.lr_g)
@@ -175,15 +194,26 @@ class Trainer:
             amp_dtype = torch.bfloat16 if torch.cuda.get_device_capability(self.device)[0] >= 8 else torch.float16
         self.amp_dtype = amp_dtype
         self.scalers = {name: torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16) for name in "gd"}
-        self.stream = BatchStream(len(data), cfg.batch_size, cfg.seed)
-        self.rng = torch.Generator().manual_seed(cfg.seed + 1)  # latents, fake labels, penalty mixing
+        self.stream = BatchStream(len(data), cfg.batch_size, cfg.seed, self.rank, self.world_size)
+        self.rng = torch.Generator().manual_seed(self.rank_seed())  # latents, fake labels, penalty mixing
+        if self.rank > 0:  # torch's global RNG (noise inputs, dropout) too differs per process
+            torch.manual_seed(self.rank_seed() + 1)
         self.step = 0  # generator updates done
-        self.images_seen = 0  # real images shown to D
+        self.images_seen = 0  # real images shown to D (by all processes)
         self.elapsed = 0.0  # seconds spent training, over all sessions
         self.history: list[dict] = []  # one entry per log_every steps
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self.last_checkpoint_step: int | None = None
+
+    def rank_seed(self, step: int = 0) -> int:
+        """The seed of this process's latents at `step`: cfg.seed + 1 for one process (and process 0)."""
+        return self.cfg.seed + 1 + 1_000_003 * self.rank + 7_919 * step
+
+    @property
+    def global_batch(self) -> int:
+        """Real images per D update over all processes and micro-batches."""
+        return self.cfg.batch_size * self.cfg.accumulate * self.world_size
 
     # ------------------------------------------------------------------------------------------------------
     # What a step does (override these in a chapter)
@@ -272,7 +302,7 @@ class Trainer:
                                       fake_labels, index)
             self.scalers["d"].scale(loss / k).backward()
             _accumulate(stats, micro, k)
-            self.images_seen += real.shape[0]
+            self.images_seen += real.shape[0] * self.world_size
         self._step(self.opt_d, "d")
         return stats
 
@@ -294,6 +324,9 @@ class Trainer:
         return stats
 
     def _step(self, opt: torch.optim.Optimizer, name: str) -> None:
+        """Every optimizer update goes through here: average the gradients over the processes, then step."""
+        distributed.average_gradients((p for group in opt.param_groups for p in group["params"]),
+                                      what="G" if name == "g" else "D")
         scaler = self.scalers[name]
         scaler.step(opt)
         scaler.update()
@@ -328,7 +361,7 @@ class Trainer:
             return
         cfg = self.cfg
         if cfg.ema_half_life_kimg is not None:
-            batch = cfg.batch_size * cfg.accumulate  # images per G update
+            batch = self.global_batch  # images per G update, over all processes
             beta = 0.5 ** (batch / max(cfg.ema_half_life_kimg * 1000, 1e-8))
         else:
             beta = cfg.ema_beta
@@ -340,11 +373,15 @@ class Trainer:
             b_ema.copy_(b)  # buffers (BN statistics, ...) are copied, as in StyleGAN2-ADA
 
     def flush_stats(self) -> dict:
-        """Average the losses since the last flush, append them to `history`, stop if any is NaN/inf."""
+        """Average the losses since the last flush, append them to `history`, stop if any is NaN/inf.
+
+        With several processes, the losses are averaged over them too, and the copies of G and D are checked
+        to be equal."""
+        distributed.check_copies_equal({"G": self.G, "D": self.D})
         if not self._count:
             return {}
         entry = {"step": self.step, "kimg": self.images_seen / 1000, "seconds": round(self.elapsed, 2)}
-        for k, v in self._sums.items():
+        for k, v in distributed.average_values(self._sums).items():  # the same numbers in every process
             entry[k] = float(v) / self._count
         self._sums, self._count = {}, 0
         bad = [k for k, v in entry.items() if isinstance(v, float) and not math.isfinite(v)]
@@ -368,12 +405,15 @@ class Trainer:
         """Train until `step` reaches `steps` (default cfg.steps); call `callback(self)` every `every` steps.
 
         Checkpoints (every cfg.checkpoint_every steps and at the end) and sample grids go to `run_dir`.
+        With several processes, every process must call this; the callback and the progress bar run in
+        process 0 only.
         """
         from tqdm.auto import tqdm
 
         steps = self.cfg.steps if steps is None else steps
         cfg = self.cfg
-        bar = tqdm(total=steps, initial=self.step, disable=not progress, dynamic_ncols=True, leave=False)
+        bar = tqdm(total=steps, initial=self.step, disable=not (progress and self.is_main), dynamic_ncols=True,
+                   leave=False)
         start = time.perf_counter() - self.elapsed
         try:
             while self.step < steps:
@@ -384,10 +424,10 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or at_end:
                     entry = self.flush_stats()
                     bar.set_postfix({k: f"{v:.3g}" for k, v in entry.items() if k.startswith("loss")}, refresh=False)
-                if callback and ((every and self.step % every == 0) or at_end):
+                if callback and self.is_main and ((every and self.step % every == 0) or at_end):
                     callback(self)
                 if self.run_dir is not None:
-                    if at_end or (cfg.sample_every and self.step % cfg.sample_every == 0):
+                    if self.is_main and (at_end or (cfg.sample_every and self.step % cfg.sample_every == 0)):
                         self.write_samples()
                     if at_end or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
                         self.save_checkpoint()
@@ -446,16 +486,17 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
             "stream": self.stream.state_dict(),
-            "rng": self.rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            **self.random_state(),
             "history": self.history,
             "extra": self.extra_state(),
         }
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write the whole training state atomically (default: run_dir/checkpoint.pt), after checking that
-        the losses and weights are finite, so the file on disk is always a good state to resume from."""
+        the losses and weights are finite, so the file on disk is always a good state to resume from.
+
+        With several processes, every process must call this (they exchange their random states); process
+        0 writes the file."""
         self.flush_stats()
         for name, module in (("G", self.G), ("D", self.D)):
             if not all(torch.isfinite(p).all() for p in module.parameters()):
@@ -466,12 +507,16 @@ class Trainer:
             if self.run_dir is None:
                 raise GanlibError("this trainer has no run_dir: pass a path to save_checkpoint.")
             path = self.run_dir / "checkpoint.pt"
-        state = self.state_dict()
-        atomic_save(state, path)
-        if self.run_dir is not None and Path(path).parent == self.run_dir:
-            atomic_write_text(json.dumps({"spec": self.spec, "config": state["config"],
-                                          "data": self.data.name, "step": self.step}, indent=2),
-                              self.run_dir / "config.json")
+        processes = distributed.gather_objects(self.random_state())  # each process's, for exact resume
+        if self.is_main:
+            state = self.state_dict()
+            if self.world_size > 1:
+                state["processes"] = processes
+            atomic_save(state, path)
+            if self.run_dir is not None and Path(path).parent == self.run_dir:
+                atomic_write_text(json.dumps({"spec": self.spec, "config": state["config"],
+                                              "data": self.data.name, "step": self.step}, indent=2),
+                                  self.run_dir / "config.json")
         self.last_checkpoint_step = self.step
         return Path(path)
 
@@ -499,15 +544,34 @@ class Trainer:
         for k, s in self.scalers.items():
             s.load_state_dict(state["scalers"][k])
         self.stream.load_state_dict(state["stream"])
-        self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
+        processes = state.get("processes") or [{k: state[k] for k in ("rng", "torch_rng", "cuda_rng")}]
+        if len(processes) == self.world_size:
+            self.set_random_state(processes[self.rank])
+        else:  # another number of processes than the run had: fresh, distinct latents in every process
+            self.rng.manual_seed(self.rank_seed(self.step))
+            torch.manual_seed(self.rank_seed(self.step) + 1)
+            if self.is_main:
+                before = state["config"]["batch_size"] * state["config"].get("accumulate", 1) * len(processes)
+                warnings.warn(f"{str(path)!r} was trained by {len(processes)} process(es) and continues with "
+                              f"{self.world_size}: the global batch changes from {before} to {self.global_batch} "
+                              f"(adjust --batch-size or --accumulate to keep it), and the run is no longer "
+                              f"exactly reproducible.", stacklevel=2)
         self.history = list(state["history"])
         self.load_extra_state(state["extra"])
         self.last_checkpoint_step = self.step
         return self
+
+    def random_state(self) -> dict:
+        """This process's random generators (the trainer's, torch's CPU and CUDA ones)."""
+        return {"rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+    def set_random_state(self, state: dict) -> None:
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def _accumulate(total: dict, micro: dict, k: int) -> None:

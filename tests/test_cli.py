@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ganlib.__main__ import main
 
@@ -34,6 +35,8 @@ def test_train_sample_evaluate_images(tmp_path, capsys):
     code, out, err = run(capsys, "evaluate", tmp_path / "s.npz", "--data", "digits")
     assert code == 0, err
     assert "real test (40)" in out and "fd" in out and "classes" in out
+    for column in ("kid", "precision", "recall", "nn dist", "confidence"):
+        assert column in out.splitlines()[1]
 
 
 def test_train_resume_sample_evaluate_pggan(tmp_path, capsys):
@@ -60,7 +63,33 @@ def test_train_sample_evaluate_points(tmp_path, capsys):
     with np.load(tmp_path / "p.npz") as f:
         assert f["points"].shape == (100, 2) and f["points"].dtype == np.float32
     code, out, _ = run(capsys, "evaluate", tmp_path / "p.npz", "--data", "grid25")
-    assert code == 0 and "modes/25" in out and "real data" in out
+    assert code == 0 and "real data" in out
+    header, samples, real = out.splitlines()[1:4]
+    assert header.split() == ["modes", "hq", "reverse_kl", "fd", "kid", "precision", "recall"]
+    assert int(real.split()[2]) >= 22 and float(real.split()[-2]) > 0.9  # 100 real points: most modes, realistic
+
+
+def test_evaluate_catches_a_copying_generator(tmp_path, capsys):
+    """Training images replayed as 'samples': the FD of real data, but the nearest training image is at 0."""
+    from ganlib import data
+
+    train = data.load("digits", 16)
+    replayed = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:300]
+    np.savez(tmp_path / "copies.npz", images=train.images[replayed].permute(0, 2, 3, 1).numpy())
+    code, out, err = run(capsys, "evaluate", tmp_path / "copies.npz", "--data", "digits")
+    assert code == 0, err
+    lines = out.splitlines()
+    nn_col = lines[1].split().index("nn") + 1  # "nn dist" is two words in the header, one number per row
+    copies, real = lines[2].split()[1:], lines[3].split()[3:]  # after "samples" and "real test (300)"
+    assert float(copies[nn_col - 1]) == 0.0 and float(real[nn_col - 1]) > 0.5
+    assert float(copies[0]) < 1.5 * float(real[0])  # FD: as good as real held-out digits
+
+
+def test_evaluate_with_inception_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached weights
+    np.savez(tmp_path / "s.npz", images=np.zeros((4, 16, 16, 1), np.uint8))
+    code, _, err = run(capsys, "evaluate", tmp_path / "s.npz", "--data", "digits", "--features", "inception")
+    assert code == 2 and "Inception-v3 weights are not in" in err and err.count("\n") == 1
 
 
 def test_conditional_sampling_writes_labels(tmp_path, capsys):

@@ -95,6 +95,140 @@ def test_judge_needs_labels():
 
 
 # ----------------------------------------------------------------------------------------------------------
+# KID, precision and recall, nearest neighbours: against direct computations
+
+
+def _direct_mmd2(a, b):
+    """The unbiased MMD^2 with KID's kernel, written as explicit loops over pairs."""
+    k = lambda x, y: (float(x @ y) / len(x) + 1) ** 3
+    m, n = len(a), len(b)
+    within_a = sum(k(a[i], a[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    within_b = sum(k(b[i], b[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    across = sum(k(a[i], b[j]) for i in range(m) for j in range(n)) / (m * n)
+    return within_a + within_b - 2 * across
+
+
+def test_polynomial_kernel_is_sklearns():
+    from sklearn.metrics.pairwise import polynomial_kernel
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(7, 5, generator=g).double(), torch.randn(4, 5, generator=g).double()
+    expected = polynomial_kernel(a.numpy(), b.numpy(), degree=3, gamma=1 / 5, coef0=1)
+    assert np.allclose(metrics.polynomial_kernel(a, b).numpy(), expected, rtol=1e-12)
+
+
+def test_mmd2_unbiased_matches_the_direct_sum():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(9, 4, generator=g).double(), torch.randn(6, 4, generator=g).double() + 0.5
+    assert math.isclose(metrics.mmd2_unbiased(a, b), _direct_mmd2(a, b), rel_tol=1e-10)
+    # a single subset holding every sample is the estimator on the whole sets (it ignores order)
+    mean, std = metrics.kid(a[:6], b, subsets=1, subset_size=6)
+    assert math.isclose(mean, _direct_mmd2(a[:6], b), rel_tol=1e-10) and std == 0.0
+
+
+def test_kid_is_unbiased_and_sees_a_shift():
+    g = torch.Generator().manual_seed(2)
+    real, same = torch.randn(2000, 16, generator=g), torch.randn(2000, 16, generator=g)
+    shifted = torch.randn(2000, 16, generator=g) + 0.3
+    mean, std = metrics.kid(real, same, subsets=50, subset_size=200)
+    assert abs(mean) < 2 * std  # 0 in expectation, even with subsets of 200
+    # the mean over many small subsets agrees with one big estimate (no small-sample bias, unlike FD)
+    assert abs(mean - metrics.mmd2_unbiased(real.double(), same.double())) < 2 * std / math.sqrt(50) + 1e-3
+    s_mean, s_std = metrics.kid(real, shifted, subsets=50, subset_size=200)
+    assert s_mean > 5 * s_std and s_mean > 10 * abs(mean)
+    assert metrics.kid(real, shifted, subsets=5, subset_size=100, seed=3) == \
+        metrics.kid(real, shifted, subsets=5, subset_size=100, seed=3)
+
+
+def test_knn_radii_and_manifold_membership_match_brute_force():
+    g = torch.Generator().manual_seed(4)
+    real, fake = torch.randn(30, 3, generator=g), torch.randn(25, 3, generator=g) * 1.5
+    d = torch.cdist(real.double(), real.double())
+    # k=3: the 4th smallest distance, as the smallest (0) is the point itself
+    expected = torch.tensor([sorted(row.tolist())[3] for row in d], dtype=torch.float64)
+    assert torch.allclose(metrics.knn_radii(real, 3), expected)
+    radii = metrics.knn_radii(real, 3)
+    inside = [any(float((f - r).double().norm()) <= float(radii[j]) for j, r in enumerate(real)) for f in fake]
+    assert metrics.in_manifold(fake, real, radii).tolist() == inside
+    pr = metrics.precision_recall(real, fake, k=3)
+    recall = metrics.in_manifold(real, fake, metrics.knn_radii(fake, 3)).double().mean()
+    assert math.isclose(pr["precision"], sum(inside) / len(inside)) and math.isclose(pr["recall"], float(recall))
+
+
+def test_precision_recall_on_identical_sets_a_dropped_mode_and_noise():
+    g = torch.Generator().manual_seed(5)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    modes = torch.arange(1000) % 2
+    real = centres[modes] + torch.randn(1000, 2, generator=g)
+    same = metrics.precision_recall(real, real)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0
+    fresh = centres[modes] + torch.randn(1000, 2, generator=g)
+    dropped = fresh[modes == 0]  # realistic samples of one of the two modes
+    pr = metrics.precision_recall(real, dropped)
+    assert pr["precision"] > 0.95 and 0.4 < pr["recall"] < 0.55  # realistic, but half the data is missed
+    noisy = metrics.precision_recall(real, fresh + 3 * torch.randn(1000, 2, generator=g))
+    assert noisy["precision"] < 0.6 < metrics.precision_recall(real, fresh)["precision"]
+
+
+def test_nearest_neighbour_distances():
+    g = torch.Generator().manual_seed(6)
+    train = torch.rand(50, 1, 4, 4, generator=g)
+    copies = train[torch.tensor([3, 7, 7])]
+    assert torch.equal(metrics.nearest_neighbour_distances(copies, train), torch.zeros(3, dtype=torch.float64))
+    other = torch.rand(5, 1, 4, 4, generator=g)
+    expected = torch.cdist(other.flatten(1).double(), train.flatten(1).double()).min(1).values
+    assert torch.allclose(metrics.nearest_neighbour_distances(other, train), expected)
+
+
+def test_feature_metrics_collects_them():
+    g = torch.Generator().manual_seed(7)
+    a, b = torch.randn(300, 4, generator=g), torch.randn(200, 4, generator=g) + 1
+    m = metrics.feature_metrics(a, b, kid_subsets=10, kid_subset_size=100)
+    assert m["fd"] == metrics.frechet_distance(a, b) and (m["kid"], m["kid_std"]) == metrics.kid(a, b, 10, 100)
+    assert {k: m[k] for k in ("precision", "recall")} == metrics.precision_recall(a, b) and m["n"] == 200
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Feature extractors
+
+
+def test_classifier_features():
+    judge = metrics.judge_for("digits", 16)
+    test = data.load("digits", 16, split="test")
+    x, _ = test.batch(torch.arange(40))
+    extractor = metrics.feature_extractor("classifier", "digits", 16)
+    assert isinstance(extractor, metrics.FeatureExtractor) and extractor.judge is judge
+    f = extractor(x, batch=16)
+    assert f.shape == (40, extractor.dim) and torch.allclose(f, metrics.classify(judge.model, x)[0], atol=1e-5)
+    with pytest.raises(GanlibError, match="1x16x16"):
+        extractor(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(GanlibError, match="unknown features 'lenet'"):
+        metrics.feature_extractor("lenet", "digits", 16)
+
+
+def test_inception_offline_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
+    monkeypatch.setenv("GANLIB_OFFLINE", "1")
+    with pytest.raises(GanlibError, match="downloads are off.*offline classifier features"):
+        metrics.feature_extractor("inception", "digits", 16)
+
+
+def test_inception_features_shapes_and_grey_images(monkeypatch):
+    from torchvision.models import Inception3
+
+    torch.manual_seed(0)
+    random_weights = Inception3(num_classes=1000, aux_logits=True, init_weights=False).state_dict()
+    monkeypatch.setattr(metrics, "_inception_state_dict", lambda: random_weights)  # no download in tests
+    extractor = metrics.InceptionFeatures(device="cpu")
+    grey = torch.rand(2, 1, 16, 16) * 2 - 1
+    f = extractor(grey)
+    assert f.shape == (2, 2048) and f.dtype == torch.float32
+    assert torch.allclose(f, extractor(grey.repeat(1, 3, 1, 1)))  # grey is read as R = G = B
+    with pytest.raises(GanlibError, match="1 or 3"):
+        extractor(torch.zeros(2, 2, 16, 16))
+
+
+# ----------------------------------------------------------------------------------------------------------
 # The shapes judge
 
 
