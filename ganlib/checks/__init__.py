@@ -7,9 +7,12 @@ their own and register them in its CHECKS dict. Notebooks call them as ``checks.
 from .core import CheckFailed, CheckResult, Mistake, run_check
 from .gan import CHECKS as _GAN
 from .gan import check_discriminator_loss, check_generator_loss, check_train_step
+from .pggan import CHECKS as _PGGAN
+from .pggan import check_fade_in, check_minibatch_stddev, check_pixel_norm
 
 # exercise name -> check, for every chapter; the grader looks exercises up here
-CHECKS = {**_GAN}
+CHECKS = {**_GAN, **_PGGAN}
 
 __all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
-           "check_discriminator_loss", "check_generator_loss", "check_train_step"]
+           "check_discriminator_loss", "check_generator_loss", "check_train_step",
+           "check_fade_in", "check_minibatch_stddev", "check_pixel_norm"]
