@@ -17,7 +17,8 @@ averaged. The price: communication does not overlap with the backward pass, whic
 of this course's size.
 
 The process group is set up from the environment torchrun provides (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR, MASTER_PORT): NCCL on GPUs, gloo on CPUs. Outside torchrun everything here is a no-op.
+MASTER_ADDR, MASTER_PORT): NCCL for tensors on GPUs, gloo for tensors on the CPU. Outside torchrun everything
+here is a no-op.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def init_from_env() -> bool:
                               f"{torch.cuda.device_count()}): use --nproc_per_node={torch.cuda.device_count()} "
                               f"or fewer.")
         torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+        dist.init_process_group("cpu:gloo,cuda:nccl")  # NCCL for tensors on GPUs, gloo for any on the CPU
     else:
         dist.init_process_group("gloo")
     return True
@@ -163,11 +164,6 @@ def gather_objects(obj) -> list:
     out = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
-
-
-def barrier() -> None:
-    if world_size() > 1:
-        dist.barrier()
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:

@@ -137,5 +137,146 @@ class MinibatchStdDev(nn.Module):
 # StyleGAN
 
 
+def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    r"""Adaptive instance normalisation (Huang & Belongie 2017; StyleGAN eq. 1).
+
+    $\mathrm{AdaIN}(x, s, b) = s \cdot (x - \mu(x)) / \sigma(x) + b$, where $\mu$ and $\sigma$ are the mean and
+    (biased) standard deviation of *each sample's* channel over its H x W positions: no batch statistics, so one
+    image's style never leaks into another's. The output has per-channel mean `bias` and standard deviation
+    `|scale|`. The scale is used as given: centring it at 1 is the job of the layer that computes it from w
+    (`AdaIN`'s affine layer starts with bias 1, as in the authors' code).
+
+    Args:
+        x: feature maps [N, C, H, W].
+        scale, bias: the style, [N, C] each.
+        eps: added to the variance (1e-8 in StyleGAN's instance norm).
+    """
+    assert x.ndim == 4 and scale.shape == bias.shape == x.shape[:2], (x.shape, scale.shape, bias.shape)
+    x = x - x.mean(dim=(2, 3), keepdim=True)  # [N, C, H, W], zero mean per sample and channel
+    x = x * torch.rsqrt(x.square().mean(dim=(2, 3), keepdim=True) + eps)  # unit variance per sample and channel
+    return scale[:, :, None, None] * x + bias[:, :, None, None]
+
+
+class AdaIN(nn.Module):
+    """StyleGAN's style block: w -> (scale, bias) by an equalized affine layer, then `adain`.
+
+    The affine layer's bias starts at 1 for the scales and 0 for the biases, so a fresh layer passes the
+    normalised features through unchanged (StyleGAN computes x * (y_s + 1) + y_b; the same thing).
+    """
+
+    def __init__(
+        self,
+        channels: int,  # C, the feature maps to normalise
+        w_dim: int,  # size of w
+    ):
+        super().__init__()
+        self.channels = channels
+        self.affine = EqualizedLinear(w_dim, 2 * channels, gain=1.0)
+        with torch.no_grad():
+            self.affine.bias[:channels] = 1.0  # scales centred at 1, biases at 0
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        scale, bias = self.affine(w).chunk(2, dim=1)  # [N, C] each
+        return adain(x, scale, bias)
+
+
+NOISE_MODES = ("random", "const", "none")
+
+
+class NoiseInjection(nn.Module):
+    """Per-pixel noise: x + strength * n, n ~ N(0, 1) of shape [N, 1, H, W], one map shared by all channels.
+
+    StyleGAN learns one strength per channel, StyleGAN2 a single one; both start at 0, so noise only enters
+    as the network learns to use it. `noise_mode`: "random" (fresh noise per call), "const" (a fixed map
+    stored with the layer, for reproducible images) or "none".
+    """
+
+    def __init__(
+        self,
+        resolution: int,  # H = W of the feature maps (for the stored constant noise)
+        channels: int = 1,  # 1: one strength (StyleGAN2); C: one per channel (StyleGAN)
+    ):
+        super().__init__()
+        self.strength = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
+
+    def forward(self, x: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        assert noise_mode in NOISE_MODES, f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}"
+        if noise_mode == "none":
+            return x
+        if noise_mode == "const":
+            noise = self.noise_const.to(x.dtype)  # [1, 1, H, W]
+        else:
+            noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)  # [N, 1, H, W]
+        return x + noise * self.strength.to(x.dtype).view(1, -1, 1, 1)
+
+
+def modulate_weight(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
+                    eps: float = 1e-8) -> torch.Tensor:
+    r"""StyleGAN2's per-sample weights (Karras et al. 2020, eqs. 1 and 3).
+
+    Modulation scales each input channel i by the style: $w'_{oik} = s_i w_{oik}$. Demodulation then divides
+    each output channel o by the norm it would have: $w''_{oik} = w'_{oik} / \sqrt{\sum_{i,k} w'^2_{oik} + \epsilon}$,
+    so that unit-variance inputs give unit-variance outputs: the normalisation AdaIN did on the *data* is done
+    on the *weights*, from expected rather than measured statistics.
+
+    Args:
+        weight: [O, I, k, k], shared by all samples.
+        styles: [N, I], one scale per sample and input channel.
+    Returns:
+        [N, O, I, k, k]; with `demodulate`, each [n, o] slice has unit L2 norm (up to eps).
+    """
+    assert weight.ndim == 4 and styles.ndim == 2 and styles.shape[1] == weight.shape[1], (weight.shape, styles.shape)
+    w = weight[None] * styles[:, None, :, None, None]  # [N, O, I, k, k]
+    if demodulate:
+        w = w * torch.rsqrt(w.square().sum(dim=(2, 3, 4), keepdim=True) + eps)
+    return w
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
+                     eps: float = 1e-8) -> torch.Tensor:
+    """Convolve each sample with its own modulated (and demodulated) weights, `modulate_weight`, padding k // 2.
+
+    Computed as StyleGAN2-ADA does while training: scale the input channels by the styles, convolve with the
+    shared weight, scale the output channels by the demodulation factors. This equals one grouped convolution
+    with the per-sample weights (the tests check it) and is faster than it on small batches.
+
+    Args:
+        x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I].
+    Returns:
+        [N, O, H, W].
+    """
+    assert x.ndim == 4 and x.shape[:2] == styles.shape, (x.shape, styles.shape)
+    x = x * styles[:, :, None, None]  # modulate: [N, I, H, W]
+    x = F.conv2d(x, weight, padding=weight.shape[-1] // 2)  # [N, O, H, W]
+    if demodulate:
+        d = torch.rsqrt((weight[None] * styles[:, None, :, None, None]).square().sum(dim=(2, 3, 4)) + eps)  # [N, O]
+        x = x * d[:, :, None, None]
+    return x
+
+
+def fir_filter(taps: tuple[float, ...] = (1, 3, 3, 1)) -> torch.Tensor:
+    """The low-pass filter of StyleGAN2's resampling (its `upfirdn2d`), outer(taps, taps) normalised to sum 1:
+    [4, 4]. Symmetric, so correlation and convolution with it agree."""
+    f = torch.tensor(taps, dtype=torch.float32)
+    f = torch.outer(f, f)
+    return f / f.sum()
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """x [N, C, H, W] -> [N, C, 2H, 2W]: insert a zero after every pixel, then low-pass filter each channel with
+    `f` times 4 (which keeps the mean), zero padding outside the image. With the [1, 3, 3, 1] filter this is
+    bilinear interpolation (except at the border). Computed as one depthwise transposed convolution."""
+    c = x.shape[1]
+    return F.conv_transpose2d(x, (f * 4).to(x.dtype).expand(c, 1, *f.shape), stride=2, padding=1, groups=c)
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """x [N, C, H, W] -> [N, C, H/2, W/2]: low-pass filter each channel with `f` (zero padding), keep every
+    other pixel. Computed as one depthwise convolution with stride 2."""
+    c = x.shape[1]
+    return F.conv2d(x, f.to(x.dtype).expand(c, 1, *f.shape), stride=2, padding=1, groups=c)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # BigGAN

@@ -14,6 +14,7 @@ Every loss is a mean over the batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -94,3 +95,36 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 def drift_penalty(real_logits: torch.Tensor) -> torch.Tensor:
     """PGGAN's drift term E[D(x)^2], which keeps a Wasserstein critic's output near 0 (weight 0.001)."""
     return real_logits.pow(2).mean()
+
+
+def path_lengths(images: torch.Tensor, ws: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""StyleGAN2's path lengths (Karras et al. 2020, eq. 4): $\|J_w^\top y\|_2$ per sample, y ~ N(0, I) / sqrt(H W).
+
+    J_w is the Jacobian of the image with respect to w; the gradient of sum(images * y) with respect to ws gives
+    J^T y for every layer's w at once, and the length is sqrt(mean over layers of its squared norm), as in
+    StyleGAN2-ADA. Differentiable (create_graph), so a penalty on it trains G.
+
+    Args:
+        images: G's output [N, C, H, W], computed from `ws`.
+        ws: [N, num_ws, w_dim], part of the graph that produced `images`.
+        generator: RNG for y (pass the trainer's, for exact resume).
+    Returns:
+        lengths [N].
+    """
+    n, _, h, w = images.shape
+    y = torch.randn(images.shape, generator=generator).to(images.device, images.dtype) / math.sqrt(h * w)
+    (grad,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)  # [N, num_ws, w_dim]
+    return grad.square().sum(dim=2).mean(dim=1).sqrt()  # [N]
+
+
+def path_length_penalty(lengths: torch.Tensor, pl_mean: torch.Tensor,
+                        decay: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
+    """StyleGAN2's path-length regulariser: E[(length - a)^2], with a the running mean of the lengths.
+
+    a <- a + decay * (mean(lengths) - a) first (it starts at 0), then the penalty uses the updated a, as in
+    StyleGAN2-ADA. Multiply by the weight (2) and, when applied every k steps, by k yourself.
+
+    Returns (penalty, the new running mean, detached).
+    """
+    pl_mean = pl_mean.lerp(lengths.detach().mean(), decay)
+    return (lengths - pl_mean).square().mean(), pl_mean

@@ -68,6 +68,12 @@ class TrainConfig:
     sync_batchnorm: bool = False  # several GPUs: batch norm statistics over the global batch (SyncBatchNorm);
     # off, each process normalises its own batch (as BigGAN-PyTorch does)
     seed: int = 0  # seeds data order, latents and labels
+    # StyleGAN (used by recipes.stylegan.StyleGANTrainer)
+    style_mixing: float = 0.0  # probability that a batch gets mixed styles (StyleGAN: 0.9); 0 = off
+    pl_weight: float = 0.0  # path-length regularisation weight (StyleGAN2: 2); 0 = off
+    pl_every: int = 4  # lazy path-length regularisation: every k G steps, scaled by k (StyleGAN2: 4)
+    pl_batch_shrink: int = 2  # the path-length pass uses batch_size / this samples (StyleGAN2: 2)
+    pl_decay: float = 0.01  # decay of the running mean of path lengths (StyleGAN2: 0.01)
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -75,7 +81,7 @@ class TrainConfig:
             raise GanlibError(f"unknown loss {self.loss!r}: use one of {', '.join(losses.GAN_LOSSES)}.")
         if self.ema_beta is not None and self.ema_half_life_kimg is not None:
             raise GanlibError("give either ema_beta or ema_half_life_kimg, not both.")
-        for name in ("steps", "batch_size", "accumulate", "d_steps", "r1_every"):
+        for name in ("steps", "batch_size", "accumulate", "d_steps", "r1_every", "pl_every", "pl_batch_shrink"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise GanlibError(f"{name} must be a whole number of at least 1, got {getattr(self, name)!r}.")
 

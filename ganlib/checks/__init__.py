@@ -9,10 +9,13 @@ from .gan import CHECKS as _GAN
 from .gan import check_discriminator_loss, check_generator_loss, check_train_step
 from .pggan import CHECKS as _PGGAN
 from .pggan import check_fade_in, check_minibatch_stddev, check_pixel_norm
+from .stylegan import CHECKS as _STYLEGAN
+from .stylegan import check_adain, check_mapping_network, check_mix_styles, check_truncate_w
 
 # exercise name -> check, for every chapter; the grader looks exercises up here
-CHECKS = {**_GAN, **_PGGAN}
+CHECKS = {**_GAN, **_PGGAN, **_STYLEGAN}
 
 __all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
            "check_discriminator_loss", "check_generator_loss", "check_train_step",
-           "check_fade_in", "check_minibatch_stddev", "check_pixel_norm"]
+           "check_fade_in", "check_minibatch_stddev", "check_pixel_norm",
+           "check_adain", "check_mapping_network", "check_mix_styles", "check_truncate_w"]

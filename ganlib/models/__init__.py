@@ -16,6 +16,7 @@ FAMILIES = {
     "gan": ("mlp", "MLPGenerator", "MLPDiscriminator"),
     "dcgan": ("dcgan", "Generator", "Discriminator"),
     "pggan": ("pggan", "Generator", "Discriminator"),
+    "stylegan": ("stylegan", "Generator", "Discriminator"),
 }
 
 

@@ -1,0 +1,349 @@
+"""StyleGAN (Karras et al. 2019) and StyleGAN2 (Karras et al. 2020): a style-based generator and a residual
+discriminator, following the authors' code (NVlabs/stylegan, NVlabs/stylegan2-ada-pytorch).
+
+Generator = `MappingNetwork` (z -> w) then `SynthesisNetwork` (ws -> image):
+
+    z [N, z_dim] -> pixel norm -> MLP -> w [N, w_dim] -> broadcast -> ws [N, num_ws, w_dim]
+    const 4x4 -> [conv, conv, ToRGB] at 4x4 -> [up-conv, conv, ToRGB] at 8x8 -> ... -> image, summing the ToRGB
+    outputs (each upsampled), StyleGAN2's "skip" architecture. Every conv reads its own row of ws; a ToRGB shares
+    its row with the next block's first conv, so num_ws = 2 * log2(resolution) - 2.
+
+`style` chooses how a row of ws enters a conv (the chapter compares the two):
+    "adain"      StyleGAN: conv -> noise -> bias -> lrelu -> AdaIN(style), one noise strength per channel,
+                 constant input of ones;
+    "modulated"  StyleGAN2: the style scales the conv's weights, which are then demodulated; conv -> noise ->
+                 bias -> lrelu, one noise strength per layer, constant input ~ N(0, 1).
+Both flavours share the skip architecture, the ToRGB layers and StyleGAN2's [1, 3, 3, 1] resampling filter, so
+that they differ only in the normalisation (in StyleGAN the image came from the last ToRGB alone, grown
+progressively, with [1, 2, 1] blurring).
+
+Equalized learning rate everywhere in StyleGAN2's form: weights ~ N(0, 1) scaled by 1/sqrt(fan_in) at run time,
+and the sqrt(2) of He initialisation applied after the leaky ReLU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import layers
+from ..errors import check_images, check_resolution
+
+STYLES = ("modulated", "adain")
+LRELU_GAIN = math.sqrt(2)
+
+
+def lrelu(x: torch.Tensor) -> torch.Tensor:
+    """Leaky ReLU (slope 0.2) times sqrt(2): keeps the second moment of unit-variance inputs."""
+    return F.leaky_relu(x, 0.2) * LRELU_GAIN
+
+
+def feature_channels(resolution: int, channel_base: int, channel_max: int) -> int:
+    """Channels at a resolution: channel_base / resolution, capped (StyleGAN2: base 32768, max 512)."""
+    return min(channel_base // resolution, channel_max)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Latent space: mapping, broadcasting, truncation, mixing
+
+
+class MappingNetwork(nn.Module):
+    """z [N, z_dim] -> w [N, w_dim]: pixel norm of z, then `num_layers` equalized fully connected layers with
+    leaky ReLU, their learning rate scaled by `lr_mul` (0.01: the mapping moves 100x slower than the rest).
+
+    Keeps `w_avg`, a running mean of w over training (the centre of truncation): in training mode every call
+    moves it towards the batch mean, w_avg <- lerp(mean(w), w_avg, w_avg_beta).
+    """
+
+    def __init__(
+        self,
+        z_dim: int = 512,  # latent size
+        w_dim: int = 512,  # intermediate latent size
+        num_layers: int = 8,  # fully connected layers (8 in both papers)
+        lr_mul: float = 0.01,  # learning-rate multiplier of these layers
+        w_avg_beta: float = 0.995,  # decay of the running mean of w
+    ):
+        super().__init__()
+        self.z_dim, self.w_dim, self.w_avg_beta = z_dim, w_dim, w_avg_beta
+        self.fcs = nn.ModuleList([layers.EqualizedLinear(z_dim if i == 0 else w_dim, w_dim, lr_mul=lr_mul, gain=1.0)
+                                  for i in range(num_layers)])
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def forward(self, z: torch.Tensor, update_w_avg: bool | None = None) -> torch.Tensor:
+        """w for latents z. `update_w_avg` (default: in training mode) moves w_avg towards this batch's mean;
+        the second latent of style mixing does not."""
+        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
+        x = layers.pixel_norm(z)  # [N, z_dim], unit second moment: the scale of z carries no information
+        for fc in self.fcs:
+            x = lrelu(fc(x))  # [N, w_dim]
+        if update_w_avg is None:
+            update_w_avg = self.training
+        if update_w_avg:
+            with torch.no_grad():
+                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        return x
+
+
+def broadcast(w: torch.Tensor, num_ws: int) -> torch.Tensor:
+    """w [N, w_dim] -> ws [N, num_ws, w_dim]: the same w for every layer of the synthesis network."""
+    assert w.ndim == 2, f"w must be [N, w_dim], got {list(w.shape)}"
+    return w[:, None, :].expand(-1, num_ws, -1)
+
+
+def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
+    """The truncation trick in W: w' = w_avg + psi (w - w_avg), on the first `cutoff` layers (default: all).
+
+    psi = 1 leaves ws as they are, psi = 0 gives every sample the average w, 0 < psi < 1 trades variety
+    for typicality. ws [N, num_ws, w_dim] -> same shape (a new tensor).
+    """
+    assert ws.ndim == 3 and w_avg.shape == ws.shape[2:], (ws.shape, w_avg.shape)
+    cutoff = ws.shape[1] if cutoff is None else cutoff
+    out = ws.clone()
+    out[:, :cutoff] = w_avg.lerp(ws[:, :cutoff], psi)
+    return out
+
+
+def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, crossover: int) -> torch.Tensor:
+    """Style mixing: layers [0, crossover) read ws_a, layers [crossover, num_ws) read ws_b.
+
+    A small crossover gives b's styles almost everything (only the coarsest layers keep a's); crossover =
+    num_ws is ws_a unchanged. ws_a, ws_b [N, num_ws, w_dim] -> a new tensor of the same shape.
+    """
+    assert ws_a.shape == ws_b.shape and ws_a.ndim == 3, (ws_a.shape, ws_b.shape)
+    assert 0 <= crossover <= ws_a.shape[1], f"crossover must be in [0, {ws_a.shape[1]}], got {crossover}"
+    return torch.cat([ws_a[:, :crossover], ws_b[:, crossover:]], dim=1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Synthesis
+
+
+class SynthesisLayer(nn.Module):
+    """One styled 3x3 convolution (optionally upsampling first): x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']."""
+
+    def __init__(
+        self,
+        in_channels: int,  # I
+        out_channels: int,  # O
+        w_dim: int,  # size of w
+        resolution: int,  # output resolution H' = W'
+        up: bool = False,  # upsample x2 before the conv
+        style: str = "modulated",  # "modulated" (StyleGAN2) or "adain" (StyleGAN)
+    ):
+        super().__init__()
+        assert style in STYLES, f"style must be one of {STYLES}, got {style!r}"
+        self.style, self.up, self.resolution = style, up, resolution
+        self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        if style == "modulated":
+            # styles s = A(w), one per input channel, starting at 1; demodulation makes a weight gain redundant
+            self.affine = layers.EqualizedLinear(w_dim, in_channels, gain=1.0, bias_init=1.0)
+            self.noise = layers.NoiseInjection(resolution, channels=1)
+        else:
+            self.weight_gain = LRELU_GAIN / math.sqrt(in_channels * 9)  # StyleGAN: He's gain inside the weight
+            self.noise = layers.NoiseInjection(resolution, channels=out_channels)
+            self.adain = layers.AdaIN(out_channels, w_dim)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        if self.up:
+            x = layers.upsample2d(x, self.fir)  # [N, I, 2H, 2W]
+        if self.style == "modulated":
+            x = layers.modulated_conv2d(x, self.weight, self.affine(w))  # [N, O, H', W']
+            x = self.noise(x, noise_mode)
+            x = lrelu(x + self.bias[None, :, None, None])
+        else:
+            x = F.conv2d(x, self.weight * self.weight_gain, padding=1)  # [N, O, H', W']
+            x = self.noise(x, noise_mode)
+            x = F.leaky_relu(x + self.bias[None, :, None, None], 0.2)
+            x = self.adain(x, w)
+        assert x.shape[-1] == self.resolution, (x.shape, self.resolution)
+        return x
+
+
+class ToRGB(nn.Module):
+    """Feature maps -> an image contribution: a 1x1 modulated conv *without* demodulation (colours may have
+    any scale), plus a bias. x [N, C, H, W], w [N, w_dim] -> [N, img_channels, H, W]."""
+
+    def __init__(self, in_channels: int, img_channels: int, w_dim: int):
+        super().__init__()
+        self.affine = layers.EqualizedLinear(w_dim, in_channels, gain=1.0, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(img_channels, in_channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(img_channels))
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain  # [N, C]
+        x = layers.modulated_conv2d(x, self.weight, styles, demodulate=False)
+        return x + self.bias[None, :, None, None]
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (the constant input at 4x4 | an upsampling conv), a conv, a ToRGB.
+
+    Reads num_conv + 1 rows of ws: one per conv, the last for ToRGB (shared with the next block's first conv).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 style: str):
+        super().__init__()
+        self.resolution = resolution
+        self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        if resolution == 4:
+            init = torch.ones if style == "adain" else torch.randn  # StyleGAN: ones; StyleGAN2: N(0, 1)
+            self.const = nn.Parameter(init(out_channels, 4, 4))
+            self.conv0 = None
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, style=style)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, style=style)
+        self.torgb = ToRGB(out_channels, img_channels, w_dim)
+        self.num_conv = 1 if resolution == 4 else 2
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
+                noise_mode: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
+        assert ws.shape[1] == self.num_conv + 1, (ws.shape, self.num_conv)
+        if self.conv0 is None:
+            x = self.const[None].expand(ws.shape[0], -1, -1, -1)  # [N, C, 4, 4]
+        else:
+            x = self.conv0(x, ws[:, 0], noise_mode)  # [N, C, R, R]
+        x = self.conv1(x, ws[:, self.num_conv - 1], noise_mode)
+        y = self.torgb(x, ws[:, self.num_conv])  # [N, img_channels, R, R]
+        img = y if img is None else layers.upsample2d(img, self.fir) + y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """ws [N, num_ws, w_dim] -> images [N, img_channels, resolution, resolution] (linear output, no tanh)."""
+
+    def __init__(
+        self,
+        resolution: int = 32,  # output side length, a power of two
+        img_channels: int = 3,  # 1 (grey) or 3 (RGB)
+        w_dim: int = 512,  # size of w
+        channel_base: int = 32768,  # channels at resolution r: min(channel_base / r, channel_max)
+        channel_max: int = 512,
+        style: str = "modulated",  # "modulated" (StyleGAN2) or "adain" (StyleGAN)
+    ):
+        super().__init__()
+        self.resolution, self.img_channels, self.w_dim = resolution, img_channels, w_dim
+        ch = lambda r: feature_channels(r, channel_base, channel_max)
+        resolutions = [2 ** k for k in range(2, int(math.log2(resolution)) + 1)]  # 4, 8, ..., resolution
+        self.blocks = nn.ModuleList([SynthesisBlock(ch(max(r // 2, 4)), ch(r), w_dim, r, img_channels, style)
+                                     for r in resolutions])
+        self.num_ws = sum(b.num_conv for b in self.blocks) + 1  # = 2 log2(resolution) - 2
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
+            f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
+        x = img = None
+        w_idx = 0
+        for block in self.blocks:
+            x, img = block(x, img, ws[:, w_idx: w_idx + block.num_conv + 1], noise_mode)
+            w_idx += block.num_conv  # the ToRGB's row is also the next block's first conv's row
+        return img
+
+
+class Generator(nn.Module):
+    """The style-based generator: z [N, z_dim] -> images [N, img_channels, resolution, resolution].
+
+    ``G.mapping(z)`` -> w [N, w_dim]; ``G.synthesis(ws)`` with ws [N, G.num_ws, w_dim]; ``G(z, truncation_psi,
+    noise_mode)`` does both. ``G.w_avg`` is the running mean of w (updated while training).
+    """
+
+    def __init__(
+        self,
+        resolution: int = 32,  # output side length, a power of two in [4, 1024]
+        img_channels: int = 3,  # 1 (grey) or 3 (RGB)
+        z_dim: int = 512,  # latent size
+        w_dim: int = 512,  # intermediate latent size
+        mapping_layers: int = 8,  # depth of the mapping network
+        mapping_lr_mul: float = 0.01,  # learning-rate multiplier of the mapping network
+        w_avg_beta: float = 0.995,  # decay of the running mean of w
+        channel_base: int = 32768,  # channels at resolution r: min(channel_base / r, channel_max)
+        channel_max: int = 512,
+        style: str = "modulated",  # "modulated" (StyleGAN2) or "adain" (StyleGAN)
+    ):
+        super().__init__()
+        check_resolution(resolution, 4, 1024)
+        self.resolution, self.img_channels, self.z_dim, self.w_dim, self.style = (
+            resolution, img_channels, z_dim, w_dim, style)
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mul, w_avg_beta)
+        self.synthesis = SynthesisNetwork(resolution, img_channels, w_dim, channel_base, channel_max, style)
+        self.num_ws = self.synthesis.num_ws
+
+    @property
+    def w_avg(self) -> torch.Tensor:
+        return self.mapping.w_avg
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+                noise_mode: str = "random") -> torch.Tensor:
+        ws = broadcast(self.mapping(z), self.num_ws)  # [N, num_ws, w_dim]
+        if truncation_psi != 1:
+            ws = truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
+        return self.synthesis(ws, noise_mode)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Discriminator
+
+
+class DiscriminatorBlock(nn.Module):
+    """StyleGAN2's residual block: x [N, I, R, R] -> [N, O, R/2, R/2].
+
+    main: 3x3 conv, lrelu, [1, 3, 3, 1] blur-downsample, 3x3 conv, lrelu; skip: blur-downsample, 1x1 conv (no
+    bias); out = (main + skip) / sqrt(2), which keeps the variance of the sum of two unit-variance paths.
+    (StyleGAN2 blurs and then convolves with stride 2; we downsample first and convolve at R/2: the same
+    parameters and cost, a slightly wider receptive field.)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        self.conv0 = layers.EqualizedConv2d(in_channels, in_channels, 3, gain=1.0)
+        self.conv1 = layers.EqualizedConv2d(in_channels, out_channels, 3, gain=1.0)
+        self.skip = layers.EqualizedConv2d(in_channels, out_channels, 1, bias=False, gain=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.skip(layers.downsample2d(x, self.fir))  # [N, O, R/2, R/2]
+        x = lrelu(self.conv0(x))  # [N, I, R, R]
+        x = lrelu(self.conv1(layers.downsample2d(x, self.fir)))  # [N, O, R/2, R/2]
+        return (x + skip) * math.sqrt(0.5)
+
+
+class Discriminator(nn.Module):
+    """images [N, img_channels, resolution, resolution] -> logits [N]: StyleGAN2's residual discriminator.
+
+    FromRGB (1x1 conv) -> residual blocks down to 4x4 -> minibatch standard deviation (group 4, one feature) ->
+    3x3 conv -> fully connected -> one logit.
+    """
+
+    def __init__(
+        self,
+        resolution: int = 32,  # input side length, a power of two in [8, 1024]
+        img_channels: int = 3,  # 1 (grey) or 3 (RGB)
+        channel_base: int = 32768,  # channels at resolution r: min(channel_base / r, channel_max)
+        channel_max: int = 512,
+        mbstd_group: int = 4,  # minibatch standard deviation group size (the batch must be a multiple of it)
+    ):
+        super().__init__()
+        check_resolution(resolution, 8, 1024)
+        self.resolution, self.img_channels, self.mbstd_group = resolution, img_channels, mbstd_group
+        ch = lambda r: feature_channels(r, channel_base, channel_max)
+        self.from_rgb = layers.EqualizedConv2d(img_channels, ch(resolution), 1, gain=1.0)
+        self.blocks = nn.Sequential(*[DiscriminatorBlock(ch(r), ch(r // 2))
+                                      for r in [2 ** k for k in range(int(math.log2(resolution)), 2, -1)]])
+        self.conv = layers.EqualizedConv2d(ch(4) + 1, ch(4), 3, gain=1.0)
+        self.fc = layers.EqualizedLinear(ch(4) * 16, ch(4), gain=1.0)
+        self.out = layers.EqualizedLinear(ch(4), 1, gain=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x, self.img_channels, self.resolution, "the StyleGAN discriminator")
+        x = lrelu(self.from_rgb(x))  # [N, C, R, R]
+        x = self.blocks(x)  # [N, C4, 4, 4]
+        x = layers.minibatch_stddev(x, self.mbstd_group)  # [N, C4 + 1, 4, 4]
+        x = lrelu(self.conv(x))
+        x = lrelu(self.fc(x.flatten(1)))  # [N, C4]
+        return self.out(x).flatten()  # [N]

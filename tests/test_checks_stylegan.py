@@ -1,0 +1,156 @@
+"""Chapter 03's checks pass correct answers written the way a student would, and name each typical mistake."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganlib import checks
+from ganlib.models import stylegan as sg
+
+
+@pytest.fixture(autouse=True)
+def lenient(monkeypatch):
+    monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)
+
+
+def message(result):
+    assert not result.passed, f"expected a failure, got: {result.message}"
+    return result.message
+
+
+# ----------------------------------------------------------------------------------------------------------
+# AdaIN
+
+
+def adain_variant(x, style, dims=(2, 3), unbiased=False, centred=True, swap=False, normalise=True):
+    c = x.shape[1]
+    ys, yb = style[:, :c, None, None], style[:, c:, None, None]
+    if swap:
+        ys, yb = yb, ys
+    if normalise:
+        x = (x - x.mean(dims, keepdim=True)) / (x.var(dims, keepdim=True, unbiased=unbiased) + 1e-8).sqrt()
+    return ((1 + ys) if centred else ys) * x + yb
+
+
+def test_adain_correct_answers_pass():
+    assert checks.check_adain(adain_variant).passed
+    c = lambda x: x.shape[1]
+    inorm = lambda x, s: (1 + s[:, :c(x), None, None]) * F.instance_norm(x, eps=1e-8) + s[:, c(x):, None, None]
+    assert checks.check_adain(inorm).passed  # another correct way
+
+
+@pytest.mark.parametrize("expected,kwargs", [
+    ("over the batch axis", dict(dims=(0, 2, 3))),
+    ("over the channels too", dict(dims=(1, 2, 3))),
+    ("unbiased", dict(unbiased=True)),
+    ("not centred at 1", dict(centred=False)),
+    ("swapped", dict(swap=True)),
+    ("without normalising", dict(normalise=False)),
+])
+def test_adain_mistakes(expected, kwargs):
+    assert expected in message(checks.check_adain(lambda x, s: adain_variant(x, s, **kwargs)))
+
+
+def test_adain_wrong_shape():
+    assert "shape" in message(checks.check_adain(lambda x, s: adain_variant(x, s)[0]))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Mapping network
+
+
+def mapping_student(z, weights, biases, lr_mul=0.01):
+    x = z / torch.sqrt(torch.mean(z ** 2, dim=1, keepdim=True) + 1e-8)
+    for W, b in zip(weights, biases):
+        x = F.linear(x, W * lr_mul / math.sqrt(W.shape[1]), b * lr_mul)
+        x = F.leaky_relu(x, 0.2) * math.sqrt(2)
+    return x
+
+
+def test_mapping_network_correct_answer_passes():
+    assert checks.check_mapping_network(mapping_student).passed
+
+
+@pytest.mark.parametrize("expected,kwargs", [
+    ("unnormalised", dict(norm="none")),
+    ("unit length", dict(norm="unit_length")),
+    ("over the batch axis", dict(norm="batch")),
+    ("without the learning-rate multiplier", dict(weight_lr=False)),
+    ("multiply each bias by lr_mul", dict(bias_lr=False)),
+    ("1/sqrt(fan_in)", dict(fan_in=False)),
+    ("gain sqrt(2)", dict(gain=1.0)),
+    ("default slope is 0.01", dict(slope=0.01)),
+    ("ReLU", dict(slope=0.0)),
+    ("last layer", dict(last_activation=False)),
+])
+def test_mapping_network_mistakes(expected, kwargs):
+    from ganlib.checks.stylegan import mapping_reference
+
+    fn = lambda z, W, b, lr_mul: mapping_reference(z, W, b, lr_mul, **kwargs)
+    assert expected in message(checks.check_mapping_network(fn))
+
+
+def test_the_library_mapping_network_is_the_written_out_formula():
+    from ganlib.checks.stylegan import mapping_reference
+
+    torch.manual_seed(0)
+    mapping = sg.MappingNetwork(6, 4, 3, lr_mul=0.01).eval()
+    with torch.no_grad():
+        for fc in mapping.fcs:
+            fc.bias.normal_(0, 30)
+        z = torch.randn(5, 6)
+        ref = mapping_reference(z, [fc.weight for fc in mapping.fcs], [fc.bias for fc in mapping.fcs], 0.01)
+        torch.testing.assert_close(mapping(z), ref)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Style mixing
+
+
+def mix_student(ws_a, ws_b, crossover):
+    out = ws_a.clone()
+    out[:, crossover:] = ws_b[:, crossover:]
+    return out
+
+
+def test_mix_styles_correct_answer_passes():
+    assert checks.check_mix_styles(mix_student).passed
+    assert checks.check_mix_styles(sg.mix_styles).passed
+
+
+@pytest.mark.parametrize("expected,fn", [
+    ("off by one", lambda a, b, k: mix_student(a, b, min(k + 1, a.shape[1]))),
+    ("swapped", lambda a, b, k: mix_student(b, a, k)),
+    ("batch axis", lambda a, b, k: torch.cat([a[:k], b[k:]], dim=0)),
+    ("w features", lambda a, b, k: torch.cat([a[:, :, :k], b[:, :, k:]], dim=2)),
+    ("in place", lambda a, b, k: a.index_copy_(1, torch.arange(k, a.shape[1]), b[:, k:])),
+])
+def test_mix_styles_mistakes(expected, fn):
+    assert expected in message(checks.check_mix_styles(fn))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Truncation
+
+
+def truncate_student(G, z, psi):
+    w = G.mapping(z)
+    w = G.w_avg + psi * (w - G.w_avg)
+    return w.unsqueeze(1).repeat(1, G.num_ws, 1)
+
+
+def test_truncate_w_correct_answer_passes():
+    assert checks.check_truncate_w(truncate_student).passed
+
+
+@pytest.mark.parametrize("expected,fn", [
+    ("truncated z, not w", lambda G, z, psi: sg.broadcast(G.mapping(psi * z), G.num_ws)),
+    ("towards 0", lambda G, z, psi: sg.broadcast(psi * G.mapping(z), G.num_ws)),
+    ("wrong way round", lambda G, z, psi: sg.broadcast(G.mapping(z).lerp(G.w_avg.expand(len(z), -1), psi), G.num_ws)),
+    ("shape [N, G.num_ws, w_dim]", lambda G, z, psi: G.w_avg + psi * (G.mapping(z) - G.w_avg)),
+    ("changed G.w_avg", lambda G, z, psi: truncate_student(G.train(), z, psi)),
+])
+def test_truncate_w_mistakes(expected, fn):
+    assert expected in message(checks.check_truncate_w(fn))
