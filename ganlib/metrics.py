@@ -333,8 +333,8 @@ class ImageJudge:
 class ShapesJudge(ImageJudge):
     """The judge of `shapes`. Its classifier learns 19 classes: the 3 x 6 (shape, colour) pairs, so one network
     tells both what was drawn and in which colour, and a class "no shape" trained on images that are not a
-    clean shape (uniform noise, two shapes blended, a shape seen at 4x4 and blown up, the background alone,
-    a shape in grey), so that such images are not forced into a shape class.
+    clean shape (`not_shapes`: noise of three kinds, two shapes blended, a shape seen at 4x4 and blown up, the
+    background alone, a shape in grey), so that such images are not forced into a shape class.
 
     It looks at every image at 16x16 (`RESOLUTION`): larger images are box-downsampled, smaller ones
     nearest-upsampled (so the blocky output of a progressive GAN's early stages is judged as what it is).
@@ -369,26 +369,32 @@ class ShapesJudge(ImageJudge):
 
     @staticmethod
     def not_shapes(images: torch.Tensor, seed: int) -> torch.Tensor:
-        """Images that are not a clean shape, made from real ones: uint8 [N/4, 3, R, R], five kinds equally."""
+        """Images that are not a clean shape, uint8 [7 * N/20, 3, R, R], seven kinds equally: uniform noise,
+        blocky noise (random 2x2, 4x4 or 8x8 colour blocks), smooth noise, two real shapes blended, a real shape
+        at 4x4 blown up, the background alone, a real shape in grey."""
         g = torch.Generator().manual_seed(seed)
         k = len(images) // 20
-        pick = lambda: images[torch.randint(len(images), (k,), generator=g)].float()  # [k, 3, R, R]
         r = images.shape[-1]
-        noise = torch.rand(k, *images.shape[1:], generator=g) * 255
+        pick = lambda: images[torch.randint(len(images), (k,), generator=g)].float()  # noqa: E731  [k, 3, R, R]
+        noise = lambda side: torch.rand(k, 3, side, side, generator=g) * 255  # noqa: E731
+        blocks = torch.cat([F.interpolate(noise(s), size=r, mode="nearest") for s in (2, 4, 8)])
+        blocks = blocks[torch.randperm(len(blocks), generator=g)[:k]]
+        smooth = F.interpolate(noise(4), size=r, mode="bilinear", align_corners=False)
         blend = (pick() + pick()) / 2
         blocky = F.interpolate(F.avg_pool2d(pick(), r // 4), scale_factor=r // 4, mode="nearest")
         empty = pick()[:, :, :1, :1].expand(-1, -1, r, r)  # a corner's colour everywhere: the background
         grey = pick().mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
-        return torch.cat([noise, blend, blocky, empty, grey]).round().to(torch.uint8)
+        return torch.cat([noise(r), blocks, smooth, blend, blocky, empty, grey]).round().to(torch.uint8)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """Images [N, 3, R, R] -> [N, 3, 16, 16]: box-downsampled or nearest-upsampled."""
+        """Images [N, 3, R, R] -> [N, 3, 16, 16], clamped to [-1, 1]: box-downsampled or nearest-upsampled."""
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2]:
             raise GanlibError(f"the shapes judge scores RGB images [N, 3, R, R], got {list(images.shape)}.")
         r = images.shape[-1]
+        images = images.float().clamp(-1, 1)  # as they are shown and saved
         if r > self.RESOLUTION:
-            return F.avg_pool2d(images.float(), r // self.RESOLUTION)
-        return F.interpolate(images.float(), scale_factor=self.RESOLUTION // r, mode="nearest")
+            return F.avg_pool2d(images, r // self.RESOLUTION)
+        return F.interpolate(images, scale_factor=self.RESOLUTION // r, mode="nearest")
 
     def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
         """The figures above for images [N, 3, R, R] in [-1, 1], any R; `labels`, if given, are shape classes

@@ -271,3 +271,13 @@ def test_shapes_judge_serves_every_resolution(shapes_judge):
     assert shapes_judge.score(x16, (labels + 1) % 3)["label_accuracy"] < 0.05
     with pytest.raises(GanlibError, match="RGB images"):
         shapes_judge.score(torch.zeros(2, 1, 16, 16))
+
+
+def test_shapes_judge_is_not_fooled_by_an_untrained_generator(shapes_judge):
+    from ganlib.models import pggan
+
+    torch.manual_seed(0)
+    G = pggan.Generator(32, 3, z_dim=32, fmap_base=256, fmap_max=64)
+    with torch.no_grad():
+        for r in (4, 8, 32):
+            assert shapes_judge.score(G(torch.randn(200, 32), resolution=r))["recognisable"] < 0.1, r
