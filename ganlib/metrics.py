@@ -333,7 +333,7 @@ class ImageJudge:
 class ShapesJudge(ImageJudge):
     """The judge of `shapes`. Its classifier learns 19 classes: the 3 x 6 (shape, colour) pairs, so one network
     tells both what was drawn and in which colour, and a class "no shape" trained on images that are not a
-    clean shape (`not_shapes`: noise of three kinds, two shapes blended, a shape seen at 4x4 and blown up, the
+    clean shape (`not_shapes`: noise, random colour blocks, two shapes blended, a shape seen at 4x4 and blown up, the
     background alone, a shape in grey), so that such images are not forced into a shape class.
 
     It looks at every image at 16x16 (`RESOLUTION`): larger images are box-downsampled, smaller ones
@@ -341,14 +341,18 @@ class ShapesJudge(ImageJudge):
     One classifier thus serves every resolution, and figures of different resolutions are comparable.
 
     `score` reports ``shape_ok`` (share of images whose most likely shape, colours summed out, has
-    probability >= `threshold`, i.e. beats "no shape" and the other shapes together), ``colour_ok`` (the
-    same for the colour, shapes summed out), and ``recognisable`` (both at once: a recognisable shape in a
-    plausible colour), besides ``fd``, ``classes`` (the (shape, colour) pairs covered, of 18) and
-    ``confidence``. Real images score about 1.0; noise, grey shapes and two shapes blended score near 0.
+    probability >= `threshold`, i.e. beats "no shape" and the other shapes together), ``colour_ok`` (share of
+    images painted in the dataset's colours: at least `palette_share` of the pixels within `colour_tolerance`
+    of one of the 6 shape and 3 background colours, and the most likely colour, shapes summed out, at
+    >= `threshold`), and ``recognisable`` (both at once: a recognisable shape in a plausible colour), besides
+    ``fd``, ``classes`` (the (shape, colour) pairs covered, of 18) and ``confidence``. Real images at 16x16
+    and above score about 0.98; noise, grey shapes, two shapes blended and untrained generators near 0.
     """
 
     RESOLUTION = 16
     threshold = 0.5  # the probability the most likely shape (colour) needs: even odds against everything else
+    colour_tolerance = 0.25  # RGB distance (images in [-1, 1]) within which a pixel has a dataset colour
+    palette_share = 0.8  # share of pixels that must (real images at 16x16: at least 0.88)
     cache_name = "shapes-joint"
     images_seen = 60_000  # rotated shapes need more steps than digits
     pairs = len(datasets.SHAPE_NAMES) * len(datasets.SHAPE_COLOURS)  # 18; class 18 is "no shape"
@@ -369,9 +373,9 @@ class ShapesJudge(ImageJudge):
 
     @staticmethod
     def not_shapes(images: torch.Tensor, seed: int) -> torch.Tensor:
-        """Images that are not a clean shape, uint8 [7 * N/20, 3, R, R], seven kinds equally: uniform noise,
-        blocky noise (random 2x2, 4x4 or 8x8 colour blocks), smooth noise, two real shapes blended, a real shape
-        at 4x4 blown up, the background alone, a real shape in grey."""
+        """Images that are not a clean shape, uint8 [6 * N/20, 3, R, R], six kinds equally: uniform noise,
+        blocky noise (random 2x2, 4x4 or 8x8 colour blocks), two real shapes blended, a real shape at 4x4 blown
+        up, the background alone, a real shape in grey."""
         g = torch.Generator().manual_seed(seed)
         k = len(images) // 20
         r = images.shape[-1]
@@ -379,12 +383,11 @@ class ShapesJudge(ImageJudge):
         noise = lambda side: torch.rand(k, 3, side, side, generator=g) * 255  # noqa: E731
         blocks = torch.cat([F.interpolate(noise(s), size=r, mode="nearest") for s in (2, 4, 8)])
         blocks = blocks[torch.randperm(len(blocks), generator=g)[:k]]
-        smooth = F.interpolate(noise(4), size=r, mode="bilinear", align_corners=False)
         blend = (pick() + pick()) / 2
         blocky = F.interpolate(F.avg_pool2d(pick(), r // 4), scale_factor=r // 4, mode="nearest")
         empty = pick()[:, :, :1, :1].expand(-1, -1, r, r)  # a corner's colour everywhere: the background
         grey = pick().mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
-        return torch.cat([noise(r), blocks, smooth, blend, blocky, empty, grey]).round().to(torch.uint8)
+        return torch.cat([noise(r), blocks, blend, blocky, empty, grey]).round().to(torch.uint8)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, R, R] -> [N, 3, 16, 16], clamped to [-1, 1]: box-downsampled or nearest-upsampled."""
@@ -400,11 +403,15 @@ class ShapesJudge(ImageJudge):
         """The figures above for images [N, 3, R, R] in [-1, 1], any R; `labels`, if given, are shape classes
         (what a conditional model asks for), and ``label_accuracy`` is the share whose most likely shape is
         the requested one."""
-        feats, probs = classify(self.model, self.prepare(images))
+        x = self.prepare(images)  # [N, 3, 16, 16]
+        feats, probs = classify(self.model, x)
         pairs = probs[:, : self.pairs].reshape(len(images), len(datasets.SHAPE_NAMES), -1)  # [N, 3, 6]
         shape_p, colour_p = pairs.sum(2), pairs.sum(1)  # [N, 3], [N, 6]
         shape_ok = shape_p.max(1).values >= self.threshold  # [N]
-        colour_ok = colour_p.max(1).values >= self.threshold
+        legal = torch.tensor([*datasets.SHAPE_COLOURS.values(), *datasets.SHAPE_BACKGROUNDS.values()]) * 2 - 1
+        dist = (x.permute(0, 2, 3, 1)[..., None, :] - legal).norm(dim=-1).min(dim=-1).values  # [N, 16, 16]
+        in_palette = (dist < self.colour_tolerance).float().mean(dim=(1, 2)) >= self.palette_share  # [N]
+        colour_ok = in_palette & (colour_p.max(1).values >= self.threshold)
         counts = torch.bincount(probs.argmax(1), minlength=self.pairs + 1)[: self.pairs]
         result = {"fd": frechet_distance_from_stats(*gaussian_stats(feats), self.ref_mu, self.ref_cov),
                   "classes": int((counts >= max(1.0, 0.2 * len(images) / self.pairs)).sum()),

@@ -20,7 +20,7 @@ def _steps(growth: dict, final_kimg: float, batch: int, levels: int) -> int:
 
 
 _SMOKE = dict(stable_kimg=0.064, fade_kimg=0.064)
-_CPU = dict(stable_kimg=12.0, fade_kimg=12.0)
+_CPU = dict(stable_kimg=8.0, fade_kimg=8.0)
 _GPU = dict(stable_kimg=150.0, fade_kimg=150.0)
 
 PRESETS = {
@@ -29,7 +29,7 @@ PRESETS = {
               "train": dict(_TRAIN, steps=_steps(_SMOKE, 0.064, 16, 2), batch_size=16, ema_beta=0.9, log_every=2)},
     "cpu": {"data": "shapes", "resolution": 32, "trainer": {"growth": _CPU},
             "G": dict(z_dim=128, fmap_base=256, fmap_max=64), "D": dict(fmap_base=256, fmap_max=64),
-            "train": dict(_TRAIN, steps=_steps(_CPU, 24.0, 32, 3), batch_size=32, ema_beta=0.99, log_every=50,
+            "train": dict(_TRAIN, steps=_steps(_CPU, 16.0, 32, 3), batch_size=32, ema_beta=0.99, log_every=50,
                           sample_every=500, checkpoint_every=500)},
     "gpu": {"data": "shapes", "resolution": 64, "trainer": {"growth": _GPU},
             "G": dict(z_dim=256, fmap_base=2048, fmap_max=256), "D": dict(fmap_base=2048, fmap_max=256),
