@@ -48,8 +48,8 @@ class GrowthSchedule:
         return int(math.log2(self.final_resolution // self.start_resolution))
 
     def lod(self, images: int) -> float:
-        """The authors' level of detail: `levels` at the start, 0 once the final resolution is faded in;
-        a fraction while fading (lod = 2.25: a quarter of the way from final/4 to final/8... see `at`)."""
+        """The authors' level of detail: `levels` at the start, 0 once the final resolution is faded in,
+        a fraction while fading (with final resolution 32, lod 2.25 means 8x8 is fading in at alpha 0.75)."""
         kimg = images / 1000
         phase = self.stable_kimg + self.fade_kimg
         index = math.floor(kimg / phase)

@@ -201,4 +201,4 @@ def test_trainer_rejects_a_schedule_that_does_not_fit(tmp_path):
     from ganlib import data
 
     with pytest.raises(GanlibError, match="make all three the same"):
-        ProgressiveTrainer(G, D, data.load("shapes", 32), TrainConfig(steps=1), device="cpu")
+        ProgressiveTrainer(G, D, data.load("shapes", 8), TrainConfig(steps=1), device="cpu")  # G grows to 16
