@@ -24,6 +24,7 @@ from . import metrics, models, recipes
 from .files import atomic_write_text
 from .losses import d_loss_logistic, g_loss_nonsaturating
 from .models import dcgan
+from .train import Trainer
 
 THREADS = 2  # every benchmark runs with this many CPU threads (the course's reference laptop)
 
@@ -229,6 +230,106 @@ run, {repeats} runs of each, interleaved; median real images per second.
 | plain hand-written loop | {p:.0f} |
 
 Ratio ganlib / plain: **{o / p:.2f}** (runs: ganlib {_join(ours)}; plain {_join(plain)})."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# BigGAN: what each trick buys, batch size at an equal image budget, the truncation curve
+
+
+def _biggan_run(steps: int, G: dict | None = None, D: dict | None = None, **train) -> Trainer:
+    """The `biggan` cpu preset on digits with some networks' arguments and training options changed."""
+    p = recipes.preset("biggan", "cpu")
+    torch.manual_seed(0)
+    t = recipes.make_trainer("biggan", profile="cpu", device="cpu", steps=steps,
+                             preset_overrides={"G": {**p["G"], **(G or {})}, "D": {**p["D"], **(D or {})}}, **train)
+    t.train(progress=False)
+    return t
+
+
+def _conditional_scores(sample: Callable[[torch.Tensor, int], torch.Tensor], judge: metrics.ImageJudge, n: int,
+                        draws: int = 3) -> dict:
+    """Mean and std over `draws` of FD, classes covered and the share classified as the requested class, for
+    `n` samples with labels 0, 1, ..., K-1, 0, 1, ..."""
+    labels = torch.arange(n) % judge.num_classes
+    scores = [judge.score(sample(labels, seed), labels) for seed in range(draws)]
+    return {k: (statistics.mean(s[k] for s in scores), statistics.pstdev(s[k] for s in scores))
+            for k in ("fd", "classes", "label_accuracy")}
+
+
+def _pixel_variety(x: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean over classes of the per-pixel standard deviation across that class's images: how much images of
+    one class differ from each other."""
+    return statistics.mean(x[labels == k].std(dim=0).mean().item() for k in labels.unique().tolist())
+
+
+def bench_biggan_tricks(quick: bool = False) -> str:
+    preset = recipes.preset("biggan", "cpu")
+    steps = 20 if quick else preset["train"]["steps"]
+    batch = preset["train"]["batch_size"]
+    judge = metrics.judge_for("digits", preset["resolution"])
+    n = 50 if quick else 1000
+    no_sn, no_attn = dict(spectral_norm=False), dict(attention=())
+    plain = dict(loss="nonsaturating", ortho_beta=0.0, ema_beta=None)
+    ladder = [  # (row, G, D, training options): each row adds one trick to the one above
+        ("class-conditional nets (CBN G, projection D), no tricks, non-saturating loss",
+         {**no_sn, **no_attn}, {**no_sn, **no_attn}, plain),
+        ("+ spectral norm in G and D, hinge loss", no_attn, no_attn, dict(plain, loss="hinge")),
+        ("+ self-attention at 8x8 in G and D", {}, {}, dict(plain, loss="hinge")),
+        ("+ orthogonal regularisation of G (beta 1e-4)", {}, {}, dict(plain, loss="hinge", ortho_beta=1e-4)),
+        ("+ EMA of G's weights (= the cpu preset)", {}, {}, {}),
+    ]
+    fmt = lambda m, k, f: f"{m[k][0]:{f}} ± {m[k][1]:{f}}"
+    rows, full = [], None
+    for name, g, d, train in ladder:
+        t = _biggan_run(steps, g, d, **train)
+        m = _conditional_scores(lambda labels, seed, t=t: t.sample(len(labels), labels, seed=seed)[0], judge, n)
+        rows.append(f"| {name} | {t.elapsed:.0f} | {fmt(m, 'fd', '.1f')} | {m['classes'][0]:.1f} | "
+                    f"{fmt(m, 'label_accuracy', '.3f')} |")
+        full = t
+    batch_rows = [f"| {batch} x 1 | {steps} | {steps * batch} | (the last row above) |"]
+    for micro, accumulate, run_steps in ((batch // 4, 4, steps), (batch, 4, max(1, steps // 4))):
+        t = _biggan_run(run_steps, batch_size=micro, accumulate=accumulate)
+        m = _conditional_scores(lambda labels, seed, t=t: t.sample(len(labels), labels, seed=seed)[0], judge, n)
+        batch_rows.append(f"| {micro} x {accumulate} | {run_steps} | {run_steps * micro * accumulate} | "
+                          f"FD {fmt(m, 'fd', '.1f')}, requested class {fmt(m, 'label_accuracy', '.3f')}, "
+                          f"{t.elapsed:.0f} s |")
+    test = datasets.load("digits", preset["resolution"], split="test")
+    real_variety = _pixel_variety(test.batch(torch.arange(len(test)))[0], test.labels)
+    curve = []
+    labels = torch.arange(n) % judge.num_classes
+    for psi in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, None):
+        x, _ = full.sample(n, labels, seed=0, truncation=psi)
+        m = judge.score(x, labels)
+        curve.append(f"| {psi if psi is not None else 'none'} | {m['label_accuracy']:.3f} | {m['confidence']:.3f} | "
+                     f"{m['fd']:.1f} | {_pixel_variety(x, labels):.3f} |")
+    p = preset
+    return f"""Class-conditional digits at {p['resolution']}x{p['resolution']}, the `biggan` cpu preset (G and D
+width {p['G']['width']}, z {p['G']['z_dim']} in {len(full.G.blocks) + 1} chunks, shared embedding
+{p['G']['shared_dim']}, Adam {p['train']['lr_g']:g} / {p['train']['lr_d']:g} with betas (0, 0.999), batch {batch}),
+{steps} steps per row, seed 0. Metrics from the digits classifier (held-out accuracy {judge.test_accuracy:.3f}):
+Fréchet distance of its features to the training images, classes covered (of 10), and the share of samples
+classified as the class they were generated for; {n} samples per draw (labels 0-9 in turn), mean ± std over
+3 draws of the same trained G. One training seed per row: differences smaller than the seed-to-seed spread
+(not measured here) are noise.
+
+| model | train s | FD | classes | requested class |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+**Batch size at an equal image budget**, with gradient accumulation (micro-batch x accumulation = the batch
+of one update; batch norm sees each micro-batch on its own):
+
+| batch | steps | images | result |
+|---|---|---|---|
+{chr(10).join(batch_rows)}
+
+**Truncation** (the last model, EMA G, z resampled to [-psi, psi], batch-norm statistics measured anew for each
+psi): share of the requested class, mean classifier confidence, FD, and the variety within a class (mean
+per-pixel std across one class's images; real held-out digits: {real_variety:.3f}).
+
+| psi | requested class | confidence | FD | variety |
+|---|---|---|---|---|
+{chr(10).join(curve)}"""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -445,6 +546,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], str]]] = {
     "ring8": ("Mode collapse on ring8: vanilla GAN against PacGAN2", bench_ring8),
     "throughput": ("Training-loop throughput: ganlib against a plain loop", bench_throughput),
     "grading": ("Grading a class of 30 submissions", bench_grading),
+    "biggan-tricks": ("BigGAN on digits, cpu profile: each trick, batch size, truncation", bench_biggan_tricks),
     "ddp-throughput": ("Several processes: torchrun on the CPU with 1 and 2 processes", bench_ddp_throughput),
     "pggan-growing": ("PGGAN on shapes: progressive growing against the full resolution from the start",
                       bench_pggan_growing),

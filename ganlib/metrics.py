@@ -550,9 +550,13 @@ def shape_geometry(images: torch.Tensor, threshold: float = 0.3) -> dict[str, to
 
     Returns [N] tensors: ``x`` and ``y`` (the shape's centroid, as fractions of the image side, like the
     dataset's factors), ``size`` (the square root of the shape's share of the image: proportional to the
-    dataset's radius for each kind of shape), ``colour`` [N, 3] (the shape's mean RGB) and ``background``
-    [N, 3] (the border's median RGB). An image with no shape pixel gets size 0 and NaN position and colour.
+    dataset's radius for each kind of shape), ``colour`` [N, 3] (the shape's mean RGB), ``background``
+    [N, 3] (the border's median RGB) and ``parts`` (how many separate blobs the shape pixels form, 4-connected:
+    1 for a real image, 2 for two shapes side by side). An image with no shape pixel gets size 0, parts 0 and
+    NaN position and colour.
     """
+    from scipy import ndimage
+
     assert images.ndim == 4 and images.shape[1] == 3, f"expected RGB images [N, 3, R, R], got {list(images.shape)}"
     x = images.float().cpu()
     r = x.shape[-1]
@@ -565,7 +569,9 @@ def shape_geometry(images: torch.Tensor, threshold: float = 0.3) -> dict[str, to
         cx = (mask * coords[None, None, :]).flatten(1).sum(1) / area
         cy = (mask * coords[None, :, None]).flatten(1).sum(1) / area
         colour = (x * mask[:, None]).flatten(2).sum(2) / area[:, None]  # [N, 3]
-    return {"x": cx, "y": cy, "size": (area / r**2).sqrt(), "colour": colour, "background": background}
+    parts = torch.tensor([ndimage.label(m.numpy())[1] for m in mask])  # [N]
+    return {"x": cx, "y": cy, "size": (area / r**2).sqrt(), "colour": colour, "background": background,
+            "parts": parts}
 
 
 # ----------------------------------------------------------------------------------------------------------

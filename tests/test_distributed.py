@@ -115,13 +115,14 @@ def worker(rank, folder, ports):
     save("errors", errors)
     dist.destroy_process_group()
 
-    # the command line as torchrun starts it: a fresh run, and one stopped halfway and resumed
+    # the command line as torchrun starts it: a fresh run, and one stopped halfway and resumed; StyleGAN, whose
+    # trainer adds per-process state (the path-length mean) and draws style mixing and noise at random
     def cli(port, *argv):
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(port))
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["train", "dcgan", "--profile", "smoke", "--batch-size", "8", *map(str, argv)])
+            code = main(["train", "stylegan", "--profile", "smoke", "--batch-size", "8", *map(str, argv)])
         return code, out.getvalue(), err.getvalue()
 
     outputs = [cli(ports[0], "--steps", 6, "--out", folder / "straight"),
@@ -191,7 +192,7 @@ def test_command_line_under_torchrun_resumes_exactly(runs):
     main_out, other_out = load_run("cli")
     assert [code for code, _, _ in main_out[:3] + other_out[:3]] == [0] * 6
     assert "batch 8 per process x 2 processes = global batch 16" in main_out[0][1]
-    assert "resuming dcgan from step 3" in main_out[2][1]
+    assert "resuming stylegan from step 3" in main_out[2][1]
     assert all(out == "" for _, out, _ in other_out)  # only process 0 speaks
     for code, _, err in (main_out[3], other_out[3]):  # a dataset process 0 cannot get stops every process
         assert code == 2 and "mnist is not in" in err and "downloads are off" in err
@@ -214,7 +215,7 @@ def test_accumulate_on_the_command_line(tmp_path, capsys):
 def test_a_checkpoint_of_two_processes_resumes_in_one(runs, tmp_path):
     _, folder = runs
     (tmp_path / "checkpoint.pt").write_bytes((folder / "halves" / "checkpoint.pt").read_bytes())
-    t = recipes.make_trainer("dcgan", profile="smoke", device="cpu", batch_size=8, steps=8, run_dir=tmp_path)
+    t = recipes.make_trainer("stylegan", profile="smoke", device="cpu", batch_size=8, steps=8, run_dir=tmp_path)
     with pytest.warns(UserWarning, match="trained by 2 process.*global batch changes from 16 to 8"):
         t.load_checkpoint()
     assert t.step == 6

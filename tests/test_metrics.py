@@ -248,6 +248,11 @@ def test_shape_geometry_recovers_the_known_factors():
     assert (nearest == f["colour"]).float().mean() > 0.95
     empty = metrics.shape_geometry(torch.full((1, 3, 16, 16), -0.5))
     assert torch.isnan(empty["x"]).all() and torch.isnan(empty["colour"]).all() and empty["size"].item() == 0
+    assert (g["parts"] == 1).float().mean() > 0.98 and empty["parts"].item() == 0
+    # two real shapes blended: far enough apart, they are two blobs
+    far = ((f["x"][:, None] - f["x"][None]).abs() > 0.45).nonzero()[0]
+    blend = (x[far[0]] + x[far[1]]) / 2
+    assert metrics.shape_geometry(blend[None])["parts"].item() == 2
 
 
 # ----------------------------------------------------------------------------------------------------------

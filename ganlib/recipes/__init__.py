@@ -26,6 +26,7 @@ RECIPES = (
     "gan",
     "dcgan",
     "pggan",
+    "biggan",
     "stylegan",
 )
 
