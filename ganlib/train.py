@@ -185,14 +185,18 @@ class Trainer:
         self.on_cuda = self.device.type == "cuda"
         memory_format = torch.channels_last if (cfg.channels_last and self.on_cuda) else torch.contiguous_format
         self.memory_format = memory_format
+        use_ema = (cfg.ema_beta is not None or cfg.ema_half_life_kimg is not None) and self.is_main
+        G_ema = copy.deepcopy(G) if use_ema else None  # plain batch norm: process 0 samples with it alone
         if cfg.sync_batchnorm and self.world_size > 1:
             G, D = (distributed.convert_sync_batchnorm(m, self.device) for m in (G, D))
         self.G = G.to(self.device, memory_format=memory_format).train()
         self.D = D.to(self.device, memory_format=memory_format).train()
         for module in (self.G, self.D):  # equal initial weights in every process: process 0's
             distributed.broadcast_module(module)
-        use_ema = (cfg.ema_beta is not None or cfg.ema_half_life_kimg is not None) and self.is_main
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if use_ema else None
+        self.G_ema = None
+        if G_ema is not None:
+            self.G_ema = G_ema.to(self.device, memory_format=memory_format).eval().requires_grad_(False)
+            self.G_ema.load_state_dict(self.G.state_dict())
         self.d_loss_fn, self.g_loss_fn = losses.GAN_LOSSES[cfg.loss]
         self.opt_g = self.make_optimizer(self.G, cfg.lr_g)
         self.opt_d = self.make_optimizer(self.D, cfg.lr_d)

@@ -95,6 +95,18 @@ def worker(rank, folder, ports):
         recipes.make_trainer("dcgan", profile="smoke", device="cpu", sync_batchnorm=True)
     except GanlibError as e:
         errors["sync_batchnorm"] = str(e)
+    # with sync_batchnorm, G and D get SyncBatchNorm and G_ema keeps plain batch norm (process 0 samples
+    # with it alone); the structure only, as PyTorch runs SyncBatchNorm on GPUs only
+    checked = distributed.convert_sync_batchnorm
+    distributed.convert_sync_batchnorm = lambda module, device: nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    synced = recipes.make_trainer("dcgan", profile="smoke", device="cpu", sync_batchnorm=True,
+                                  preset_overrides={"D": dict(width=16, d_norm="batch")})
+    distributed.convert_sync_batchnorm = checked
+    save("sync_batchnorm", {"G": type(synced.G.net[1]).__name__, "D": type(synced.D.net[3]).__name__,
+                            "G_ema": synced.G_ema and type(synced.G_ema.net[1]).__name__,
+                            "same": synced.G_ema is not None and all(
+                                torch.equal(a, b) for a, b in zip(state(synced.G).values(),
+                                                                  state(synced.G_ema).values()))})
     lopsided = mlp_trainer(8, steps=1)
     lopsided.D.extra = nn.Parameter(torch.zeros(()))  # used by process 1 only
     lopsided.opt_d.add_param_group({"params": [lopsided.D.extra]})
@@ -176,6 +188,13 @@ def test_two_processes_equal_one_with_twice_the_batch(runs, name):
         for key, p in state(getattr(one, net)).items():
             assert torch.allclose(two[net][key], p, atol=1e-6, rtol=1e-5), (net, key)
         assert any(not torch.allclose(p, initial[net][k]) for k, p in two[net].items()), f"{net} did not train"
+
+
+def test_sync_batchnorm_in_the_trained_copies_only(runs):
+    load_run, _ = runs
+    main_process, other = load_run("sync_batchnorm")
+    assert main_process == {"G": "SyncBatchNorm", "D": "SyncBatchNorm", "G_ema": "BatchNorm2d", "same": True}
+    assert other["G"] == "SyncBatchNorm" and other["G_ema"] is None
 
 
 def test_steps_that_differ_between_processes_fail_clearly(runs):
