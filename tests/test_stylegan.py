@@ -320,7 +320,7 @@ def test_training_runs_path_length_and_resumes_exactly(tmp_path):
     torch.manual_seed(123)
     straight = tiny_trainer(tmp_path / "a", steps=6)
     straight.train(progress=False)
-    assert straight.pl_mean > 0 and "r1" in straight.history[-1] or "r1" in straight.history[0]
+    assert straight.pl_mean > 0 and any("r1" in h for h in straight.history)  # both lazy regularisers ran
     torch.manual_seed(123)
     half = tiny_trainer(tmp_path / "b", steps=6)
     half.train(steps=3, progress=False)
