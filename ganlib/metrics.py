@@ -424,6 +424,35 @@ def feature_extractor(name: str, data_name: str, resolution: int) -> FeatureExtr
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Measuring a shape's geometry from its pixels
+
+
+def shape_geometry(images: torch.Tensor, threshold: float = 0.3) -> dict[str, torch.Tensor]:
+    """Where and how big the shape in each image of `shapes` (or a generator imitating it) is, measured from
+    the pixels: the background colour is the median of the image's border, the shape is every pixel whose
+    colour differs from it by more than `threshold` (summed over RGB, images in [-1, 1]).
+
+    Returns [N] tensors: ``x`` and ``y`` (the shape's centroid, as fractions of the image side, like the
+    dataset's factors), ``size`` (the square root of the shape's share of the image: proportional to the
+    dataset's radius for each kind of shape), ``colour`` [N, 3] (the shape's mean RGB) and ``background``
+    [N, 3] (the border's median RGB). An image with no shape pixel gets size 0 and NaN position and colour.
+    """
+    assert images.ndim == 4 and images.shape[1] == 3, f"expected RGB images [N, 3, R, R], got {list(images.shape)}"
+    x = images.float().cpu()
+    r = x.shape[-1]
+    border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2)  # [N, 3, 4R - 4]
+    background = border.median(dim=2).values  # [N, 3]
+    mask = ((x - background[:, :, None, None]).abs().sum(dim=1) > threshold).float()  # [N, R, R]
+    area = mask.flatten(1).sum(1)  # [N]
+    coords = (torch.arange(r, dtype=torch.float32) + 0.5) / r  # pixel centres as fractions of the side
+    with torch.no_grad():
+        cx = (mask * coords[None, None, :]).flatten(1).sum(1) / area
+        cy = (mask * coords[None, :, None]).flatten(1).sum(1) / area
+        colour = (x * mask[:, None]).flatten(2).sum(2) / area[:, None]  # [N, 3]
+    return {"x": cx, "y": cy, "size": (area / r**2).sqrt(), "colour": colour, "background": background}
+
+
+# ----------------------------------------------------------------------------------------------------------
 # The `evaluate` command
 
 

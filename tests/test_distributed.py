@@ -76,6 +76,15 @@ def worker(rank, folder, ports):
     save("dcgan", {"G": state(t.G), "D": state(t.D), "ema": t.G_ema is not None, "images": t.images_seen,
                    "history": t.history, "z": t.sample_latents(3)[0]})
 
+    copies = {}  # every recipe, with its chapter's trainer: the copies must stay equal
+    for name in recipes.RECIPES:
+        torch.manual_seed(rank)
+        t = recipes.make_trainer(name, profile="smoke", device="cpu", steps=4)
+        t.train(progress=False)
+        copies[name] = {f"{net}.{k}": p.detach().clone() for net in ("G", "D")
+                        for k, p in getattr(t, net).named_parameters()}
+    save("recipes", copies)
+
     for name, (batch, cfg) in EQUIVALENCE.items():
         t = mlp_trainer(batch, **cfg)
         t.train(progress=False)
@@ -144,6 +153,13 @@ def test_processes_keep_equal_weights(runs):
     drop_time = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]
     assert drop_time(a["history"]) == drop_time(b["history"])  # logged losses are averaged over the processes
     assert not torch.equal(a["z"], b["z"])  # but the latents differ per process
+
+
+@pytest.mark.parametrize("name", recipes.RECIPES)
+def test_every_chapters_trainer_keeps_equal_copies(runs, name):
+    load_run, _ = runs
+    a, b = (run[name] for run in load_run("recipes"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("name", EQUIVALENCE)

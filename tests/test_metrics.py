@@ -226,3 +226,25 @@ def test_inception_features_shapes_and_grey_images(monkeypatch):
     assert torch.allclose(f, extractor(grey.repeat(1, 3, 1, 1)))  # grey is read as R = G = B
     with pytest.raises(GanlibError, match="1 or 3"):
         extractor(torch.zeros(2, 2, 16, 16))
+
+
+def test_shape_geometry_recovers_the_known_factors():
+    shapes = data.load("shapes", 16, split="test")
+    x, _ = shapes.batch(torch.arange(600))
+    f = {k: v[:600] for k, v in shapes.factors.items()}
+    g = metrics.shape_geometry(x)
+
+    def corr(a, b):
+        a, b = a - a.mean(), b - b.mean()
+        return float((a * b).sum() / (a.norm() * b.norm()))
+
+    assert corr(g["x"], f["x"]) > 0.99 and corr(g["y"], f["y"]) > 0.99
+    for kind in range(3):  # size is the radius up to a constant that depends on the kind of shape
+        assert corr(g["size"][f["shape"] == kind], f["size"][f["shape"] == kind]) > 0.95
+    backgrounds = torch.tensor(list(data.SHAPE_BACKGROUNDS.values())) * 2 - 1  # [3, 3] in [-1, 1]
+    assert torch.allclose(g["background"], backgrounds[f["background"]], atol=0.02)
+    colours = torch.tensor(list(data.SHAPE_COLOURS.values())) * 2 - 1  # [6, 3]
+    nearest = torch.cdist(g["colour"], colours).argmin(dim=1)  # edges blend with the background, so: nearest
+    assert (nearest == f["colour"]).float().mean() > 0.95
+    empty = metrics.shape_geometry(torch.full((1, 3, 16, 16), -0.5))
+    assert torch.isnan(empty["x"]).all() and torch.isnan(empty["colour"]).all() and empty["size"].item() == 0

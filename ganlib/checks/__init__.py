@@ -5,14 +5,17 @@ their own and register them in its CHECKS dict. Notebooks call them as ``checks.
 """
 
 from .core import CheckFailed, CheckResult, Mistake, run_check
+from .evaluation import CHECKS as _EVALUATION
+from .evaluation import check_frechet_distance, check_mmd2_unbiased, check_precision_recall
 from .gan import CHECKS as _GAN
 from .gan import check_discriminator_loss, check_generator_loss, check_train_step
 from .stylegan import CHECKS as _STYLEGAN
 from .stylegan import check_adain, check_mapping_network, check_mix_styles, check_truncate_w
 
 # exercise name -> check, for every chapter; the grader looks exercises up here
-CHECKS = {**_GAN, **_STYLEGAN}
+CHECKS = {**_GAN, **_STYLEGAN, **_EVALUATION}
 
 __all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
            "check_discriminator_loss", "check_generator_loss", "check_train_step",
-           "check_adain", "check_mapping_network", "check_mix_styles", "check_truncate_w"]
+           "check_adain", "check_mapping_network", "check_mix_styles", "check_truncate_w",
+           "check_frechet_distance", "check_mmd2_unbiased", "check_precision_recall"]
