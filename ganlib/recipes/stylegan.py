@@ -7,7 +7,7 @@ style-mixing regularisation with probability 0.9, and sampling from an EMA of G.
 
 What the small profiles change, and why: 2 mapping layers instead of 8 (as StyleGAN2-ADA's own small-data
 configurations), narrow layers, w of 32 to 128 dimensions, a short EMA half-life (the runs are short). R1 gamma is
-1 (StyleGAN2 uses 10 on FFHQ, StyleGAN2-ADA's small-data rule 0.0002 res^2 / batch, 0.006 here): with 0.05, D's
+1 (StyleGAN2 uses 10 on FFHQ; StyleGAN2-ADA's "auto" rule, 0.0002 res^2 / batch, gives 0.006 here): with 0.05, D's
 logits ran to +-3 and G collapsed onto a few blobs within 1,500 steps of the cpu preset.
 """
 
@@ -34,7 +34,7 @@ PRESETS = {
     "cpu": {"data": "shapes", "resolution": 32,
             "G": dict(z_dim=64, w_dim=64, mapping_layers=2, channel_base=512, channel_max=64),
             "D": dict(channel_base=512, channel_max=64),
-            "train": dict(_TRAIN, steps=2000, batch_size=32, ema_half_life_kimg=2.0, log_every=100,
+            "train": dict(_TRAIN, steps=1500, batch_size=32, ema_half_life_kimg=2.0, log_every=100,
                           sample_every=500, checkpoint_every=500)},
     "gpu": {"data": "shapes", "resolution": 32,
             "G": dict(z_dim=128, w_dim=128, mapping_layers=8, channel_base=4096, channel_max=256),
@@ -112,18 +112,18 @@ TRAINER = StyleGANTrainer
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 
 
-def pretrained(mixing: bool = True):
-    """(G_ema in eval mode, training history) of a generator shipped with the course: the `cpu` preset trained
-    on shapes at 32x32 with ``python -m ganlib train stylegan --profile cpu`` (and ``--set style_mixing=0``
-    for ``mixing=False``), exported with `export_generator`. Loaded with weights_only=True."""
+def pretrained():
+    """(G_ema in eval mode, training history) of the generator shipped with the course: the `cpu` preset
+    trained on shapes at 32x32 (``python -m ganlib train stylegan --profile cpu``), exported with
+    `export_generator`. Loaded with weights_only=True."""
     from . import load_generator
 
-    G, _, state = load_generator(pretrained_path(mixing), device="cpu")
+    G, _, state = load_generator(pretrained_path(), device="cpu")
     return G, state["history"]
 
 
-def pretrained_path(mixing: bool = True) -> Path:
-    return PRETRAINED / f"stylegan-shapes32{'' if mixing else '-nomix'}.pt"
+def pretrained_path() -> Path:
+    return PRETRAINED / "stylegan-shapes32.pt"
 
 
 def export_generator(run_dir, path) -> None:
