@@ -24,6 +24,7 @@ from . import metrics, models, recipes
 from .files import atomic_write_text
 from .losses import d_loss_logistic, g_loss_nonsaturating
 from .models import dcgan
+from .train import Trainer
 
 THREADS = 2  # every benchmark runs with this many CPU threads (the course's reference laptop)
 
@@ -232,6 +233,106 @@ Ratio ganlib / plain: **{o / p:.2f}** (runs: ganlib {_join(ours)}; plain {_join(
 
 
 # ----------------------------------------------------------------------------------------------------------
+# BigGAN: what each trick buys, batch size at an equal image budget, the truncation curve
+
+
+def _biggan_run(steps: int, G: dict | None = None, D: dict | None = None, **train) -> Trainer:
+    """The `biggan` cpu preset on digits with some networks' arguments and training options changed."""
+    p = recipes.preset("biggan", "cpu")
+    torch.manual_seed(0)
+    t = recipes.make_trainer("biggan", profile="cpu", device="cpu", steps=steps,
+                             preset_overrides={"G": {**p["G"], **(G or {})}, "D": {**p["D"], **(D or {})}}, **train)
+    t.train(progress=False)
+    return t
+
+
+def _conditional_scores(sample: Callable[[torch.Tensor, int], torch.Tensor], judge: metrics.ImageJudge, n: int,
+                        draws: int = 3) -> dict:
+    """Mean and std over `draws` of FD, classes covered and the share classified as the requested class, for
+    `n` samples with labels 0, 1, ..., K-1, 0, 1, ..."""
+    labels = torch.arange(n) % judge.num_classes
+    scores = [judge.score(sample(labels, seed), labels) for seed in range(draws)]
+    return {k: (statistics.mean(s[k] for s in scores), statistics.pstdev(s[k] for s in scores))
+            for k in ("fd", "classes", "label_accuracy")}
+
+
+def _pixel_variety(x: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean over classes of the per-pixel standard deviation across that class's images: how much images of
+    one class differ from each other."""
+    return statistics.mean(x[labels == k].std(dim=0).mean().item() for k in labels.unique().tolist())
+
+
+def bench_biggan_tricks(quick: bool = False) -> str:
+    preset = recipes.preset("biggan", "cpu")
+    steps = 20 if quick else preset["train"]["steps"]
+    batch = preset["train"]["batch_size"]
+    judge = metrics.judge_for("digits", preset["resolution"])
+    n = 50 if quick else 1000
+    no_sn, no_attn = dict(spectral_norm=False), dict(attention=())
+    plain = dict(loss="nonsaturating", ortho_beta=0.0, ema_beta=None)
+    ladder = [  # (row, G, D, training options): each row adds one trick to the one above
+        ("class-conditional nets (CBN G, projection D), no tricks, non-saturating loss",
+         {**no_sn, **no_attn}, {**no_sn, **no_attn}, plain),
+        ("+ spectral norm in G and D, hinge loss", no_attn, no_attn, dict(plain, loss="hinge")),
+        ("+ self-attention at 8x8 in G and D", {}, {}, dict(plain, loss="hinge")),
+        ("+ orthogonal regularisation of G (beta 1e-4)", {}, {}, dict(plain, loss="hinge", ortho_beta=1e-4)),
+        ("+ EMA of G's weights (= the cpu preset)", {}, {}, {}),
+    ]
+    fmt = lambda m, k, f: f"{m[k][0]:{f}} ± {m[k][1]:{f}}"
+    rows, full = [], None
+    for name, g, d, train in ladder:
+        t = _biggan_run(steps, g, d, **train)
+        m = _conditional_scores(lambda labels, seed, t=t: t.sample(len(labels), labels, seed=seed)[0], judge, n)
+        rows.append(f"| {name} | {t.elapsed:.0f} | {fmt(m, 'fd', '.1f')} | {m['classes'][0]:.1f} | "
+                    f"{fmt(m, 'label_accuracy', '.3f')} |")
+        full = t
+    batch_rows = [f"| {batch} x 1 | {steps} | {steps * batch} | (the last row above) |"]
+    for micro, accumulate, run_steps in ((batch // 4, 4, steps), (batch, 4, max(1, steps // 4))):
+        t = _biggan_run(run_steps, batch_size=micro, accumulate=accumulate)
+        m = _conditional_scores(lambda labels, seed, t=t: t.sample(len(labels), labels, seed=seed)[0], judge, n)
+        batch_rows.append(f"| {micro} x {accumulate} | {run_steps} | {run_steps * micro * accumulate} | "
+                          f"FD {fmt(m, 'fd', '.1f')}, requested class {fmt(m, 'label_accuracy', '.3f')}, "
+                          f"{t.elapsed:.0f} s |")
+    test = datasets.load("digits", preset["resolution"], split="test")
+    real_variety = _pixel_variety(test.batch(torch.arange(len(test)))[0], test.labels)
+    curve = []
+    labels = torch.arange(n) % judge.num_classes
+    for psi in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, None):
+        x, _ = full.sample(n, labels, seed=0, truncation=psi)
+        m = judge.score(x, labels)
+        curve.append(f"| {psi if psi is not None else 'none'} | {m['label_accuracy']:.3f} | {m['confidence']:.3f} | "
+                     f"{m['fd']:.1f} | {_pixel_variety(x, labels):.3f} |")
+    p = preset
+    return f"""Class-conditional digits at {p['resolution']}x{p['resolution']}, the `biggan` cpu preset (G and D
+width {p['G']['width']}, z {p['G']['z_dim']} in {len(full.G.blocks) + 1} chunks, shared embedding
+{p['G']['shared_dim']}, Adam {p['train']['lr_g']:g} / {p['train']['lr_d']:g} with betas (0, 0.999), batch {batch}),
+{steps} steps per row, seed 0. Metrics from the digits classifier (held-out accuracy {judge.test_accuracy:.3f}):
+Fréchet distance of its features to the training images, classes covered (of 10), and the share of samples
+classified as the class they were generated for; {n} samples per draw (labels 0-9 in turn), mean ± std over
+3 draws of the same trained G. One training seed per row: differences smaller than the seed-to-seed spread
+(not measured here) are noise.
+
+| model | train s | FD | classes | requested class |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+**Batch size at an equal image budget**, with gradient accumulation (micro-batch x accumulation = the batch
+of one update; batch norm sees each micro-batch on its own):
+
+| batch | steps | images | result |
+|---|---|---|---|
+{chr(10).join(batch_rows)}
+
+**Truncation** (the last model, EMA G, z resampled to [-psi, psi], batch-norm statistics measured anew for each
+psi): share of the requested class, mean classifier confidence, FD, and the variety within a class (mean
+per-pixel std across one class's images; real held-out digits: {real_variety:.3f}).
+
+| psi | requested class | confidence | FD | variety |
+|---|---|---|---|---|
+{chr(10).join(curve)}"""
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Grading: a class's submissions of chapter 01
 
 
@@ -361,12 +462,94 @@ def _join(values: list[float]) -> str:
     return ", ".join(f"{v:.0f}" for v in values)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# PGGAN: progressive growing against training at the final resolution from the start
+
+
+def _pggan_run(profile: str, device: str, start_resolution: int | None, steps: int, every: int,
+               judge: metrics.ImageJudge, n_eval: int):
+    """Train the pggan recipe (growing from `start_resolution`, or from 4x4 when None); measure the judge's
+    figures every `every` steps (measuring does not count as training time). Returns (trainer, curve)."""
+    preset = recipes.preset("pggan", profile)
+    growth = dict(preset["trainer"]["growth"], **({"start_resolution": start_resolution} if start_resolution else {}))
+    torch.manual_seed(0)
+    t = recipes.make_trainer("pggan", profile=profile, device=device, steps=steps,
+                             preset_overrides={"trainer": {"growth": growth}})
+    curve = []  # (train seconds, images, resolution, recognisable, fd)
+
+    def measure(tr):
+        x, _ = tr.sample(n_eval, seed=1)
+        m = judge.score(x)
+        curve.append((tr.elapsed, tr.images_seen, tr.resolution, m["recognisable"], m["fd"]))
+
+    t.train(callback=measure, every=every, progress=False)
+    return t, curve
+
+
+def bench_pggan_growing(quick: bool = False) -> str:
+    profile = "smoke" if quick else ("gpu" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    preset = recipes.preset("pggan", profile)
+    res, steps, batch = preset["resolution"], preset["train"]["steps"], preset["train"]["batch_size"]
+    judge = metrics.judge_for("shapes", res)
+    n_eval = 100 if quick else 500
+    every = max(1, steps // 20)
+    runs = {"progressive (4x4 -> final)": _pggan_run(profile, device, None, steps, every, judge, n_eval),
+            "fixed (final resolution throughout)": _pggan_run(profile, device, res, steps, every, judge, n_eval)}
+    real = judge.real_score(n_eval, res)
+    rows = []
+    for name, (t, _) in runs.items():
+        draws = [judge.score(t.sample(n_eval, seed=10 + s)[0]) for s in range(3)]
+        rec = [d["recognisable"] for d in draws]
+        rows.append(f"| {name} | {t.elapsed:.0f} | {t.images_seen / 1000:.0f} | {statistics.mean(rec):.3f} ± "
+                    f"{statistics.pstdev(rec):.3f} | {statistics.mean(d['fd'] for d in draws):.1f} |")
+    (prog, prog_curve), (fixed, fixed_curve) = runs.values()
+    target = 0.5 * real["recognisable"]
+
+    def first_time(curve):
+        return next((sec for sec, _, r, rec, _ in curve if r == res and rec >= target), None)
+
+    def at_time(curve, seconds):
+        done = [c for c in curve if c[0] <= seconds]
+        return f"{done[-1][3]:.3f} ({done[-1][2]}²)" if done else "-"
+
+    marks = [prog.elapsed * f for f in (0.25, 0.5, 0.75, 1.0)]
+    over_time = "\n".join(f"| {m:.0f} | {at_time(prog_curve, m)} | {at_time(fixed_curve, m)} |" for m in marks)
+    t_prog, t_fixed = first_time(prog_curve), first_time(fixed_curve)
+    reach = (f"{t_prog:.0f} s progressive, " if t_prog is not None else "not reached by the progressive run, ") + (
+        f"{t_fixed:.0f} s fixed" if t_fixed is not None else "not reached by the fixed run")
+    growth = preset["trainer"]["growth"]
+    return f"""The `pggan` recipe's `{profile}` preset on `shapes` at {res}x{res}: the same networks, loss (WGAN-GP,
+lambda 10, drift 0.001), optimiser and **image budget** ({steps} steps of batch {batch}, {steps * batch / 1000:.0f}k
+images) for both runs; the progressive one grows from 4x4 ({growth['stable_kimg']:g}k images stable, then
+{growth['fade_kimg']:g}k fading in, per resolution), the fixed one trains at {res}x{res} from the first step. Quality:
+the shapes judge's **recognisable** (share of samples with a recognisable shape in a plausible colour; lower
+resolutions are judged blown up), {n_eval} samples of the EMA generator; the final figure is the mean ± std
+over 3 draws. Real images score {real['recognisable']:.3f}. Training seconds exclude the measurements.
+
+| run | train s | kimg | recognisable | FD (judge features) |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Recognisable over training time (the resolution the run was at), at fractions of the progressive run's time:
+
+| train s | progressive | fixed |
+|---|---|---|
+{over_time}
+
+Same image budget: the fixed run took **{fixed.elapsed / prog.elapsed:.2f}x** the progressive run's time.
+Time to reach half of real data's figure at {res}x{res}: {reach}."""
+
+
 BENCHMARKS: dict[str, tuple[str, Callable[[bool], str]]] = {
     "dcgan-digits": ("DCGAN on digits, cpu profile: ganlib against a tutorial-style DCGAN", bench_dcgan_digits),
     "ring8": ("Mode collapse on ring8: vanilla GAN against PacGAN2", bench_ring8),
     "throughput": ("Training-loop throughput: ganlib against a plain loop", bench_throughput),
     "grading": ("Grading a class of 30 submissions", bench_grading),
+    "biggan-tricks": ("BigGAN on digits, cpu profile: each trick, batch size, truncation", bench_biggan_tricks),
     "ddp-throughput": ("Several processes: torchrun on the CPU with 1 and 2 processes", bench_ddp_throughput),
+    "pggan-growing": ("PGGAN on shapes: progressive growing against the full resolution from the start",
+                      bench_pggan_growing),
 }
 
 

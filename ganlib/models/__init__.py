@@ -15,6 +15,8 @@ from ..errors import GanlibError
 FAMILIES = {
     "gan": ("mlp", "MLPGenerator", "MLPDiscriminator"),
     "dcgan": ("dcgan", "Generator", "Discriminator"),
+    "pggan": ("pggan", "Generator", "Discriminator"),
+    "biggan": ("biggan", "Generator", "Discriminator"),
     "stylegan": ("stylegan", "Generator", "Discriminator"),
 }
 
@@ -41,15 +43,17 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
 @torch.no_grad()
 def sample(G: nn.Module, n: int, seed: int = 0, labels: torch.Tensor | None = None,
            generate_fn: Callable = generate, device: torch.device | str | None = None,
-           batch: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+           batch: int = 256, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`n` samples on the CPU (and their labels), deterministic given `seed`; G is used in eval mode.
 
-    z ~ N(0, I) and, for a conditional G without given labels, uniform labels, drawn in that order from one
-    generator seeded with `seed`.
+    z ~ N(0, I) (unless given as `z` [n, z_dim], e.g. truncated) and, for a conditional G without given
+    labels, uniform labels, drawn in that order from one generator seeded with `seed`.
     """
     device = device or next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, G.z_dim, generator=g)
+    if z is None:
+        z = torch.randn(n, G.z_dim, generator=g)
+    assert z.shape == (n, G.z_dim), f"z must be [{n}, {G.z_dim}], got {list(z.shape)}"
     if getattr(G, "num_classes", 0) and labels is None:
         labels = torch.randint(G.num_classes, (n,), generator=g)
     was_training = G.training

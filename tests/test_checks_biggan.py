@@ -1,0 +1,124 @@
+"""Chapter 04's checks pass the reference answers and name each typical mistake."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganlib import checks, layers, losses
+from ganlib.models.biggan import truncated_z
+
+
+@pytest.fixture(autouse=True)
+def lenient(monkeypatch):
+    monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)
+
+
+def message(result):
+    assert not result.passed, f"expected a failure, got: {result.message}"
+    return result.message
+
+
+def reference_cbn(x, c, gain, bias, eps=1e-5):
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * (1 + gain(c))[:, :, None, None] + bias(c)[:, :, None, None]
+
+
+def test_reference_answers_pass():
+    assert checks.check_hinge_loss(losses.d_loss_hinge).passed
+    assert checks.check_conditional_batch_norm(reference_cbn).passed
+    assert checks.check_orthogonal_regularization(layers.orthogonal_regularization).passed
+    assert checks.check_truncated_z(truncated_z).passed
+
+
+def test_registered_for_the_grader():
+    for name in ("hinge_loss", "conditional_batch_norm", "orthogonal_regularization", "truncated_z"):
+        assert name in checks.CHECKS
+
+
+def test_hinge_loss_mistakes():
+    cases = {
+        "relu is missing": lambda r, f: (1 - r).mean() + (1 + f).mean(),
+        "Wasserstein critic": lambda r, f: f.mean() - r.mean(),
+        "swapped": lambda r, f: F.relu(1 + r).mean() + F.relu(1 - f).mean(),
+        "margin is missing": lambda r, f: F.relu(-r).mean() + F.relu(f).mean(),
+        "summed": lambda r, f: F.relu(1 - r).sum() + F.relu(1 + f).sum(),
+        "not on the mean": lambda r, f: F.relu((1 - r).mean()) + F.relu((1 + f).mean()),
+        "generator's hinge": lambda r, f: -f.mean(),
+        "only the real term": lambda r, f: F.relu(1 - r).mean(),
+        "gradient is not": lambda r, f: torch.tensor(losses.d_loss_hinge(r, f).item(), requires_grad=True),
+    }
+    for expected, fn in cases.items():
+        assert expected in message(checks.check_hinge_loss(fn)), expected
+
+
+def test_conditional_batch_norm_mistakes():
+    def normalise(x, dims, unbiased=False, eps=1e-5):
+        return (x - x.mean(dims, keepdim=True)) / (x.var(dims, unbiased=unbiased, keepdim=True) + eps).sqrt()
+
+    g = lambda gain, c: gain(c)[:, :, None, None]
+    cases = {
+        "no +1": lambda x, c, gain, bias, eps=1e-5: normalise(x, (0, 2, 3)) * g(gain, c) + g(bias, c),
+        "swapped": lambda x, c, gain, bias, eps=1e-5: normalise(x, (0, 2, 3)) * (1 + g(bias, c)) + g(gain, c),
+        "instance norm": lambda x, c, gain, bias, eps=1e-5: normalise(x, (2, 3)) * (1 + g(gain, c)) + g(bias, c),
+        "layer norm": lambda x, c, gain, bias, eps=1e-5: normalise(x, (1, 2, 3)) * (1 + g(gain, c)) + g(bias, c),
+        "over the batch only": lambda x, c, gain, bias, eps=1e-5: normalise(x, 0) * (1 + g(gain, c)) + g(bias, c),
+        "unbiased": lambda x, c, gain, bias, eps=1e-5: normalise(x, (0, 2, 3), True) * (1 + g(gain, c)) + g(bias, c),
+        "not normalised": lambda x, c, gain, bias, eps=1e-5: x * (1 + g(gain, c)) + g(bias, c),
+        "shape": lambda x, c, gain, bias, eps=1e-5: reference_cbn(x, c, gain, bias).mean(1),
+        "no gradient": lambda x, c, gain, bias, eps=1e-5: reference_cbn(x, c, gain, bias).detach(),
+    }
+    for expected, fn in cases.items():
+        assert expected in message(checks.check_conditional_batch_norm(fn)), expected
+
+
+def test_orthogonal_regularization_mistakes():
+    def penalty(form, keep):
+        def fn(module, beta):
+            total = 0
+            for m in module.modules():
+                for p in m.parameters(recurse=False):
+                    if keep(m, p):
+                        total = total + form(p.flatten(1) if p.ndim >= 2 else p[:, None])
+            return beta * total
+        return fn
+
+    weights = lambda m, p: p.ndim >= 2 and not isinstance(m, torch.nn.Embedding)
+    off = lambda gram: gram * (1 - torch.eye(len(gram)))
+    cases = {
+        "original orthogonal regularisation": penalty(lambda w: (w @ w.T - torch.eye(len(w))).pow(2).sum(), weights),
+        "diagonal of W W^T is included": penalty(lambda w: (w @ w.T).pow(2).sum(), weights),
+        "W^T W (in x in)": penalty(lambda w: off(w.T @ w).pow(2).sum(), weights),
+        "not its square": penalty(lambda w: off(w @ w.T).norm(), weights),
+        "embedding is included": penalty(lambda w: off(w @ w.T).pow(2).sum(), lambda m, p: p.ndim >= 2),
+        "biases": penalty(lambda w: off(w @ w.T).pow(2).sum(), lambda m, p: True),
+        "beta is missing": lambda module, beta: layers.orthogonal_regularization(module, 1.0),
+        "fixed beta": lambda module, beta: layers.orthogonal_regularization(module),
+        "half": lambda module, beta: layers.orthogonal_regularization(module, beta / 2),
+        "gradient is not": lambda module, beta: layers.orthogonal_regularization(module, beta).detach()
+        + 0 * sum(p.sum() for p in module.parameters()),
+    }
+    for expected, fn in cases.items():
+        assert expected in message(checks.check_orthogonal_regularization(fn)), expected
+
+
+def test_truncated_z_mistakes():
+    def resample_once(n, dim, threshold, generator):
+        z = torch.randn(n, dim, generator=generator)
+        outside = z.abs() > threshold
+        z[outside] = torch.randn(int(outside.sum()), generator=generator)  # once is not enough
+        return z
+
+    cases = {
+        "clipping": lambda n, d, t, g: torch.randn(n, d, generator=g).clamp(-t, t),
+        "scaling z by the threshold": lambda n, d, t, g: t * torch.randn(n, d, generator=g),
+        "uniform": lambda n, d, t, g: (2 * torch.rand(n, d, generator=g) - 1) * t,
+        "until none is left": resample_once,
+        "TF-Hub": lambda n, d, t, g: t / 2 * truncated_z(n, d, 2.0, g),
+        "shape": lambda n, d, t, g: truncated_z(n * d, 1, t, g),
+        "pass `generator`": lambda n, d, t, g: truncated_z(n, d, t),
+        "different generators": lambda n, d, t, g: truncated_z(n, d, t, torch.Generator().manual_seed(0)),
+        "not distributed": lambda n, d, t, g: truncated_z(n, d, t, g) * 0.5,
+    }
+    for expected, fn in cases.items():
+        assert expected in message(checks.check_truncated_z(fn)), expected
