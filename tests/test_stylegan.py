@@ -360,3 +360,16 @@ def test_command_line_trains_and_samples_with_truncation(tmp_path, capsys):
     with np.load(tmp_path / "s.npz") as f:
         images = f["images"]
     assert images.shape == (5, 16, 16, 1) and (images == images[:1]).all()  # psi = 0: the average image
+
+
+def test_pretrained_generator_is_the_cpu_preset():
+    from ganlib import data
+
+    preset = recipes.preset("stylegan", "cpu")
+    expected = recipes.default_spec("stylegan", preset, data.load("shapes", resolution=preset["resolution"]))
+    G, spec, state = recipes.load_generator(sg_recipe.pretrained_path(), device="cpu")  # weights_only
+    assert spec == expected and state["data"] == "shapes" and state["config"]["style_mixing"] == 0.9
+    assert state["step"] == preset["train"]["steps"] and "D" not in state and "opt_g" not in state
+    G, history = sg_recipe.pretrained()
+    assert isinstance(G, sg.Generator) and not G.training and history[-1]["step"] == state["step"]
+    assert sg_recipe.pretrained_path().stat().st_size < 1_000_000
