@@ -647,9 +647,7 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
         rows.append((f"samples[:{n}]", measure(x[:n], labels[:n] if labels is not None else None)))
     rows.append((f"real test ({n})", measure(test_x, test_y if labels is not None else None)))
     cols = ["fd", "kid", "precision", "recall", "nn"]
-    cols += ["classes", "confidence"] if judge is not None else []
-    cols += ["label_accuracy"] if labels is not None and judge is not None else []
-    cols += ["recognisable"] if isinstance(judge, ShapesJudge) else []
+    cols += [c for c in ("classes", "confidence", "label_accuracy", "recognisable") if all(c in r for _, r in rows)]
     header = (f"{data_name} at {res}x{res}, {len(x)} samples. Features: {extractor.name}. Reference: the "
               f"{len(train)} training images. fd (Fréchet distance; grows as N shrinks, so compare rows of equal "
               f"N), kid (unbiased, mean±std over 100 subsets of min(1000, N)), precision and recall "
