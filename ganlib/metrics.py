@@ -13,6 +13,8 @@
   are not comparable with another's.
 - `classifier_metrics` / `ImageJudge.score`: the classifier's Fréchet distance to the real training images,
   the number of classes covered and the mean classifier confidence.
+- `shapes`: `ShapesJudge`, a classifier of the joint (shape, colour) class plus "no shape", which also reports
+  the share of images with a recognisable shape in a plausible colour.
 """
 
 from __future__ import annotations
@@ -259,13 +261,14 @@ class ImageJudge:
     held-out accuracy and the feature statistics of the real training images. Built once, then cached."""
 
     def __init__(self, data_name: str, resolution: int):
-        train = datasets.load(data_name, resolution=resolution, split="train")
+        self.data_name = data_name
+        train = self.labelled(resolution, "train")
         if train.kind != "images" or train.labels is None:
             raise GanlibError(f"image metrics need a labelled image dataset; {data_name} is not one (for "
                               f"unlabelled images use Inception features: --features inception).")
-        self.data_name, self.resolution, self.channels = data_name, resolution, train.channels
+        self.resolution, self.channels = resolution, train.channels
         self.num_classes = train.num_classes
-        path = cache_dir() / f"classifier-{data_name}-{resolution}-v{CLASSIFIER_VERSION}.pt"
+        path = cache_dir() / f"classifier-{self.cache_name}-{resolution}-v{CLASSIFIER_VERSION}.pt"
         state = None
         if path.is_file():
             try:
@@ -279,14 +282,34 @@ class ImageJudge:
             self.test_accuracy = state["test_accuracy"]
             self.ref_mu, self.ref_cov = state["ref_mu"].numpy(), state["ref_cov"].numpy()
             return
-        self.model = train_classifier(train, device="cuda" if torch.cuda.is_available() else "cpu")
-        test = datasets.load(data_name, resolution=resolution, split="test")
+        self.model = train_classifier(train, device="cuda" if torch.cuda.is_available() else "cpu",
+                                      images_seen=self.images_seen)
+        test = self.labelled(resolution, "test")
         _, probs = classify(self.model, test.batch(torch.arange(len(test)))[0])
         self.test_accuracy = float((probs.argmax(1) == test.labels).float().mean())
-        feats, _ = classify(self.model, train.batch(torch.arange(len(train)))[0])
+        ref = self.reference(resolution)
+        feats, _ = classify(self.model, ref.batch(torch.arange(len(ref)))[0])
         self.ref_mu, self.ref_cov = gaussian_stats(feats)
         atomic_save({"model": self.model.state_dict(), "test_accuracy": self.test_accuracy,
                      "ref_mu": torch.from_numpy(self.ref_mu), "ref_cov": torch.from_numpy(self.ref_cov)}, path)
+
+    cache_name = property(lambda self: self.data_name)  # names the cached classifier file
+    images_seen = 20_000  # the classifier's training budget (see `train_classifier`)
+
+    def labelled(self, resolution: int, split: str):
+        """The images and the labels the classifier learns (the dataset's own labels)."""
+        return datasets.load(self.data_name, resolution=resolution, split=split)
+
+    def reference(self, resolution: int):
+        """The real images whose feature statistics generated images are compared with (the training split)."""
+        return self.labelled(resolution, "train")
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """The images as the classifier takes them; a GanlibError if they are not of its dataset and size."""
+        if images.ndim != 4 or images.shape[1] != self.channels or images.shape[-1] != self.resolution:
+            raise GanlibError(f"these metrics are for {self.data_name} at {self.channels}x{self.resolution}x"
+                              f"{self.resolution}, got images of shape {list(images.shape[1:])}.")
+        return images
 
     def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
         """Metrics for generated images [N, C, R, R] in [-1, 1] (and the labels they were asked for).
@@ -296,10 +319,7 @@ class ImageJudge:
         ``confidence`` (mean top class probability) and, with `labels`, ``label_accuracy`` (share classified
         as the requested class).
         """
-        if images.ndim != 4 or images.shape[1] != self.channels or images.shape[-1] != self.resolution:
-            raise GanlibError(f"these metrics are for {self.data_name} at {self.channels}x{self.resolution}x"
-                              f"{self.resolution}, got images of shape {list(images.shape[1:])}.")
-        feats, probs = classify(self.model, images)
+        feats, probs = classify(self.model, self.prepare(images))
         counts = torch.bincount(probs.argmax(1), minlength=self.num_classes)
         fair_share = len(images) / self.num_classes
         result = {"fd": frechet_distance_from_stats(*gaussian_stats(feats), self.ref_mu, self.ref_cov),
@@ -310,14 +330,114 @@ class ImageJudge:
         return result
 
 
+class ShapesJudge(ImageJudge):
+    """The judge of `shapes`. Its classifier learns 19 classes: the 3 x 6 (shape, colour) pairs, so one network
+    tells both what was drawn and in which colour, and a class "no shape" trained on images that are not a
+    clean shape (`not_shapes`: noise, random colour blocks, two shapes blended, a shape seen at 4x4 and blown up, the
+    background alone, a shape in grey), so that such images are not forced into a shape class.
+
+    It looks at every image at 16x16 (`RESOLUTION`): larger images are box-downsampled, smaller ones
+    nearest-upsampled (so the blocky output of a progressive GAN's early stages is judged as what it is).
+    One classifier thus serves every resolution, and figures of different resolutions are comparable.
+
+    `score` reports ``shape_ok`` (share of images whose most likely shape, colours summed out, has
+    probability >= `threshold`, i.e. beats "no shape" and the other shapes together), ``colour_ok`` (share of
+    images painted in the dataset's colours: at least `palette_share` of the pixels within `colour_tolerance`
+    of one of the 6 shape and 3 background colours, and the most likely colour, shapes summed out, at
+    >= `threshold`), and ``recognisable`` (both at once: a recognisable shape in a plausible colour), besides
+    ``fd``, ``classes`` (the (shape, colour) pairs covered, of 18) and ``confidence``. Real images at 16x16
+    and above score about 0.98; noise, grey shapes, two shapes blended and untrained generators near 0.
+    """
+
+    RESOLUTION = 16
+    threshold = 0.5  # the probability the most likely shape (colour) needs: even odds against everything else
+    colour_tolerance = 0.25  # RGB distance (images in [-1, 1]) within which a pixel has a dataset colour
+    palette_share = 0.8  # share of pixels that must (real images at 16x16: at least 0.88)
+    cache_name = "shapes-joint"
+    images_seen = 60_000  # rotated shapes need more steps than digits
+    pairs = len(datasets.SHAPE_NAMES) * len(datasets.SHAPE_COLOURS)  # 18; class 18 is "no shape"
+
+    def __init__(self, data_name: str = "shapes", resolution: int = RESOLUTION):
+        super().__init__("shapes", self.RESOLUTION)
+
+    def labelled(self, resolution: int, split: str) -> datasets.ImageData:
+        d = datasets.load("shapes", resolution=resolution, split=split)
+        joint = d.factors["shape"] * len(datasets.SHAPE_COLOURS) + d.factors["colour"]  # [N]
+        negatives = self.not_shapes(d.images, seed=len(d))
+        names = [f"{c} {s}" for s in datasets.SHAPE_NAMES for c in datasets.SHAPE_COLOURS] + ["no shape"]
+        return datasets.ImageData("shapes", torch.cat([d.images, negatives]),
+                                  torch.cat([joint, torch.full((len(negatives),), self.pairs)]), len(names), names)
+
+    def reference(self, resolution: int) -> datasets.ImageData:
+        return datasets.load("shapes", resolution=resolution, split="train")
+
+    @staticmethod
+    def not_shapes(images: torch.Tensor, seed: int) -> torch.Tensor:
+        """Images that are not a clean shape, uint8 [6 * N/20, 3, R, R], six kinds equally: uniform noise,
+        blocky noise (random 2x2, 4x4 or 8x8 colour blocks), two real shapes blended, a real shape at 4x4 blown
+        up, the background alone, a real shape in grey."""
+        g = torch.Generator().manual_seed(seed)
+        k = len(images) // 20
+        r = images.shape[-1]
+        pick = lambda: images[torch.randint(len(images), (k,), generator=g)].float()  # noqa: E731  [k, 3, R, R]
+        noise = lambda side: torch.rand(k, 3, side, side, generator=g) * 255  # noqa: E731
+        blocks = torch.cat([F.interpolate(noise(s), size=r, mode="nearest") for s in (2, 4, 8)])
+        blocks = blocks[torch.randperm(len(blocks), generator=g)[:k]]
+        blend = (pick() + pick()) / 2
+        blocky = F.interpolate(F.avg_pool2d(pick(), r // 4), scale_factor=r // 4, mode="nearest")
+        empty = pick()[:, :, :1, :1].expand(-1, -1, r, r)  # a corner's colour everywhere: the background
+        grey = pick().mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+        return torch.cat([noise(r), blocks, blend, blocky, empty, grey]).round().to(torch.uint8)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [N, 3, R, R] -> [N, 3, 16, 16], clamped to [-1, 1]: box-downsampled or nearest-upsampled."""
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] != images.shape[-2]:
+            raise GanlibError(f"the shapes judge scores RGB images [N, 3, R, R], got {list(images.shape)}.")
+        r = images.shape[-1]
+        images = images.float().clamp(-1, 1)  # as they are shown and saved
+        if r > self.RESOLUTION:
+            return F.avg_pool2d(images, r // self.RESOLUTION)
+        return F.interpolate(images, scale_factor=self.RESOLUTION // r, mode="nearest")
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
+        """The figures above for images [N, 3, R, R] in [-1, 1], any R; `labels`, if given, are shape classes
+        (what a conditional model asks for), and ``label_accuracy`` is the share whose most likely shape is
+        the requested one."""
+        x = self.prepare(images)  # [N, 3, 16, 16]
+        feats, probs = classify(self.model, x)
+        pairs = probs[:, : self.pairs].reshape(len(images), len(datasets.SHAPE_NAMES), -1)  # [N, 3, 6]
+        shape_p, colour_p = pairs.sum(2), pairs.sum(1)  # [N, 3], [N, 6]
+        shape_ok = shape_p.max(1).values >= self.threshold  # [N]
+        legal = torch.tensor([*datasets.SHAPE_COLOURS.values(), *datasets.SHAPE_BACKGROUNDS.values()]) * 2 - 1
+        dist = (x.permute(0, 2, 3, 1)[..., None, :] - legal).norm(dim=-1).min(dim=-1).values  # [N, 16, 16]
+        in_palette = (dist < self.colour_tolerance).float().mean(dim=(1, 2)) >= self.palette_share  # [N]
+        colour_ok = in_palette & (colour_p.max(1).values >= self.threshold)
+        counts = torch.bincount(probs.argmax(1), minlength=self.pairs + 1)[: self.pairs]
+        result = {"fd": frechet_distance_from_stats(*gaussian_stats(feats), self.ref_mu, self.ref_cov),
+                  "classes": int((counts >= max(1.0, 0.2 * len(images) / self.pairs)).sum()),
+                  "confidence": float(probs.max(1).values.mean()), "n": len(images),
+                  "shape_ok": float(shape_ok.float().mean()), "colour_ok": float(colour_ok.float().mean()),
+                  "recognisable": float((shape_ok & colour_ok).float().mean())}
+        if labels is not None:
+            result["label_accuracy"] = float((shape_p.argmax(1) == labels.cpu()).float().mean())
+        return result
+
+    def real_score(self, n: int = 1000, resolution: int = RESOLUTION) -> dict:
+        """The same figures for `n` real held-out images at `resolution`: what a perfect generator gets."""
+        test = datasets.load("shapes", resolution=resolution, split="test")
+        return self.score(test.batch(torch.arange(min(n, len(test))))[0])
+
+
+JUDGES = {"shapes": ShapesJudge}  # datasets whose judge is not the plain one
+
 _JUDGES: dict[tuple[str, int], ImageJudge] = {}
 
 
 def judge_for(data_name: str, resolution: int) -> ImageJudge:
     """The (cached) `ImageJudge` for a labelled dataset at a resolution."""
-    key = (data_name, resolution)
+    key = (data_name, resolution if data_name not in JUDGES else 0)  # the shapes judge serves all resolutions
     if key not in _JUDGES:
-        _JUDGES[key] = ImageJudge(data_name, resolution)
+        _JUDGES[key] = JUDGES.get(data_name, ImageJudge)(data_name, resolution)
     return _JUDGES[key]
 
 
@@ -355,11 +475,7 @@ class ClassifierFeatures(FeatureExtractor):
                      f"{self.judge.test_accuracy:.3f})")
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != self.judge.channels or images.shape[-1] != self.judge.resolution:
-            raise GanlibError(f"these features are for {self.judge.data_name} at {self.judge.channels}x"
-                              f"{self.judge.resolution}x{self.judge.resolution}, got images of shape "
-                              f"{list(images.shape[1:])}.")
-        return classify(self.judge.model, images)[0]
+        return classify(self.judge.model, self.judge.prepare(images))[0]
 
 
 def _inception_state_dict() -> dict:
@@ -434,9 +550,13 @@ def shape_geometry(images: torch.Tensor, threshold: float = 0.3) -> dict[str, to
 
     Returns [N] tensors: ``x`` and ``y`` (the shape's centroid, as fractions of the image side, like the
     dataset's factors), ``size`` (the square root of the shape's share of the image: proportional to the
-    dataset's radius for each kind of shape), ``colour`` [N, 3] (the shape's mean RGB) and ``background``
-    [N, 3] (the border's median RGB). An image with no shape pixel gets size 0 and NaN position and colour.
+    dataset's radius for each kind of shape), ``colour`` [N, 3] (the shape's mean RGB), ``background``
+    [N, 3] (the border's median RGB) and ``parts`` (how many separate blobs the shape pixels form, 4-connected:
+    1 for a real image, 2 for two shapes side by side). An image with no shape pixel gets size 0, parts 0 and
+    NaN position and colour.
     """
+    from scipy import ndimage
+
     assert images.ndim == 4 and images.shape[1] == 3, f"expected RGB images [N, 3, R, R], got {list(images.shape)}"
     x = images.float().cpu()
     r = x.shape[-1]
@@ -449,7 +569,9 @@ def shape_geometry(images: torch.Tensor, threshold: float = 0.3) -> dict[str, to
         cx = (mask * coords[None, None, :]).flatten(1).sum(1) / area
         cy = (mask * coords[None, :, None]).flatten(1).sum(1) / area
         colour = (x * mask[:, None]).flatten(2).sum(2) / area[:, None]  # [N, 3]
-    return {"x": cx, "y": cy, "size": (area / r**2).sqrt(), "colour": colour, "background": background}
+    parts = torch.tensor([ndimage.label(m.numpy())[1] for m in mask])  # [N]
+    return {"x": cx, "y": cy, "size": (area / r**2).sqrt(), "colour": colour, "background": background,
+            "parts": parts}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -516,7 +638,8 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
         m["nn"] = float(nearest_neighbour_distances(images, train_x).median())
         if judge is not None:
             scores = judge.score(images, wanted_labels)
-            m.update({c: scores[c] for c in ("classes", "confidence", "label_accuracy") if c in scores})
+            m.update({c: scores[c] for c in ("classes", "confidence", "label_accuracy", "recognisable")
+                      if c in scores})
         return m
 
     rows = [("samples", measure(x, labels))]
@@ -524,15 +647,16 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
         rows.append((f"samples[:{n}]", measure(x[:n], labels[:n] if labels is not None else None)))
     rows.append((f"real test ({n})", measure(test_x, test_y if labels is not None else None)))
     cols = ["fd", "kid", "precision", "recall", "nn"]
-    cols += ["classes", "confidence"] if judge is not None else []
-    cols += ["label_accuracy"] if labels is not None and judge is not None else []
+    cols += [c for c in ("classes", "confidence", "label_accuracy", "recognisable") if all(c in r for _, r in rows)]
     header = (f"{data_name} at {res}x{res}, {len(x)} samples. Features: {extractor.name}. Reference: the "
               f"{len(train)} training images. fd (Fréchet distance; grows as N shrinks, so compare rows of equal "
               f"N), kid (unbiased, mean±std over 100 subsets of min(1000, N)), precision and recall "
               f"(k={k} nearest-neighbour manifolds), nn dist (median pixel distance to the nearest training "
               f"image: near 0 means copying)"
               + (f", classes covered of {judge.num_classes} and mean confidence of the classifier"
-                 if judge is not None else "") + ".")
+                 if judge is not None else "")
+              + (", recognisable: share with a recognisable shape in a plausible colour (`ShapesJudge`)"
+                 if isinstance(judge, ShapesJudge) else "") + ".")
     return _table(header, rows, cols)
 
 

@@ -185,14 +185,18 @@ class Trainer:
         self.on_cuda = self.device.type == "cuda"
         memory_format = torch.channels_last if (cfg.channels_last and self.on_cuda) else torch.contiguous_format
         self.memory_format = memory_format
+        use_ema = (cfg.ema_beta is not None or cfg.ema_half_life_kimg is not None) and self.is_main
+        G_ema = copy.deepcopy(G) if use_ema else None  # plain batch norm: process 0 samples with it alone
         if cfg.sync_batchnorm and self.world_size > 1:
             G, D = (distributed.convert_sync_batchnorm(m, self.device) for m in (G, D))
         self.G = G.to(self.device, memory_format=memory_format).train()
         self.D = D.to(self.device, memory_format=memory_format).train()
         for module in (self.G, self.D):  # equal initial weights in every process: process 0's
             distributed.broadcast_module(module)
-        use_ema = (cfg.ema_beta is not None or cfg.ema_half_life_kimg is not None) and self.is_main
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if use_ema else None
+        self.G_ema = None
+        if G_ema is not None:
+            self.G_ema = G_ema.to(self.device, memory_format=memory_format).eval().requires_grad_(False)
+            self.G_ema.load_state_dict(self.G.state_dict())
         self.d_loss_fn, self.g_loss_fn = losses.GAN_LOSSES[cfg.loss]
         self.opt_g = self.make_optimizer(self.G, cfg.lr_g)
         self.opt_d = self.make_optimizer(self.D, cfg.lr_d)
@@ -507,8 +511,8 @@ class Trainer:
         """Write the whole training state atomically (default: run_dir/checkpoint.pt), after checking that
         the losses and weights are finite, so the file on disk is always a good state to resume from.
 
-        With several processes, every process must call this (they exchange their random states); process
-        0 writes the file."""
+        With several processes, every process must call this (they exchange their random and chapter
+        states); process 0 writes the file."""
         self.flush_stats()
         for name, module in (("G", self.G), ("D", self.D)):
             if not all(torch.isfinite(p).all() for p in module.parameters()):
@@ -519,7 +523,8 @@ class Trainer:
             if self.run_dir is None:
                 raise GanlibError("this trainer has no run_dir: pass a path to save_checkpoint.")
             path = self.run_dir / "checkpoint.pt"
-        processes = distributed.gather_objects(self.random_state())  # each process's, for exact resume
+        # each process's random state and chapter state (StyleGAN's path-length mean), for exact resume
+        processes = distributed.gather_objects({**self.random_state(), "extra": self.extra_state()})
         if self.is_main:
             state = self.state_dict()
             if self.world_size > 1:
@@ -557,9 +562,11 @@ class Trainer:
             s.load_state_dict(state["scalers"][k])
         self.stream.load_state_dict(state["stream"])
         self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
-        processes = state.get("processes") or [{k: state[k] for k in ("rng", "torch_rng", "cuda_rng")}]
+        processes = state.get("processes") or [{k: state[k] for k in ("rng", "torch_rng", "cuda_rng", "extra")}]
+        extra = state["extra"]
         if len(processes) == self.world_size:
             self.set_random_state(processes[self.rank])
+            extra = processes[self.rank]["extra"]
         else:  # another number of processes than the run had: fresh, distinct latents in every process
             self.rng.manual_seed(self.rank_seed(self.step))
             torch.manual_seed(self.rank_seed(self.step) + 1)
@@ -570,7 +577,7 @@ class Trainer:
                               f"(adjust --batch-size or --accumulate to keep it), and the run is no longer "
                               f"exactly reproducible.", stacklevel=2)
         self.history = list(state["history"])
-        self.load_extra_state(state["extra"])
+        self.load_extra_state(extra)
         self.last_checkpoint_step = self.step
         return self
 

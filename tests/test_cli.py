@@ -39,6 +39,22 @@ def test_train_sample_evaluate_images(tmp_path, capsys):
         assert column in out.splitlines()[1]
 
 
+def test_train_resume_sample_evaluate_pggan(tmp_path, capsys):
+    run_dir = tmp_path / "pggan"
+    code, out, err = run(capsys, "train", "pggan", "--data", "shapes", "--out", run_dir, "--profile", "smoke",
+                         "--steps", 5)
+    assert code == 0, err
+    assert "training pggan on shapes (20000 samples of 3x16x16)" in out
+    code, out, err = run(capsys, "train", "pggan", "--out", run_dir, "--profile", "smoke", "--resume")
+    assert code == 0 and "resuming pggan from step 5" in out, err
+    code, out, err = run(capsys, "sample", run_dir, "--num", 12, "--out", tmp_path / "s.npz")
+    assert code == 0, err
+    with np.load(tmp_path / "s.npz") as f:
+        assert f["images"].shape == (12, 16, 16, 3)  # the final resolution
+    code, out, err = run(capsys, "evaluate", tmp_path / "s.npz", "--data", "shapes")
+    assert code == 0 and "recognisable" in out, err
+
+
 def test_train_sample_evaluate_points(tmp_path, capsys):
     run_dir = tmp_path / "gan"
     assert run(capsys, "train", "gan", "--data", "grid25", "--out", run_dir, "--profile", "smoke")[0] == 0

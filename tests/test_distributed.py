@@ -95,6 +95,18 @@ def worker(rank, folder, ports):
         recipes.make_trainer("dcgan", profile="smoke", device="cpu", sync_batchnorm=True)
     except GanlibError as e:
         errors["sync_batchnorm"] = str(e)
+    # with sync_batchnorm, G and D get SyncBatchNorm and G_ema keeps plain batch norm (process 0 samples
+    # with it alone); the structure only, as PyTorch runs SyncBatchNorm on GPUs only
+    checked = distributed.convert_sync_batchnorm
+    distributed.convert_sync_batchnorm = lambda module, device: nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    synced = recipes.make_trainer("dcgan", profile="smoke", device="cpu", sync_batchnorm=True,
+                                  preset_overrides={"D": dict(width=16, d_norm="batch")})
+    distributed.convert_sync_batchnorm = checked
+    save("sync_batchnorm", {"G": type(synced.G.net[1]).__name__, "D": type(synced.D.net[3]).__name__,
+                            "G_ema": synced.G_ema and type(synced.G_ema.net[1]).__name__,
+                            "same": synced.G_ema is not None and all(
+                                torch.equal(a, b) for a, b in zip(state(synced.G).values(),
+                                                                  state(synced.G_ema).values()))})
     lopsided = mlp_trainer(8, steps=1)
     lopsided.D.extra = nn.Parameter(torch.zeros(()))  # used by process 1 only
     lopsided.opt_d.add_param_group({"params": [lopsided.D.extra]})
@@ -115,13 +127,14 @@ def worker(rank, folder, ports):
     save("errors", errors)
     dist.destroy_process_group()
 
-    # the command line as torchrun starts it: a fresh run, and one stopped halfway and resumed
+    # the command line as torchrun starts it: a fresh run, and one stopped halfway and resumed; StyleGAN, whose
+    # trainer adds per-process state (the path-length mean) and draws style mixing and noise at random
     def cli(port, *argv):
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(port))
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["train", "dcgan", "--profile", "smoke", "--batch-size", "8", *map(str, argv)])
+            code = main(["train", "stylegan", "--profile", "smoke", "--batch-size", "8", *map(str, argv)])
         return code, out.getvalue(), err.getvalue()
 
     outputs = [cli(ports[0], "--steps", 6, "--out", folder / "straight"),
@@ -177,6 +190,13 @@ def test_two_processes_equal_one_with_twice_the_batch(runs, name):
         assert any(not torch.allclose(p, initial[net][k]) for k, p in two[net].items()), f"{net} did not train"
 
 
+def test_sync_batchnorm_in_the_trained_copies_only(runs):
+    load_run, _ = runs
+    main_process, other = load_run("sync_batchnorm")
+    assert main_process == {"G": "SyncBatchNorm", "D": "SyncBatchNorm", "G_ema": "BatchNorm2d", "same": True}
+    assert other["G"] == "SyncBatchNorm" and other["G_ema"] is None
+
+
 def test_steps_that_differ_between_processes_fail_clearly(runs):
     load_run, _ = runs
     errors = load_run("errors")
@@ -191,7 +211,7 @@ def test_command_line_under_torchrun_resumes_exactly(runs):
     main_out, other_out = load_run("cli")
     assert [code for code, _, _ in main_out[:3] + other_out[:3]] == [0] * 6
     assert "batch 8 per process x 2 processes = global batch 16" in main_out[0][1]
-    assert "resuming dcgan from step 3" in main_out[2][1]
+    assert "resuming stylegan from step 3" in main_out[2][1]
     assert all(out == "" for _, out, _ in other_out)  # only process 0 speaks
     for code, _, err in (main_out[3], other_out[3]):  # a dataset process 0 cannot get stops every process
         assert code == 2 and "mnist is not in" in err and "downloads are off" in err
@@ -214,7 +234,7 @@ def test_accumulate_on_the_command_line(tmp_path, capsys):
 def test_a_checkpoint_of_two_processes_resumes_in_one(runs, tmp_path):
     _, folder = runs
     (tmp_path / "checkpoint.pt").write_bytes((folder / "halves" / "checkpoint.pt").read_bytes())
-    t = recipes.make_trainer("dcgan", profile="smoke", device="cpu", batch_size=8, steps=8, run_dir=tmp_path)
+    t = recipes.make_trainer("stylegan", profile="smoke", device="cpu", batch_size=8, steps=8, run_dir=tmp_path)
     with pytest.warns(UserWarning, match="trained by 2 process.*global batch changes from 16 to 8"):
         t.load_checkpoint()
     assert t.step == 6

@@ -248,3 +248,63 @@ def test_shape_geometry_recovers_the_known_factors():
     assert (nearest == f["colour"]).float().mean() > 0.95
     empty = metrics.shape_geometry(torch.full((1, 3, 16, 16), -0.5))
     assert torch.isnan(empty["x"]).all() and torch.isnan(empty["colour"]).all() and empty["size"].item() == 0
+    assert (g["parts"] == 1).float().mean() > 0.98 and empty["parts"].item() == 0
+    # two real shapes blended: far enough apart, they are two blobs
+    far = ((f["x"][:, None] - f["x"][None]).abs() > 0.45).nonzero()[0]
+    blend = (x[far[0]] + x[far[1]]) / 2
+    assert metrics.shape_geometry(blend[None])["parts"].item() == 2
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The shapes judge
+
+
+@pytest.fixture(scope="module")
+def shapes_judge():
+    return metrics.judge_for("shapes", 32)
+
+
+@pytest.fixture(scope="module")
+def shapes_test():
+    d = data.load("shapes", 32, split="test")
+    return d.batch(torch.arange(1000))[0], d.factors
+
+
+def test_shapes_judge_real_data_and_what_is_not_a_shape(shapes_judge, shapes_test):
+    x, factors = shapes_test
+    assert shapes_judge.test_accuracy > 0.9  # 19 classes, "no shape" included
+    real = shapes_judge.score(x)
+    assert real["recognisable"] > 0.97 and real["classes"] == 18 and real["n"] == 1000
+    noise = shapes_judge.score(torch.rand(500, 3, 32, 32) * 2 - 1)
+    assert noise["recognisable"] < 0.05 and noise["fd"] > 100 * real["fd"]
+    grey = shapes_judge.score(x.mean(1, keepdim=True).expand(-1, 3, -1, -1))
+    assert grey["colour_ok"] < 0.05 and grey["recognisable"] < 0.05
+    blended = shapes_judge.score((x + x.roll(1, 0)) / 2)  # two shapes at half strength each
+    assert blended["recognisable"] < 0.2
+    circles = shapes_judge.score(x[factors["shape"][:1000] == 0])
+    assert 6 <= circles["classes"] <= 7 and circles["fd"] > 3 * real["fd"]  # one shape of 3: 6 pairs, far off
+
+
+def test_shapes_judge_serves_every_resolution(shapes_judge):
+    assert metrics.judge_for("shapes", 16) is shapes_judge and metrics.judge_for("shapes", 64) is shapes_judge
+    by_res = {r: shapes_judge.real_score(500, r) for r in (4, 16, 64)}
+    assert by_res[16]["recognisable"] > 0.97 and by_res[64]["recognisable"] > 0.97
+    assert by_res[4]["recognisable"] < 0.3  # 4x4 shapes, blown up, are blocks, not shapes
+    test = data.load("shapes", 16, split="test")
+    x16 = test.batch(torch.arange(200))[0]
+    assert metrics.classifier_metrics(x16, "shapes")["recognisable"] > 0.95
+    labels = test.labels[:200]
+    assert shapes_judge.score(x16, labels)["label_accuracy"] > 0.9
+    assert shapes_judge.score(x16, (labels + 1) % 3)["label_accuracy"] < 0.05
+    with pytest.raises(GanlibError, match="RGB images"):
+        shapes_judge.score(torch.zeros(2, 1, 16, 16))
+
+
+def test_shapes_judge_is_not_fooled_by_an_untrained_generator(shapes_judge):
+    from ganlib.models import pggan
+
+    torch.manual_seed(0)
+    G = pggan.Generator(32, 3, z_dim=32, fmap_base=256, fmap_max=64)
+    with torch.no_grad():
+        for r in (4, 8, 32):
+            assert shapes_judge.score(G(torch.randn(200, 32), resolution=r))["recognisable"] < 0.15, r  # real: 0.98

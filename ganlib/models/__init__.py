@@ -15,6 +15,7 @@ from ..errors import GanlibError
 FAMILIES = {
     "gan": ("mlp", "MLPGenerator", "MLPDiscriminator"),
     "dcgan": ("dcgan", "Generator", "Discriminator"),
+    "pggan": ("pggan", "Generator", "Discriminator"),
     "biggan": ("biggan", "Generator", "Discriminator"),
     "stylegan": ("stylegan", "Generator", "Discriminator"),
 }

@@ -4,7 +4,8 @@ A recipe is a module with
     PRESETS:  {"smoke": {...}, "cpu": {...}, "gpu": {...}}, each with keys
               data, resolution (images only), G and D (constructor kwargs), train (TrainConfig kwargs);
     FAMILY:   the model family in `ganlib.models` (what `models.build` rebuilds);
-    TRAINER:  the `Trainer` class to use (a chapter's subclass, or the plain one);
+    TRAINER:  the `Trainer` class to use (a chapter's subclass, or the plain one); a preset's optional
+              "trainer" dict holds extra keyword arguments for it (PGGAN: the growth schedule);
 and optionally `model_spec(preset, data)` when the networks' arguments depend on the data in a special way.
 
 `make_trainer("dcgan", profile="cpu")` is what both the command line and the notebooks call.
@@ -24,6 +25,7 @@ from ..train import TrainConfig, Trainer
 RECIPES = (
     "gan",
     "dcgan",
+    "pggan",
     "biggan",
     "stylegan",
 )
@@ -85,7 +87,7 @@ def make_trainer(name: str, profile: str | None = None, data: str | None = None,
     G, D = build(spec)
     cfg = TrainConfig.from_dict({**p["train"], **train_overrides})
     trainer_cls = getattr(recipe, "TRAINER", Trainer)
-    trainer = trainer_cls(G, D, ds, cfg, run_dir=run_dir, device=device, spec=spec)
+    trainer = trainer_cls(G, D, ds, cfg, run_dir=run_dir, device=device, spec=spec, **p.get("trainer", {}))
     trainer.preset = p
     return trainer
 

@@ -1,0 +1,129 @@
+"""Progressive growing (Karras et al. 2018): the schedule of resolutions and fade-ins, and the trainer that
+follows it.
+
+`GrowthSchedule` is the authors' `TrainingSchedule`, counted in images shown to D: starting at
+`start_resolution`, each resolution is trained *stable* for `stable_kimg` thousand images, then the next one
+is *faded in* over `fade_kimg` thousand images (alpha rising linearly from 0 to 1), until `final_resolution`
+is reached, which then trains until the end. The paper uses 600 + 600 kimg (800 + 800 in its first version).
+
+`ProgressiveTrainer` is the shared `Trainer` with four of its hooks filled in: before each step it reads the
+resolution and alpha from the schedule (and, when the stage changes, resets both Adam optimisers, as the
+authors' `reset_opt_for_new_lod` does); G and D run at that resolution and alpha; real images are
+box-downsampled to it and faded exactly like G's output. Checkpoints store the stage, so a run resumes
+exactly, also across a resolution change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import GanlibError, check_resolution
+from .models.pggan import fade_reals
+from .train import Trainer
+
+
+@dataclass(frozen=True)
+class GrowthSchedule:
+    """Which resolution and fade-in weight alpha to train at after a number of images."""
+
+    final_resolution: int  # the resolution the networks grow to
+    start_resolution: int = 4  # where growing starts (= final_resolution: no growing, the fixed baseline)
+    stable_kimg: float = 600.0  # thousands of images per resolution before the next one fades in (paper: 600)
+    fade_kimg: float = 600.0  # thousands of images over which a new resolution fades in (paper: 600)
+
+    def __post_init__(self):
+        check_resolution(self.final_resolution, 4, 1024, "final_resolution")
+        check_resolution(self.start_resolution, 4, self.final_resolution, "start_resolution")
+        if self.stable_kimg < 0 or self.fade_kimg <= 0:
+            raise GanlibError(f"stable_kimg must be >= 0 and fade_kimg > 0, got {self.stable_kimg} and "
+                              f"{self.fade_kimg}.")
+
+    @property
+    def levels(self) -> int:
+        """How many doublings lie between the start and the final resolution."""
+        return int(math.log2(self.final_resolution // self.start_resolution))
+
+    def lod(self, images: int) -> float:
+        """The authors' level of detail: `levels` at the start, 0 once the final resolution is faded in,
+        a fraction while fading (with final resolution 32, lod 2.25 means 8x8 is fading in at alpha 0.75)."""
+        kimg = images / 1000
+        phase = self.stable_kimg + self.fade_kimg
+        index = math.floor(kimg / phase)
+        into = kimg - index * phase
+        return max(self.levels - index - max(into - self.stable_kimg, 0.0) / self.fade_kimg, 0.0)
+
+    def at(self, images: int) -> tuple[int, float]:
+        """(resolution, alpha) after `images` images: the networks run at final / 2^floor(lod), and the
+        newest block has weight alpha = 1 - (lod - floor(lod))."""
+        lod = self.lod(images)
+        return self.final_resolution >> math.floor(lod), 1.0 - (lod - math.floor(lod))
+
+    def stage(self, images: int) -> tuple[int, int]:
+        """(floor(lod), ceil(lod)): it changes when a fade starts and when it ends, the moments the authors
+        reset the optimisers."""
+        lod = self.lod(images)
+        return math.floor(lod), math.ceil(lod)
+
+    def images_until_final(self) -> int:
+        """Images shown before the final resolution is fully faded in."""
+        return round(self.levels * (self.stable_kimg + self.fade_kimg) * 1000)
+
+
+def box_downsample(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Images [N, C, R, R] -> [N, C, resolution, resolution] by averaging R/resolution-square boxes."""
+    factor = x.shape[-1] // resolution
+    return x if factor == 1 else F.avg_pool2d(x, factor)
+
+
+class ProgressiveTrainer(Trainer):
+    """The shared `Trainer`, growing G and D (`ganlib.models.pggan`) along a `GrowthSchedule`.
+
+    Args: those of `Trainer`, plus `growth`: a dict of `GrowthSchedule` arguments (its final_resolution
+    defaults to the data's resolution).
+    """
+
+    def __init__(self, G, D, data, cfg, run_dir=None, device=None, spec=None, growth: dict | None = None):
+        super().__init__(G, D, data, cfg, run_dir=run_dir, device=device, spec=spec)
+        growth = {"final_resolution": data.resolution, **(growth or {})}
+        self.schedule = GrowthSchedule(**growth)
+        if self.schedule.final_resolution != G.max_resolution or data.resolution != G.max_resolution:
+            raise GanlibError(f"the networks grow to {G.max_resolution}x{G.max_resolution}, the schedule to "
+                              f"{self.schedule.final_resolution} and the data is {data.resolution}x"
+                              f"{data.resolution}: make all three the same.")
+        self.resolution, self.alpha = self.schedule.at(0)
+        self.stage = self.schedule.stage(0)
+        self.optimizer_resets = 0
+
+    def begin_step(self) -> None:
+        self.resolution, self.alpha = self.schedule.at(self.images_seen)
+        stage = self.schedule.stage(self.images_seen)
+        if stage != self.stage:  # a fade-in starts or ends: fresh Adam moments, as the authors do
+            self.opt_g = self.make_optimizer(self.G, self.cfg.lr_g)
+            self.opt_d = self.make_optimizer(self.D, self.cfg.lr_d)
+            self.stage = stage
+            self.optimizer_resets += 1
+
+    def generate(self, G, z, labels):
+        return G(z, resolution=self.resolution, alpha=self.alpha)
+
+    def discriminate(self, x, labels):
+        return self.D(x, alpha=self.alpha)
+
+    def real_batch(self):
+        x, labels = super().real_batch()  # [B, C, R_final, R_final]
+        return fade_reals(box_downsample(x, self.resolution), self.alpha), labels  # [B, C, R, R]
+
+    def extra_state(self) -> dict:
+        return {"growth": asdict(self.schedule), "stage": list(self.stage), "resets": self.optimizer_resets}
+
+    def load_extra_state(self, state: dict) -> None:
+        if state["growth"] != asdict(self.schedule):
+            raise GanlibError(f"the checkpoint grew with {state['growth']}, this run with {asdict(self.schedule)}: "
+                              f"resume with the same schedule, or use another run folder.")
+        self.stage = tuple(state["stage"])
+        self.optimizer_resets = state["resets"]
+        self.resolution, self.alpha = self.schedule.at(self.images_seen)

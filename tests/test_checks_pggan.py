@@ -1,0 +1,110 @@
+"""Chapter 02's checks: the reference passes, and each typical mistake gets its own message."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganlib import checks, layers
+from ganlib.models import pggan
+
+
+@pytest.fixture(autouse=True)
+def lenient(monkeypatch):
+    monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)  # failures are results here, not exceptions
+
+
+def up(x):
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+FADE_IN = [
+    (lambda old, new, a: a * up(old) + (1 - a) * new, "wrong way"),
+    (lambda old, new, a: (1 - a) * F.interpolate(old, scale_factor=2, mode="bilinear") + a * new, "bilinear"),
+    (lambda old, new, a: up(old) + a * new, "do not sum to 1"),
+    (lambda old, new, a: (1 - a) * old + a * F.avg_pool2d(new, 2), "upsample `old`"),
+    (lambda old, new, a: (1 - a) * old + a * new, "your code raised RuntimeError"),
+    (lambda old, new, a: 0.5 * (up(old) + new), "alpha is ignored"),
+]
+
+
+def test_fade_in_reference_and_variants():
+    assert checks.check_fade_in(pggan.fade_in).passed
+    assert checks.check_fade_in(lambda old, new, a: torch.lerp(old.repeat_interleave(2, 2).repeat_interleave(2, 3),
+                                                                new, a)).passed  # another correct way
+    for fn, words in FADE_IN:
+        result = checks.check_fade_in(fn)
+        assert not result.passed and words in result.message, (words, result.message)
+
+
+def _mbstd(groups="strided", unbiased=False, centre=True, eps=1e-8, over="group", concat=True, average=True):
+    def fn(x, group_size=4):
+        n, c, h, w = x.shape
+        g = min(group_size, n)
+        if over == "channels":
+            s = (x.var(1, unbiased=unbiased, keepdim=True) + eps).sqrt().mean((1, 2, 3), keepdim=True)
+            s = s.expand(n, 1, h, w)
+        else:
+            if over == "batch":
+                y, axis = x[None], 1
+            elif groups == "strided":
+                y, axis = x.reshape(g, n // g, c, h, w), 0
+            else:
+                y, axis = x.reshape(n // g, g, c, h, w), 1
+            m = y.mean(axis, keepdim=True) if centre else 0
+            var = ((y - m) ** 2).sum(axis) / (y.shape[axis] - int(unbiased))
+            s = (var + eps).sqrt()  # [groups, C, H, W]
+            if not average:
+                s = s.repeat(g, 1, 1, 1) if groups == "strided" and over != "batch" else s.expand(n, -1, -1, -1)
+                return torch.cat([x, s], 1)
+            s = s.mean((1, 2, 3))
+            if over == "batch":
+                s = s.expand(n)
+            else:
+                s = s.repeat(g) if groups == "strided" else s.repeat_interleave(g)
+            s = s[:, None, None, None].expand(n, 1, h, w)
+        return torch.cat([x, s], 1) if concat else s
+    return fn
+
+
+MBSTD = [
+    (dict(groups="contiguous"), "consecutive samples"),
+    (dict(unbiased=True), "unbiased variance"),
+    (dict(groups="contiguous", unbiased=True), "two mistakes"),
+    (dict(over="batch"), "whole batch"),
+    (dict(over="channels"), "channel axis"),
+    (dict(centre=False), "subtract the group mean"),
+    (dict(eps=0.0), "add eps"),
+    (dict(concat=False), "concatenate it to x"),
+    (dict(average=False), "one std map per channel"),
+]
+
+
+def test_minibatch_stddev_reference_and_variants():
+    assert checks.check_minibatch_stddev(layers.minibatch_stddev).passed
+    assert checks.check_minibatch_stddev(_mbstd()).passed  # the helper's correct setting agrees
+    for kwargs, words in MBSTD:
+        result = checks.check_minibatch_stddev(_mbstd(**kwargs))
+        assert not result.passed and words in result.message, (kwargs, result.message)
+
+
+PIXEL_NORM = [
+    (lambda x: x / (x.pow(2).mean((2, 3), keepdim=True) + 1e-8).sqrt(), "spatial axes"),
+    (lambda x: x / (x.pow(2).mean(0, keepdim=True) + 1e-8).sqrt(), "batch axis"),
+    (lambda x: x / (x.pow(2).mean((1, 2, 3), keepdim=True) + 1e-8).sqrt(), "whole sample"),
+    (lambda x: F.normalize(x, dim=1), "L2 norm"),
+    (lambda x: x / (x.pow(2).mean(1, keepdim=True) + 1e-8), "mean square"),
+    (lambda x: F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], eps=1e-8).permute(0, 3, 1, 2), "subtract the mean"),
+    (lambda x: x / x.pow(2).mean(1, keepdim=True).sqrt(), "add eps"),
+]
+
+
+def test_pixel_norm_reference_and_variants():
+    assert checks.check_pixel_norm(layers.pixel_norm).passed
+    for fn, words in PIXEL_NORM:
+        result = checks.check_pixel_norm(fn)
+        assert not result.passed and words in result.message, (words, result.message)
+
+
+def test_registered_for_the_grader():
+    for name in ("fade_in", "minibatch_stddev", "pixel_norm"):
+        assert name in checks.CHECKS
