@@ -147,7 +147,7 @@ def knn_radii(features, k: int = 3) -> torch.Tensor:
     assert 1 <= k < f.shape[0], f"k={k} needs more than k samples, got {f.shape[0]}"
     radii = torch.empty(f.shape[0], dtype=torch.float64)
     for rows, d in _pairwise_distances(f, f):
-        radii[rows] = d.kthvalue(k + 1, dim=1).values  # the smallest distance (0) is the sample itself
+        radii[rows] = d.topk(k + 1, dim=1, largest=False).values[:, k]  # the smallest (0) is the sample itself
     return radii
 
 
@@ -160,13 +160,16 @@ def in_manifold(queries, manifold, radii: torch.Tensor) -> torch.Tensor:
     return inside
 
 
-def precision_recall(real_features, fake_features, k: int = 3) -> dict:
+def precision_recall(real_features, fake_features, k: int = 3, real_radii: torch.Tensor | None = None) -> dict:
     """Improved precision and recall (Kynkaanniemi et al. 2019): each set's manifold is the union of balls
     around its samples reaching their k-th nearest neighbour. ``precision``: share of generated samples inside
     the real manifold (are the samples realistic?). ``recall``: share of real samples inside the generated
-    manifold (is all of the data covered?)."""
+    manifold (is all of the data covered?). `real_radii`: `knn_radii(real_features, k)`, when several
+    generated sets are compared with one real set (it is the expensive part)."""
     real, fake = _as_double(real_features), _as_double(fake_features)
-    precision = in_manifold(fake, real, knn_radii(real, k)).double().mean()
+    real_radii = knn_radii(real, k) if real_radii is None else real_radii
+    assert real_radii.shape == (real.shape[0],), f"real_radii {list(real_radii.shape)} != [{real.shape[0]}]"
+    precision = in_manifold(fake, real, real_radii).double().mean()
     recall = in_manifold(real, fake, knn_radii(fake, k)).double().mean()
     return {"precision": float(precision), "recall": float(recall)}
 
@@ -184,11 +187,12 @@ def nearest_neighbour_distances(queries, reference) -> torch.Tensor:
 
 
 def feature_metrics(real_features, fake_features, k: int = 3, kid_subsets: int = 100,
-                    kid_subset_size: int = 1000, seed: int = 0) -> dict:
-    """``fd``, ``kid`` and ``kid_std``, ``precision`` and ``recall`` of generated against real features."""
+                    kid_subset_size: int = 1000, seed: int = 0, real_radii: torch.Tensor | None = None) -> dict:
+    """``fd``, ``kid`` and ``kid_std``, ``precision`` and ``recall`` of generated against real features
+    (`real_radii`: see `precision_recall`)."""
     kid_mean, kid_std = kid(real_features, fake_features, kid_subsets, kid_subset_size, seed)
     return {"fd": frechet_distance(real_features, fake_features), "kid": kid_mean, "kid_std": kid_std,
-            **precision_recall(real_features, fake_features, k), "n": len(fake_features)}
+            **precision_recall(real_features, fake_features, k, real_radii), "n": len(fake_features)}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -636,12 +640,13 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
                           f"{list(train.shape)}: pass the --data the generator was trained on.")
     train_x = train.batch(torch.arange(len(train)))[0]
     real_feats = extractor(train_x)
+    real_radii = knn_radii(real_feats, k)  # once for every row below
     judge = judge_for(data_name, res) if train.labels is not None else None
     n = min(len(x), len(test))
     test_x, test_y = test.batch(torch.arange(n))
 
     def measure(images, wanted_labels):
-        m = feature_metrics(real_feats, extractor(images), k=k)
+        m = feature_metrics(real_feats, extractor(images), k=k, real_radii=real_radii)
         m["nn"] = float(nearest_neighbour_distances(images, train_x).median())
         if judge is not None:
             scores = judge.score(images, wanted_labels)

@@ -153,6 +153,7 @@ def test_knn_radii_and_manifold_membership_match_brute_force():
     pr = metrics.precision_recall(real, fake, k=3)
     recall = metrics.in_manifold(real, fake, metrics.knn_radii(fake, 3)).double().mean()
     assert math.isclose(pr["precision"], sum(inside) / len(inside)) and math.isclose(pr["recall"], float(recall))
+    assert metrics.precision_recall(real, fake, k=3, real_radii=radii) == pr  # precomputed radii: the same
 
 
 def test_precision_recall_on_identical_sets_a_dropped_mode_and_noise():
