@@ -236,14 +236,16 @@ Ratio ganlib / plain: **{o / p:.2f}** (runs: ganlib {_join(ours)}; plain {_join(
 # BigGAN: what each trick buys, batch size at an equal image budget, the truncation curve
 
 
-def _biggan_run(steps: int, G: dict | None = None, D: dict | None = None, **train) -> Trainer:
-    """The `biggan` cpu preset on digits with some networks' arguments and training options changed."""
+def _biggan_run(steps: int, G: dict | None = None, D: dict | None = None, **train) -> tuple[Trainer, float]:
+    """The `biggan` cpu preset on digits with some networks' arguments and training options changed; returns
+    the trained trainer and the CPU seconds its training took."""
     p = recipes.preset("biggan", "cpu")
     torch.manual_seed(0)
     t = recipes.make_trainer("biggan", profile="cpu", device="cpu", steps=steps,
                              preset_overrides={"G": {**p["G"], **(G or {})}, "D": {**p["D"], **(D or {})}}, **train)
+    cpu = time.process_time()
     t.train(progress=False)
-    return t
+    return t, time.process_time() - cpu
 
 
 def _conditional_scores(sample: Callable[[torch.Tensor, int], torch.Tensor], judge: metrics.ImageJudge, n: int,
@@ -270,29 +272,39 @@ def bench_biggan_tricks(quick: bool = False) -> str:
     n = 50 if quick else 1000
     no_sn, no_attn = dict(spectral_norm=False), dict(attention=())
     plain = dict(loss="nonsaturating", ortho_beta=0.0, ema_beta=None)
-    ladder = [  # (row, G, D, training options): each row adds one trick to the one above
+    ladder = [  # (row, G, D, training options): each run adds one trick to the one above
         ("class-conditional nets (CBN G, projection D), no tricks, non-saturating loss",
          {**no_sn, **no_attn}, {**no_sn, **no_attn}, plain),
         ("+ spectral norm in G and D, hinge loss", no_attn, no_attn, dict(plain, loss="hinge")),
         ("+ self-attention at 8x8 in G and D", {}, {}, dict(plain, loss="hinge")),
-        ("+ orthogonal regularisation of G (beta 1e-4)", {}, {}, dict(plain, loss="hinge", ortho_beta=1e-4)),
-        ("+ EMA of G's weights (= the cpu preset)", {}, {}, {}),
+        ("+ orthogonal regularisation of G (beta 1e-4)", {}, {}, {}),  # the cpu preset; EMA does not change G
     ]
     fmt = lambda m, k, f: f"{m[k][0]:{f}} ± {m[k][1]:{f}}"
-    rows, full = [], None
+
+    def scores(t: Trainer, ema: bool) -> dict:
+        return _conditional_scores(lambda labels, seed: t.sample(len(labels), labels, seed=seed, ema=ema)[0],
+                                   judge, n)
+
+    def row(name: str, t: Trainer, cpu: float, m: dict) -> str:
+        return (f"| {name} | {t.elapsed:.0f} / {cpu:.0f} | {fmt(m, 'fd', '.1f')} | {m['classes'][0]:.1f} | "
+                f"{fmt(m, 'label_accuracy', '.3f')} |")
+
+    rows = []
     for name, g, d, train in ladder:
-        t = _biggan_run(steps, g, d, **train)
-        m = _conditional_scores(lambda labels, seed, t=t: t.sample(len(labels), labels, seed=seed)[0], judge, n)
-        rows.append(f"| {name} | {t.elapsed:.0f} | {fmt(m, 'fd', '.1f')} | {m['classes'][0]:.1f} | "
-                    f"{fmt(m, 'label_accuracy', '.3f')} |")
-        full = t
-    batch_rows = [f"| {batch} x 1 | {steps} | {steps * batch} | (the last row above) |"]
-    for micro, accumulate, run_steps in ((batch // 4, 4, steps), (batch, 4, max(1, steps // 4))):
-        t = _biggan_run(run_steps, batch_size=micro, accumulate=accumulate)
-        m = _conditional_scores(lambda labels, seed, t=t: t.sample(len(labels), labels, seed=seed)[0], judge, n)
-        batch_rows.append(f"| {micro} x {accumulate} | {run_steps} | {run_steps * micro * accumulate} | "
-                          f"FD {fmt(m, 'fd', '.1f')}, requested class {fmt(m, 'label_accuracy', '.3f')}, "
-                          f"{t.elapsed:.0f} s |")
+        full, cpu = _biggan_run(steps, g, d, **train)
+        rows.append(row(name, full, cpu, scores(full, ema=False)))
+    final = scores(full, ema=True)
+    rows.append(row(f"+ sampling from the EMA of G (decay {full.cfg.ema_beta:g} from step {full.cfg.ema_start}): "
+                    f"**the cpu preset**", full, cpu, final))
+    micro, accumulate = batch, 4
+    ema = full.cfg  # the same EMA half-life in images: 1/4 of the updates, each decaying 4x as much
+    t, t_cpu = _biggan_run(max(1, steps // accumulate), batch_size=micro, accumulate=accumulate,
+                           ema_beta=ema.ema_beta ** accumulate, ema_start=ema.ema_start // accumulate)
+    m = scores(t, ema=True)
+    batch_rows = [f"| {batch} | {steps} | {steps * batch} | {fmt(final, 'fd', '.1f')} | "
+                  f"{fmt(final, 'label_accuracy', '.3f')} | {full.elapsed:.0f} / {cpu:.0f} |",
+                  f"| {micro} x {accumulate} = {micro * accumulate} | {t.step} | {t.step * micro * accumulate} | "
+                  f"{fmt(m, 'fd', '.1f')} | {fmt(m, 'label_accuracy', '.3f')} | {t.elapsed:.0f} / {t_cpu:.0f} |"]
     test = datasets.load("digits", preset["resolution"], split="test")
     real_variety = _pixel_variety(test.batch(torch.arange(len(test)))[0], test.labels)
     curve = []
@@ -306,21 +318,25 @@ def bench_biggan_tricks(quick: bool = False) -> str:
     return f"""Class-conditional digits at {p['resolution']}x{p['resolution']}, the `biggan` cpu preset (G and D
 width {p['G']['width']}, z {p['G']['z_dim']} in {len(full.G.blocks) + 1} chunks, shared embedding
 {p['G']['shared_dim']}, Adam {p['train']['lr_g']:g} / {p['train']['lr_d']:g} with betas (0, 0.999), batch {batch}),
-{steps} steps per row, seed 0. Metrics from the digits classifier (held-out accuracy {judge.test_accuracy:.3f}):
-Fréchet distance of its features to the training images, classes covered (of 10), and the share of samples
-classified as the class they were generated for; {n} samples per draw (labels 0-9 in turn), mean ± std over
-3 draws of the same trained G. One training seed per row: differences smaller than the seed-to-seed spread
-(not measured here) are noise.
+{steps} steps per training run, seed 0; the last two rows are one run, sampled from G and from its EMA.
+Training time is wall-clock and CPU seconds of one process (on a shared machine the wall time is inflated;
+the CPU time is what dedicated cores would take). Metrics from the digits classifier (held-out accuracy
+{judge.test_accuracy:.3f}): Fréchet distance of its features to the training images, classes covered (of 10),
+and the share of samples classified as the class they were generated for; {n} samples per draw (labels 0-9
+in turn), mean ± std over 3 draws of the same trained G. One training seed per run: differences smaller
+than the seed-to-seed spread (not measured here) are noise.
 
-| model | train s | FD | classes | requested class |
+| model | train s (wall / CPU) | FD | classes | requested class |
 |---|---|---|---|---|
 {chr(10).join(rows)}
 
-**Batch size at an equal image budget**, with gradient accumulation (micro-batch x accumulation = the batch
-of one update; batch norm sees each micro-batch on its own):
+**Batch size at an equal image budget**: the cpu preset against 4x the batch for a quarter of the steps,
+by gradient accumulation (4 micro-batches of {micro} per update; batch norm sees each micro-batch on its own),
+both sampled from the EMA of G (for the large batch: decay {t.cfg.ema_beta:.4f} from step {t.cfg.ema_start}, the
+same half-life in images):
 
-| batch | steps | images | result |
-|---|---|---|---|
+| batch | steps | images | FD | requested class | train s (wall / CPU) |
+|---|---|---|---|---|---|
 {chr(10).join(batch_rows)}
 
 **Truncation** (the last model, EMA G, z resampled to [-psi, psi], batch-norm statistics measured anew for each
@@ -541,6 +557,64 @@ Same image budget: the fixed run took **{fixed.elapsed / prog.elapsed:.2f}x** th
 Time to reach half of real data's figure at {res}x{res}: {reach}."""
 
 
+# ----------------------------------------------------------------------------------------------------------
+# StyleGAN on shapes: what coarse and fine styles control, with and without mixing regularisation
+
+
+def bench_stylegan_mixing(quick: bool = False) -> str:
+    from .files import cache_dir
+    from .recipes import stylegan as sgr
+
+    steps = 20 if quick else recipes.preset("stylegan", "cpu")["train"]["steps"]
+    n = 100 if quick else 2000
+    runs = {}
+    for name, mixing in (("with mixing regularisation", 0.9), ("without mixing regularisation", 0.0)):
+        run_dir = cache_dir() / "bench" / f"stylegan-shapes32-mixing{mixing:g}" / ("quick" if quick else "full")
+        t = recipes.make_trainer("stylegan", profile="cpu", device="cpu", run_dir=run_dir, steps=steps,
+                                 style_mixing=mixing)
+        if (run_dir / "checkpoint.pt").is_file():  # a stopped benchmark continues where it stopped
+            t.load_checkpoint()
+        t.train(progress=False)
+        runs[name] = t
+    res = next(iter(runs.values())).data.resolution
+    judge = metrics.judge_for("shapes", res)
+    real = datasets.load("shapes", resolution=res, split="test")
+    floor = judge.score(real.batch(torch.arange(min(n, len(real))))[0])
+    quality = [f"| real held-out images | - | {floor['recognisable']:.3f} | {floor['classes']} | {floor['fd']:.1f} "
+               f"| - | - |"]
+    shares = []
+    for name, t in runs.items():
+        G = t.G_ema.eval()
+        s = judge.score(sgr.sample(G, n, seed=1)[0])
+        ppl = [sgr.perceptual_path_length(G, judge, space, n=min(n, 1000)) for space in ("z", "w")]
+        quality.append(f"| StyleGAN2 {name} | {t.elapsed:.0f} | {s['recognisable']:.3f} | {s['classes']} | "
+                       f"{s['fd']:.1f} | {ppl[0]:.1f} | {ppl[1]:.1f} |")
+        for k in range(1, G.num_ws):
+            m = sgr.mixing_shares(G, judge, k, n=n, seed=1)
+            shares.append(f"| {name} | {k} | " + " | ".join(f"{m[f]['coarse']:.2f} / {m[f]['fine']:.2f}"
+                                                            for f in sgr.FACTORS) + " |")
+    t = next(iter(runs.values()))
+    return f"""The `stylegan` cpu preset (G: w {t.G.w_dim}, {len(t.G.mapping.fcs)} mapping layers, {t.G.num_ws} ws;
+batch {t.cfg.batch_size}, {t.step} steps) on shapes at {res}x{res}, trained twice, with style-mixing regularisation
+(probability 0.9) and without; everything else equal. Scores on {n} samples of G's EMA from the shapes judge
+(held-out accuracy {judge.test_accuracy:.3f}): *recognisable* (most likely shape and colour each outweigh the
+alternatives, "no shape" included),
+(shape, colour) combinations covered of 18, Fréchet distance of its features; perceptual path length (PPL)
+with its features, {min(n, 1000)} paths, in Z (slerp) and W (lerp).
+
+| model | train s | recognisable | covered | FD | PPL in Z | PPL in W |
+|---|---|---|---|---|---|---|
+{chr(10).join(quality)}
+
+Style mixing at each crossover k (ws rows 0..k-1 from latent A, the rest from B), {n} pairs: for each factor, the
+share of mixed images whose factor is A's / B's, over the pairs where A and B differ in it (position: whose
+centroid is nearer).
+
+| model | crossover | {' | '.join(sgr.FACTORS)} |
+|---|---|{'---|' * len(sgr.FACTORS)}
+{chr(10).join(shares)}"""
+
+
 BENCHMARKS: dict[str, tuple[str, Callable[[bool], str]]] = {
     "dcgan-digits": ("DCGAN on digits, cpu profile: ganlib against a tutorial-style DCGAN", bench_dcgan_digits),
     "ring8": ("Mode collapse on ring8: vanilla GAN against PacGAN2", bench_ring8),
@@ -550,6 +624,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], str]]] = {
     "ddp-throughput": ("Several processes: torchrun on the CPU with 1 and 2 processes", bench_ddp_throughput),
     "pggan-growing": ("PGGAN on shapes: progressive growing against the full resolution from the start",
                       bench_pggan_growing),
+    "stylegan-mixing": ("StyleGAN on shapes: coarse and fine styles, with and without mixing regularisation",
+                        bench_stylegan_mixing),
 }
 
 

@@ -543,17 +543,19 @@ def feature_extractor(name: str, data_name: str, resolution: int) -> FeatureExtr
 # Measuring a shape's geometry from its pixels
 
 
-def shape_geometry(images: torch.Tensor, threshold: float = 0.3) -> dict[str, torch.Tensor]:
+def shape_geometry(images: torch.Tensor, threshold: float = 0.9, min_share: float = 0.03) -> dict[str, torch.Tensor]:
     """Where and how big the shape in each image of `shapes` (or a generator imitating it) is, measured from
-    the pixels: the background colour is the median of the image's border, the shape is every pixel whose
-    colour differs from it by more than `threshold` (summed over RGB, images in [-1, 1]).
+    the pixels: the background colour is the median of the image's border; shape pixels differ from it by more
+    than `threshold` (summed over RGB, images in [-1, 1]; every shape colour of the dataset differs from every
+    background by about 2); the shape is the largest 4-connected blob of them (a generator's stray pixels
+    are ignored).
 
     Returns [N] tensors: ``x`` and ``y`` (the shape's centroid, as fractions of the image side, like the
     dataset's factors), ``size`` (the square root of the shape's share of the image: proportional to the
     dataset's radius for each kind of shape), ``colour`` [N, 3] (the shape's mean RGB), ``background``
-    [N, 3] (the border's median RGB) and ``parts`` (how many separate blobs the shape pixels form, 4-connected:
-    1 for a real image, 2 for two shapes side by side). An image with no shape pixel gets size 0, parts 0 and
-    NaN position and colour.
+    [N, 3] (the border's median RGB) and ``parts`` (blobs covering at least `min_share` of the image: 1 for a
+    real image, 2 for two shapes side by side). An image with no shape pixel gets size 0, parts 0 and NaN
+    position and colour.
     """
     from scipy import ndimage
 
@@ -562,16 +564,21 @@ def shape_geometry(images: torch.Tensor, threshold: float = 0.3) -> dict[str, to
     r = x.shape[-1]
     border = torch.cat([x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2)  # [N, 3, 4R - 4]
     background = border.median(dim=2).values  # [N, 3]
-    mask = ((x - background[:, :, None, None]).abs().sum(dim=1) > threshold).float()  # [N, R, R]
+    candidates = ((x - background[:, :, None, None]).abs().sum(dim=1) > threshold).numpy()  # [N, R, R]
+    masks, parts = [], []
+    for m in candidates:
+        blobs, count = ndimage.label(m)
+        areas = np.bincount(blobs.ravel(), minlength=count + 1)[1:]  # [count]
+        parts.append(int((areas >= min_share * r * r).sum()))
+        masks.append(blobs == areas.argmax() + 1 if count else np.zeros_like(m))
+    mask = torch.from_numpy(np.stack(masks)).float()  # [N, R, R], the largest blob
     area = mask.flatten(1).sum(1)  # [N]
     coords = (torch.arange(r, dtype=torch.float32) + 0.5) / r  # pixel centres as fractions of the side
-    with torch.no_grad():
-        cx = (mask * coords[None, None, :]).flatten(1).sum(1) / area
-        cy = (mask * coords[None, :, None]).flatten(1).sum(1) / area
-        colour = (x * mask[:, None]).flatten(2).sum(2) / area[:, None]  # [N, 3]
-    parts = torch.tensor([ndimage.label(m.numpy())[1] for m in mask])  # [N]
+    cx = (mask * coords[None, None, :]).flatten(1).sum(1) / area
+    cy = (mask * coords[None, :, None]).flatten(1).sum(1) / area
+    colour = (x * mask[:, None]).flatten(2).sum(2) / area[:, None]  # [N, 3]
     return {"x": cx, "y": cy, "size": (area / r**2).sqrt(), "colour": colour, "background": background,
-            "parts": parts}
+            "parts": torch.tensor(parts)}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -647,9 +654,7 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
         rows.append((f"samples[:{n}]", measure(x[:n], labels[:n] if labels is not None else None)))
     rows.append((f"real test ({n})", measure(test_x, test_y if labels is not None else None)))
     cols = ["fd", "kid", "precision", "recall", "nn"]
-    cols += ["classes", "confidence"] if judge is not None else []
-    cols += ["label_accuracy"] if labels is not None and judge is not None else []
-    cols += ["recognisable"] if isinstance(judge, ShapesJudge) else []
+    cols += [c for c in ("classes", "confidence", "label_accuracy", "recognisable") if all(c in r for _, r in rows)]
     header = (f"{data_name} at {res}x{res}, {len(x)} samples. Features: {extractor.name}. Reference: the "
               f"{len(train)} training images. fd (Fréchet distance; grows as N shrinks, so compare rows of equal "
               f"N), kid (unbiased, mean±std over 100 subsets of min(1000, N)), precision and recall "

@@ -4,6 +4,8 @@
 their own and register them in its CHECKS dict. Notebooks call them as ``checks.check_<exercise>(fn)``.
 """
 
+from .applications import CHECKS as _APPLICATIONS
+from .applications import check_probe_direction, check_project
 from .biggan import CHECKS as _BIGGAN
 from .biggan import check_conditional_batch_norm, check_hinge_loss, check_orthogonal_regularization, check_truncated_z
 from .core import CheckFailed, CheckResult, Mistake, run_check
@@ -17,11 +19,12 @@ from .stylegan import CHECKS as _STYLEGAN
 from .stylegan import check_adain, check_mapping_network, check_mix_styles, check_truncate_w
 
 # exercise name -> check, for every chapter; the grader looks exercises up here
-CHECKS = {**_GAN, **_PGGAN, **_STYLEGAN, **_EVALUATION, **_BIGGAN}
+CHECKS = {**_GAN, **_PGGAN, **_STYLEGAN, **_EVALUATION, **_BIGGAN, **_APPLICATIONS}
 
 __all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
            "check_discriminator_loss", "check_generator_loss", "check_train_step",
            "check_fade_in", "check_minibatch_stddev", "check_pixel_norm",
            "check_adain", "check_mapping_network", "check_mix_styles", "check_truncate_w",
            "check_frechet_distance", "check_mmd2_unbiased", "check_precision_recall",
-           "check_hinge_loss", "check_conditional_batch_norm", "check_orthogonal_regularization", "check_truncated_z"]
+           "check_hinge_loss", "check_conditional_batch_norm", "check_orthogonal_regularization", "check_truncated_z",
+           "check_probe_direction", "check_project"]

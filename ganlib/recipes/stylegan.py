@@ -6,8 +6,9 @@ steps on half the batch, StyleGAN2's Adam correction for lazy regularisation (lr
 style-mixing regularisation with probability 0.9, and sampling from an EMA of G.
 
 What the small profiles change, and why: 2 mapping layers instead of 8 (as StyleGAN2-ADA's own small-data
-configurations), narrow layers, w of 64 or 128 dimensions, a short EMA half-life and a small R1 gamma (the
-"auto" configuration's rule, gamma = 0.0002 res^2 / batch, gives 0.006 at 32x32; we use a little more).
+configurations), narrow layers, w of 32 to 128 dimensions, a short EMA half-life (the runs are short). R1 gamma is
+1 (StyleGAN2 uses 10 on FFHQ; StyleGAN2-ADA's "auto" rule, 0.0002 res^2 / batch, gives 0.006 here): with 0.05, D's
+logits ran to +-3 and G collapsed onto a few blobs within 1,500 steps of the cpu preset.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..train import Trainer
 
 FAMILY = "stylegan"
 
-_TRAIN = dict(loss="nonsaturating", lr_g=0.002, lr_d=0.002, betas=(0.0, 0.99), r1_gamma=0.05, r1_every=16,
+_TRAIN = dict(loss="nonsaturating", lr_g=0.002, lr_d=0.002, betas=(0.0, 0.99), r1_gamma=1.0, r1_every=16,
               style_mixing=0.9, pl_weight=2.0, pl_every=4, pl_batch_shrink=2, pl_decay=0.01)
 
 PRESETS = {
@@ -33,7 +34,7 @@ PRESETS = {
     "cpu": {"data": "shapes", "resolution": 32,
             "G": dict(z_dim=64, w_dim=64, mapping_layers=2, channel_base=512, channel_max=64),
             "D": dict(channel_base=512, channel_max=64),
-            "train": dict(_TRAIN, steps=3000, batch_size=32, ema_half_life_kimg=2.0, log_every=100,
+            "train": dict(_TRAIN, steps=1500, batch_size=32, ema_half_life_kimg=2.0, log_every=100,
                           sample_every=500, checkpoint_every=500)},
     "gpu": {"data": "shapes", "resolution": 32,
             "G": dict(z_dim=128, w_dim=128, mapping_layers=8, channel_base=4096, channel_max=256),
@@ -111,18 +112,18 @@ TRAINER = StyleGANTrainer
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 
 
-def pretrained(mixing: bool = True):
-    """(G_ema in eval mode, training history) of a generator shipped with the course: the `cpu` preset trained
-    on shapes at 32x32 with ``python -m ganlib train stylegan --profile cpu`` (and ``--set style_mixing=0``
-    for ``mixing=False``), exported with `export_generator`. Loaded with weights_only=True."""
+def pretrained():
+    """(G_ema in eval mode, training history) of the generator shipped with the course: the `cpu` preset
+    trained on shapes at 32x32 (``python -m ganlib train stylegan --profile cpu``), exported with
+    `export_generator`. Loaded with weights_only=True."""
     from . import load_generator
 
-    G, _, state = load_generator(pretrained_path(mixing), device="cpu")
+    G, _, state = load_generator(pretrained_path(), device="cpu")
     return G, state["history"]
 
 
-def pretrained_path(mixing: bool = True) -> Path:
-    return PRETRAINED / f"stylegan-shapes32{'' if mixing else '-nomix'}.pt"
+def pretrained_path() -> Path:
+    return PRETRAINED / "stylegan-shapes32.pt"
 
 
 def export_generator(run_dir, path) -> None:
@@ -153,17 +154,17 @@ FACTORS = ("shape", "colour", "background", "position")
 def read_factors(images: torch.Tensor, judge) -> dict[str, torch.Tensor]:
     """Read the factors of `shapes` images [N, 3, R, R] in [-1, 1] back off the pixels.
 
-    ``shape`` and ``colour`` (class indices [N]) come from the shapes judge's (shape, colour) classifier;
-    ``background`` [N] is the palette background nearest to the median colour of the image's border;
-    ``position`` [N, 2] is the centroid (x, y, as fractions of the side) of the pixels that differ clearly
-    from that background.
+    ``shape`` and ``colour`` (class indices [N]) are the most likely ones according to the shapes judge's
+    (shape, colour) classifier; ``background`` [N] is the palette background nearest to the median colour of
+    the image's border; ``position`` [N, 2] is the centroid (x, y, as fractions of the side) of the pixels
+    that differ clearly from that background.
     """
     from .. import data as datasets
     from ..metrics import classify
 
     images = images.float().cpu()
-    _, probs = classify(judge.model, images)
-    probs = probs.reshape(len(images), len(datasets.SHAPE_NAMES), len(datasets.SHAPE_COLOURS))
+    _, probs = classify(judge.model, judge.prepare(images))
+    pairs = probs[:, : judge.pairs].reshape(len(images), len(datasets.SHAPE_NAMES), -1)  # [N, shapes, colours]
     border = torch.cat([images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2)
     bg = border.median(dim=2).values  # [N, 3]
     palette = torch.tensor(list(datasets.SHAPE_BACKGROUNDS.values())) * 2 - 1  # [B, 3] in [-1, 1]
@@ -173,7 +174,7 @@ def read_factors(images: torch.Tensor, judge) -> dict[str, torch.Tensor]:
     coords = (torch.arange(r, dtype=torch.float32) + 0.5) / r
     mass = fg.sum(dim=(1, 2)).clamp(min=1)
     position = torch.stack([(fg.sum(1) * coords).sum(1) / mass, (fg.sum(2) * coords).sum(1) / mass], dim=1)
-    return {"shape": probs.sum(2).argmax(1), "colour": probs.sum(1).argmax(1), "background": background,
+    return {"shape": pairs.sum(2).argmax(1), "colour": pairs.sum(1).argmax(1), "background": background,
             "position": position}
 
 
@@ -218,7 +219,7 @@ def perceptual_path_length(G, judge, space: str = "w", n: int = 1000, eps: float
     features of the images at t and t + eps along the path, divided by eps^2; paths are slerp in Z
     (``space="z"``) or straight lines in W (``space="w"``). As in the paper, the values outside the 1st and
     99th percentiles are dropped before averaging. Lower means smoother: small steps make small changes.
-    Computed in float64 (the differences are tiny).
+    G and the features run in float64 (the differences are tiny).
     """
     import copy
 
@@ -227,7 +228,8 @@ def perceptual_path_length(G, judge, space: str = "w", n: int = 1000, eps: float
 
     assert space in ("z", "w"), f"space must be 'z' or 'w', got {space!r}"
     G = copy.deepcopy(G).cpu().double().eval()
-    features = copy.deepcopy(judge.model).double().features
+    model = copy.deepcopy(judge.model).double()
+    features = lambda images: model.features(judge.prepare(images).double())  # the judge sees 16x16 images
     g = torch.Generator().manual_seed(seed)
     z0, z1 = torch.randn(n, G.z_dim, generator=g).double(), torch.randn(n, G.z_dim, generator=g).double()
     t = torch.rand(n, generator=g).double()
