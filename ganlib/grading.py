@@ -45,8 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from . import checks
 from .errors import GanlibError
 
@@ -195,6 +193,8 @@ def notebook_code(content) -> list[tuple[int, str]]:
     """(cell number, source) of the code cells of a notebook's JSON. Lenient on purpose: a notebook that a
     tool saved with missing metadata is still graded; only the cells' type and source are needed."""
     if isinstance(content, dict) and "worksheets" in content:  # nbformat 3: let nbformat convert it
+        import nbformat  # here only: importing it costs a second, which every command would pay
+
         content = nbformat.reads(json.dumps(content), as_version=4)
     if not isinstance(content, dict) or not isinstance(content.get("cells"), list):
         raise ValueError("no list of cells")
