@@ -3,19 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
 from ganlib import checks, losses
 from ganlib.checks import gan as checks_gan
-
-
-@pytest.fixture(autouse=True)
-def lenient(monkeypatch):
-    monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)
-
-
-def message(result):
-    assert not result.passed, f"expected a failure, got: {result.message}"
-    return result.message
 
 
 def test_reference_answers_pass():

@@ -2,18 +2,9 @@
 
 import pytest
 import torch
+from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
 from ganlib import checks
-
-
-@pytest.fixture(autouse=True)
-def lenient(monkeypatch):
-    monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)
-
-
-def message(result):
-    assert not result.passed, f"expected a failure, got: {result.message}"
-    return result.message
 
 
 def probe(z, values, intercept=True, normalise=True, sign=1.0):

@@ -1,21 +1,11 @@
 """Chapter 04's checks pass the reference answers and name each typical mistake."""
 
-import pytest
 import torch
 import torch.nn.functional as F
+from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
 from ganlib import checks, layers, losses
 from ganlib.models.biggan import truncated_z
-
-
-@pytest.fixture(autouse=True)
-def lenient(monkeypatch):
-    monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)
-
-
-def message(result):
-    assert not result.passed, f"expected a failure, got: {result.message}"
-    return result.message
 
 
 def reference_cbn(x, c, gain, bias, eps=1e-5):

@@ -5,20 +5,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
 from ganlib import checks
 from ganlib.models import stylegan as sg
-
-
-@pytest.fixture(autouse=True)
-def lenient(monkeypatch):
-    monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)
-
-
-def message(result):
-    assert not result.passed, f"expected a failure, got: {result.message}"
-    return result.message
-
 
 # ----------------------------------------------------------------------------------------------------------
 # AdaIN
