@@ -176,6 +176,7 @@ def test_trainer_grows_fades_reals_and_resets_the_optimisers():
     torch.testing.assert_close(real, pggan.upsample(F.avg_pool2d(real, 2)))
 
 
+@pytest.mark.filterwarnings("ignore:8 steps of batch 16 end at 16x16")  # it stops as 16x16 fades in
 def test_resume_across_a_resolution_change_is_exact(tmp_path):
     a = _trainer(tmp_path / "a", steps=8)
     a.train(progress=False)
