@@ -242,7 +242,13 @@ def bench_throughput(quick: bool = False) -> str:
             if r > 0:  # the first round warms up
                 seconds[name].append(s)
     speed = {name: chunk * rounds * batch / sum(s) for name, s in seconds.items()}  # images per second
-    ratios = {name: [o / p for o, p in zip(seconds[name], seconds["ganlib"])] for name in ("fresh", "tutorial")}
+
+    def ratio(name: str) -> str:  # ganlib's speed over this loop's, and the spread of the per-round ratios
+        rs = [o / p for o, p in zip(seconds[name], seconds["ganlib"])]
+        return (f"{speed['ganlib'] / speed[name]:.2f}",
+                f"per-round ratios: median {statistics.median(rs):.2f}, range {min(rs):.2f} to {max(rs):.2f}")
+
+    same, tutorial = ratio("fresh"), ratio("tutorial")
     return f"""The `dcgan` cpu preset's networks on digits {preset['resolution']}x{preset['resolution']}, batch {batch},
 one D and one G update per step, non-saturating loss, no EMA and no regulariser; the three loops train in turn,
 {chunk} steps at a time, for {rounds} rounds after one round of warm-up; real images per second over all rounds.
@@ -250,15 +256,13 @@ one D and one G update per step, non-saturating loss, no EMA and no regulariser;
 | loop | images/s | ganlib / this loop |
 |---|---|---|
 | `ganlib.train.Trainer` (G's update draws fresh latents) | {speed['ganlib']:.0f} | |
-| plain hand-written loop, the same algorithm (fresh latents for G's update) | {speed['fresh']:.0f} | **{speed['ganlib'] / speed['fresh']:.2f}** |
-| plain hand-written loop, the PyTorch tutorial's algorithm (G's update reuses D's fakes) | {speed['tutorial']:.0f} | {speed['ganlib'] / speed['tutorial']:.2f} |
+| plain hand-written loop, the same algorithm | {speed['fresh']:.0f} | **{same[0]}** |
+| plain hand-written loop, the tutorial's (G's update reuses D's fakes) | {speed['tutorial']:.0f} | {tutorial[0]} |
 
-The first ratio is what the loop costs: ganlib against the same algorithm written by hand (per-round ratios:
-median {statistics.median(ratios['fresh']):.2f}, range {min(ratios['fresh']):.2f} to {max(ratios['fresh']):.2f}). The second
-compares two algorithms: reusing D's fakes saves one G forward per step but computes D's weight gradients in G's
-update; ganlib draws fresh latents, as the StyleGAN2 authors' loop does, because chapters change how G's update
-makes its fakes (StyleGAN's style mixing and path length), and freezes D during G's update (per-round ratios: median
-{statistics.median(ratios['tutorial']):.2f}, range {min(ratios['tutorial']):.2f} to {max(ratios['tutorial']):.2f})."""
+The first ratio is what the loop costs: ganlib against the same algorithm written by hand ({same[1]}). The
+second compares two algorithms: reusing D's fakes saves one G forward per step but computes D's weight gradients in
+G's update; ganlib draws fresh latents, as the StyleGAN2 authors' loop does, because chapters change how G's update
+makes its fakes (StyleGAN's style mixing and path length), and freezes D during G's update ({tutorial[1]})."""
 
 
 # ----------------------------------------------------------------------------------------------------------
