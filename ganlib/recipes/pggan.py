@@ -1,10 +1,11 @@
-"""PGGAN: progressive growing with fade-in, WGAN-GP (lambda 10) plus drift (0.001), Adam 1e-3 (0, 0.99), an
-EMA of G; shapes offline (smoke, cpu), shapes at 64x64 on a GPU (CelebA or any folder with --data folder:PATH).
+"""PGGAN: progressive growing with fade-in, WGAN-GP (lambda 10) plus drift (0.001), Adam (0, 0.99) at 1e-3 (on
+the CPU 3e-3, below), an EMA of G; shapes offline (smoke, cpu), shapes at 64x64 on a GPU (CelebA or any folder
+with --data folder:PATH).
 
 The course's scale-down: far fewer images per phase (the paper: 600k stable + 600k fade per resolution), fewer
 channels, one minibatch size for all resolutions, and an EMA half-life in proportion to the shorter phases. On
 the CPU, with phases about 100x shorter than the paper's, a batch of 16 and a learning rate of 3e-3 (the paper:
-1e-3) let the networks learn within a phase: with 1e-3 and batch 32 the same budget ends in blobs.
+1e-3) let the networks learn within the short phases.
 """
 
 from ..progressive import ProgressiveTrainer
