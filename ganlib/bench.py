@@ -24,11 +24,16 @@ from . import metrics, models, recipes
 from .files import atomic_write_text
 from .losses import d_loss_logistic, g_loss_nonsaturating
 from .models import dcgan
-from .train import Trainer
+from .train import TrainConfig, Trainer
 
-# every benchmark runs with this many CPU threads: the course's reference laptop has 2; OMP_NUM_THREADS chooses
-# another count (on a shared machine, 1), and the machine line of each section says which was used
-THREADS = int(os.environ.get("OMP_NUM_THREADS", 2))
+THREADS = 2  # every benchmark runs with this many CPU threads (the course's reference laptop) ...
+
+
+def threads() -> int:
+    """... unless OMP_NUM_THREADS says otherwise (e.g. 1 on a machine shared with other work); the section
+    records the count it ran with."""
+    explicit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(explicit) if explicit.isdigit() and int(explicit) > 0 else THREADS
 
 HEADER = """# Benchmarks
 
@@ -182,56 +187,89 @@ Mean over 3 seeds: vanilla GAN {means[1][0]:.1f} modes, {100 * means[1][1]:.1f} 
 # Throughput: ganlib's Trainer against a plain loop doing the same work
 
 
-def plain_loop(G, D, data, steps: int, batch: int, lr: float = 2e-4, seed: int = 0) -> float:
-    """The same step as `Trainer` (one D update, one G update, non-saturating loss), hand-written;
-    returns seconds for `steps` steps."""
-    g = torch.Generator().manual_seed(seed)
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
-    start = time.perf_counter()
-    for _ in range(steps):
-        real, _ = data.batch(torch.randint(len(data), (batch,), generator=g))
-        fake = G(torch.randn(batch, G.z_dim, generator=g))
-        loss_d = d_loss_logistic(D(real), D(fake.detach()))
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        loss_g = g_loss_nonsaturating(D(fake))
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-    return time.perf_counter() - start
+class PlainLoop:
+    """The same DCGAN training written by hand, with nothing of ganlib: `run(steps)` trains and returns the
+    seconds it took. One D update, then one G update per step, non-saturating loss, Adam (0.5, 0.999).
+
+    `fresh_fakes`: G's update draws new latents, as `Trainer` does (and the StyleGAN2 authors' loop, whose
+    phases each draw their own); otherwise it reuses the fakes D just saw, as the PyTorch DCGAN tutorial does,
+    which saves one G forward per step but needs D's weight gradients in G's backward pass.
+    """
+
+    def __init__(self, G, D, data, batch: int, fresh_fakes: bool, lr: float = 2e-4, seed: int = 0):
+        self.G, self.D, self.data, self.batch, self.fresh_fakes = G, D, data, batch, fresh_fakes
+        self.g = torch.Generator().manual_seed(seed)
+        self.opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+
+    def run(self, steps: int) -> float:
+        G, D, g, batch = self.G, self.D, self.g, self.batch
+        start = time.perf_counter()
+        for _ in range(steps):
+            real, _ = self.data.batch(torch.randint(len(self.data), (batch,), generator=g))
+            fake = G(torch.randn(batch, G.z_dim, generator=g))
+            loss_d = d_loss_logistic(D(real), D(fake.detach()))
+            self.opt_d.zero_grad()
+            loss_d.backward()
+            self.opt_d.step()
+            if self.fresh_fakes:
+                fake = G(torch.randn(batch, G.z_dim, generator=g))
+            loss_g = g_loss_nonsaturating(D(fake))
+            self.opt_g.zero_grad()
+            loss_g.backward()
+            self.opt_g.step()
+        return time.perf_counter() - start
 
 
 def bench_throughput(quick: bool = False) -> str:
-    steps, repeats = (20, 1) if quick else (300, 3)
+    chunk, rounds = (5, 2) if quick else (25, 16)
     preset = recipes.preset("dcgan", "cpu")
     data = datasets.load("digits", preset["resolution"])
     spec = recipes.default_spec("dcgan", preset, data)
     batch = preset["train"]["batch_size"]
-    ours, plain = [], []
-    for r in range(repeats):  # interleaved, so that drifts in machine load hit both alike
-        torch.manual_seed(r)
-        G, D = models.build(spec)
-        from .train import TrainConfig, Trainer
+    loops: dict[str, Callable[[int], float]] = {}
+    torch.manual_seed(0)
+    G, D = models.build(spec)
+    trainer = Trainer(G, D, data, TrainConfig(steps=chunk * (rounds + 1), batch_size=batch, log_every=chunk),
+                      device="cpu")
 
-        t = Trainer(G, D, data, TrainConfig(steps=steps, batch_size=batch, log_every=100), device="cpu")
-        t.train(progress=False)
-        ours.append(steps * batch / t.elapsed)
-        torch.manual_seed(r)
-        G, D = models.build(spec)
-        plain.append(steps * batch / plain_loop(G, D, data, steps, batch))
-    o, p = statistics.median(ours), statistics.median(plain)
+    def ours(steps: int) -> float:
+        start = time.perf_counter()
+        trainer.train(trainer.step + steps, progress=False)
+        return time.perf_counter() - start
+
+    loops["ganlib"] = ours
+    for name, fresh in (("fresh", True), ("tutorial", False)):
+        torch.manual_seed(0)
+        loops[name] = PlainLoop(*models.build(spec), data, batch, fresh_fakes=fresh).run
+    seconds = {name: [] for name in loops}
+    for r in range(rounds + 1):  # short runs in turn, so that changes in machine load hit every loop alike
+        for name, run in loops.items():
+            s = run(chunk)
+            if r > 0:  # the first round warms up
+                seconds[name].append(s)
+    speed = {name: chunk * rounds * batch / sum(s) for name, s in seconds.items()}  # images per second
+
+    def ratio(name: str) -> str:  # ganlib's speed over this loop's, and the spread of the per-round ratios
+        rs = [o / p for o, p in zip(seconds[name], seconds["ganlib"])]
+        return (f"{speed['ganlib'] / speed[name]:.2f}",
+                f"per-round ratios: median {statistics.median(rs):.2f}, range {min(rs):.2f} to {max(rs):.2f}")
+
+    same, tutorial = ratio("fresh"), ratio("tutorial")
     return f"""The `dcgan` cpu preset's networks on digits {preset['resolution']}x{preset['resolution']}, batch {batch},
-one D and one G update per step, non-saturating loss, no EMA and no regulariser on either side; {steps} steps per
-run, {repeats} runs of each, interleaved; median real images per second.
+one D and one G update per step, non-saturating loss, no EMA and no regulariser; the three loops train in turn,
+{chunk} steps at a time, for {rounds} rounds after one round of warm-up; real images per second over all rounds.
 
-| loop | images/s |
-|---|---|
-| `ganlib.train.Trainer` | {o:.0f} |
-| plain hand-written loop | {p:.0f} |
+| loop | images/s | ganlib / this loop |
+|---|---|---|
+| `ganlib.train.Trainer` (G's update draws fresh latents) | {speed['ganlib']:.0f} | |
+| plain hand-written loop, the same algorithm | {speed['fresh']:.0f} | **{same[0]}** |
+| plain hand-written loop, the tutorial's (G's update reuses D's fakes) | {speed['tutorial']:.0f} | {tutorial[0]} |
 
-Ratio ganlib / plain: **{o / p:.2f}** (runs: ganlib {_join(ours)}; plain {_join(plain)})."""
+The first ratio is what the loop costs: ganlib against the same algorithm written by hand ({same[1]}). The
+second compares two algorithms: reusing D's fakes saves one G forward per step but computes D's weight gradients in
+G's update; ganlib draws fresh latents, as the StyleGAN2 authors' loop does, because chapters change how G's update
+makes its fakes (StyleGAN's style mixing and path length), and freezes D during G's update ({tutorial[1]})."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -493,12 +531,12 @@ def _pggan_run(profile: str, device: str, start_resolution: int | None, steps: i
     torch.manual_seed(0)
     t = recipes.make_trainer("pggan", profile=profile, device=device, steps=steps,
                              preset_overrides={"trainer": {"growth": growth}})
-    curve = []  # (train seconds, images, resolution, recognisable, fd)
+    curve = []  # (train seconds, images, resolution, shape_ok, recognisable)
 
     def measure(tr):
         x, _ = tr.sample(n_eval, seed=1)
         m = judge.score(x)
-        curve.append((tr.elapsed, tr.images_seen, tr.resolution, m["recognisable"], m["fd"]))
+        curve.append((tr.elapsed, tr.images_seen, tr.resolution, m["shape_ok"], m["recognisable"]))
 
     t.train(callback=measure, every=every, progress=False)
     return t, curve
@@ -515,48 +553,52 @@ def bench_pggan_growing(quick: bool = False) -> str:
     runs = {"progressive (4x4 -> final)": _pggan_run(profile, device, None, steps, every, judge, n_eval),
             "fixed (final resolution throughout)": _pggan_run(profile, device, res, steps, every, judge, n_eval)}
     real = judge.real_score(n_eval, res)
-    rows = []
+    rows = [f"| real held-out images | - | - | {real['shape_ok']:.3f} | {real['recognisable']:.3f} | "
+            f"{real['fd']:.1f} |"]
     for name, (t, _) in runs.items():
         draws = [judge.score(t.sample(n_eval, seed=10 + s)[0]) for s in range(3)]
-        rec = [d["recognisable"] for d in draws]
-        rows.append(f"| {name} | {t.elapsed:.0f} | {t.images_seen / 1000:.0f} | {statistics.mean(rec):.3f} ± "
-                    f"{statistics.pstdev(rec):.3f} | {statistics.mean(d['fd'] for d in draws):.1f} |")
+        figures = " | ".join(f"{statistics.mean(v):.3f} ± {statistics.pstdev(v):.3f}"
+                             for v in ([d[k] for d in draws] for k in ("shape_ok", "recognisable")))
+        rows.append(f"| {name} | {t.elapsed:.0f} | {t.images_seen / 1000:.0f} | {figures} | "
+                    f"{statistics.mean(d['fd'] for d in draws):.1f} |")
     (prog, prog_curve), (fixed, fixed_curve) = runs.values()
-    target = 0.5 * real["recognisable"]
+    target = 0.5  # the shape class recognised for most samples
 
     def first_time(curve):
-        return next((sec for sec, _, r, rec, _ in curve if r == res and rec >= target), None)
+        return next((sec for sec, _, r, ok, _ in curve if r == res and ok >= target), None)
 
     def at_time(curve, seconds):
         done = [c for c in curve if c[0] <= seconds]
-        return f"{done[-1][3]:.3f} ({done[-1][2]}²)" if done else "-"
+        return f"{done[-1][3]:.3f} / {done[-1][4]:.3f} ({done[-1][2]}²)" if done else "-"
 
     marks = [prog.elapsed * f for f in (0.25, 0.5, 0.75, 1.0)]
     over_time = "\n".join(f"| {m:.0f} | {at_time(prog_curve, m)} | {at_time(fixed_curve, m)} |" for m in marks)
     t_prog, t_fixed = first_time(prog_curve), first_time(fixed_curve)
     reach = (f"{t_prog:.0f} s progressive, " if t_prog is not None else "not reached by the progressive run, ") + (
         f"{t_fixed:.0f} s fixed" if t_fixed is not None else "not reached by the fixed run")
-    growth = preset["trainer"]["growth"]
+    growth, train = preset["trainer"]["growth"], preset["train"]
     return f"""The `pggan` recipe's `{profile}` preset on `shapes` at {res}x{res}: the same networks, loss (WGAN-GP,
-lambda 10, drift 0.001), optimiser and **image budget** ({steps} steps of batch {batch}, {steps * batch / 1000:.0f}k
-images) for both runs; the progressive one grows from 4x4 ({growth['stable_kimg']:g}k images stable, then
-{growth['fade_kimg']:g}k fading in, per resolution), the fixed one trains at {res}x{res} from the first step. Quality:
-the shapes judge's **recognisable** (share of samples with a recognisable shape in a plausible colour; lower
-resolutions are judged blown up), {n_eval} samples of the EMA generator; the final figure is the mean ± std
-over 3 draws. Real images score {real['recognisable']:.3f}. Training seconds exclude the measurements.
+lambda 10, drift 0.001), optimiser (Adam {train['lr_g']:g}, betas {tuple(train['betas'])}) and **image budget**
+({steps} steps of batch {batch}, {steps * batch / 1000:.0f}k images) for both runs; the progressive one grows from
+4x4 ({growth['stable_kimg']:g}k images stable, then {growth['fade_kimg']:g}k fading in, per resolution), the fixed one
+trains at {res}x{res} from the first step. Quality, from the shapes judge on {n_eval} samples of the EMA generator
+(lower resolutions are judged blown up): **shape_ok**, the share of samples whose shape class the judge
+recognises, and *recognisable*, the share with a recognisable shape in a plausible colour; the final figures are
+the mean ± std over 3 draws. Training seconds exclude the measurements.
 
-| run | train s | kimg | recognisable | FD (judge features) |
-|---|---|---|---|---|
+| run | train s | kimg | shape_ok | recognisable | FD (judge features) |
+|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Recognisable over training time (the resolution the run was at), at fractions of the progressive run's time:
+shape_ok / recognisable over training time (the resolution the run was at), at fractions of the progressive
+run's time:
 
 | train s | progressive | fixed |
 |---|---|---|
 {over_time}
 
 Same image budget: the fixed run took **{fixed.elapsed / prog.elapsed:.2f}x** the progressive run's time.
-Time to reach half of real data's figure at {res}x{res}: {reach}."""
+Time to recognise the shape class for most samples (shape_ok >= {target}) at {res}x{res}: {reach}."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -649,10 +691,12 @@ def main(names: list[str], out: str | Path = "docs/benchmarks.md", quick: bool =
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         raise GanlibError(f"unknown benchmark(s) {', '.join(unknown)}: choose from {', '.join(BENCHMARKS)}.")
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads())
     out = Path(out)
     text = out.read_text() if out.is_file() else HEADER
     command = "python -m ganlib bench" + (" --quick" if quick else "")
+    if threads() != THREADS:
+        command = f"OMP_NUM_THREADS={threads()} {command}"
     for name in names or list(BENCHMARKS):
         title, fn = BENCHMARKS[name]
         print(f"running {name} ...", file=sys.stderr, flush=True)

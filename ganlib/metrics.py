@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -199,6 +201,8 @@ def feature_metrics(real_features, fake_features, k: int = 3, kid_subsets: int =
 # A small classifier as feature extractor
 
 CLASSIFIER_VERSION = 2  # bump when the architecture or its training changes (invalidates the cache)
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # shipped classifiers: the shapes judge, whose
+# training takes minutes on a CPU (digits' takes seconds), written by `ship_judge`.
 
 
 class Classifier(nn.Module):
@@ -264,7 +268,9 @@ class ImageJudge:
     """Everything needed to score images of one labelled dataset at one resolution: the classifier, its
     held-out accuracy and the feature statistics of the real training images. Built once, then cached."""
 
-    def __init__(self, data_name: str, resolution: int):
+    def __init__(self, data_name: str, resolution: int, cached: bool = True):
+        """`cached`: load the classifier from the cache folder (`files.cache_dir`) or, failing that, from the
+        ones shipped with ganlib (`PRETRAINED`); False trains it afresh and writes nothing."""
         self.data_name = data_name
         train = self.labelled(resolution, "train")
         if train.kind != "images" or train.labels is None:
@@ -272,15 +278,13 @@ class ImageJudge:
                               f"unlabelled images use Inception features: --features inception).")
         self.resolution, self.channels = resolution, train.channels
         self.num_classes = train.num_classes
-        path = cache_dir() / f"classifier-{self.cache_name}-{resolution}-v{CLASSIFIER_VERSION}.pt"
-        state = None
-        if path.is_file():
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:
-                state = None  # a broken cache file is rebuilt, not reported
         self.model = Classifier(train.channels, train.num_classes)
-        if state is not None:
+        path = cache_dir() / self.file_name()
+        for candidate in (path, PRETRAINED / path.name) if cached else ():
+            try:
+                state = torch.load(candidate, map_location="cpu", weights_only=True)
+            except Exception:
+                continue  # absent or broken: the next candidate, else trained afresh
             self.model.load_state_dict(state["model"])
             self.model.eval().requires_grad_(False)
             self.test_accuracy = state["test_accuracy"]
@@ -294,8 +298,17 @@ class ImageJudge:
         ref = self.reference(resolution)
         feats, _ = classify(self.model, ref.batch(torch.arange(len(ref)))[0])
         self.ref_mu, self.ref_cov = gaussian_stats(feats)
+        if cached:
+            self.save(path)
+
+    def save(self, path: str | Path) -> None:
+        """Write the classifier, its held-out accuracy and the real images' feature statistics (atomically)."""
         atomic_save({"model": self.model.state_dict(), "test_accuracy": self.test_accuracy,
                      "ref_mu": torch.from_numpy(self.ref_mu), "ref_cov": torch.from_numpy(self.ref_cov)}, path)
+
+    def file_name(self) -> str:
+        """The classifier's file name, in the cache folder or shipped in `PRETRAINED`."""
+        return f"classifier-{self.cache_name}-{self.resolution}-v{CLASSIFIER_VERSION}.pt"
 
     cache_name = property(lambda self: self.data_name)  # names the cached classifier file
     images_seen = 20_000  # the classifier's training budget (see `train_classifier`)
@@ -361,8 +374,8 @@ class ShapesJudge(ImageJudge):
     images_seen = 60_000  # rotated shapes need more steps than digits
     pairs = len(datasets.SHAPE_NAMES) * len(datasets.SHAPE_COLOURS)  # 18; class 18 is "no shape"
 
-    def __init__(self, data_name: str = "shapes", resolution: int = RESOLUTION):
-        super().__init__("shapes", self.RESOLUTION)
+    def __init__(self, data_name: str = "shapes", resolution: int = RESOLUTION, cached: bool = True):
+        super().__init__("shapes", self.RESOLUTION, cached)
 
     def labelled(self, resolution: int, split: str) -> datasets.ImageData:
         d = datasets.load("shapes", resolution=resolution, split=split)
@@ -443,6 +456,17 @@ def judge_for(data_name: str, resolution: int) -> ImageJudge:
     if key not in _JUDGES:
         _JUDGES[key] = JUDGES.get(data_name, ImageJudge)(data_name, resolution)
     return _JUDGES[key]
+
+
+def ship_judge(data_name: str, resolution: int) -> Path:
+    """Train `data_name`'s judge afresh and write it into `PRETRAINED`, to be shipped with ganlib. For
+    maintainers: after changing the classifier, its training or the dataset, bump CLASSIFIER_VERSION and run
+    ``OMP_NUM_THREADS=2 python -c "from ganlib import metrics; metrics.ship_judge('shapes', 16)"`` (the
+    trained weights depend a little on the number of threads; the shipped ones come from 2)."""
+    judge = JUDGES.get(data_name, ImageJudge)(data_name, resolution, cached=False)
+    path = PRETRAINED / judge.file_name()
+    judge.save(path)
+    return path
 
 
 def classifier_metrics(images: torch.Tensor, data_name: str = "digits", labels: torch.Tensor | None = None) -> dict:
