@@ -235,11 +235,12 @@ def modulate_weight(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
                      eps: float = 1e-8) -> torch.Tensor:
-    """Convolve each sample with its own modulated (and demodulated) weights, `modulate_weight`, padding k // 2.
+    r"""Convolve each sample with its own modulated (and demodulated) weights, `modulate_weight`, padding k // 2.
 
     Computed as StyleGAN2-ADA does while training: scale the input channels by the styles, convolve with the
     shared weight, scale the output channels by the demodulation factors. This equals one grouped convolution
-    with the per-sample weights (the tests check it) and is faster than it on small batches.
+    with the per-sample weights (the tests check it) and is faster than it on small batches. The factors need
+    no per-sample weights either: $\sum_{i,k} (s_i w_{oik})^2 = \sum_i s_i^2 \sum_k w_{oik}^2$, a matrix product.
 
     Args:
         x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I].
@@ -250,7 +251,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     x = x * styles[:, :, None, None]  # modulate: [N, I, H, W]
     x = F.conv2d(x, weight, padding=weight.shape[-1] // 2)  # [N, O, H, W]
     if demodulate:
-        d = torch.rsqrt((weight[None] * styles[:, None, :, None, None]).square().sum(dim=(2, 3, 4)) + eps)  # [N, O]
+        d = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).T + eps)  # [N, I] @ [I, O] -> [N, O]
         x = x * d[:, :, None, None]
     return x
 

@@ -16,6 +16,7 @@ exactly, also across a resolution change.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -83,7 +84,7 @@ class ProgressiveTrainer(Trainer):
     """The shared `Trainer`, growing G and D (`ganlib.models.pggan`) along a `GrowthSchedule`.
 
     Args: those of `Trainer`, plus `growth`: a dict of `GrowthSchedule` arguments (its final_resolution
-    defaults to the data's resolution).
+    defaults to the data's resolution). Warns when cfg.steps end before the final resolution is faded in.
     """
 
     def __init__(self, G, D, data, cfg, run_dir=None, device=None, spec=None, growth: dict | None = None):
@@ -97,6 +98,14 @@ class ProgressiveTrainer(Trainer):
         self.resolution, self.alpha = self.schedule.at(0)
         self.stage = self.schedule.stage(0)
         self.optimizer_resets = 0
+        final = self.schedule.final_resolution
+        last, alpha = self.schedule.at((cfg.steps - 1) * self.global_batch)  # where the last step trains
+        if (last, alpha) != (final, 1.0):
+            needed = math.ceil(self.schedule.images_until_final() / self.global_batch) + 1
+            warnings.warn(f"{cfg.steps} steps of batch {self.global_batch} end at {last}x{last} (alpha {alpha:.2f}), "
+                          f"before {final}x{final} is faded in: that takes {needed} steps; raise steps, or shorten "
+                          f"stable_kimg / fade_kimg.",
+                          stacklevel=2)
 
     def begin_step(self) -> None:
         self.resolution, self.alpha = self.schedule.at(self.images_seen)

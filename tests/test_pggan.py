@@ -1,6 +1,7 @@
 """PGGAN: the growing networks (fade-in in G and D), the growth schedule, the progressive trainer."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -175,6 +176,7 @@ def test_trainer_grows_fades_reals_and_resets_the_optimisers():
     torch.testing.assert_close(real, pggan.upsample(F.avg_pool2d(real, 2)))
 
 
+@pytest.mark.filterwarnings("ignore:8 steps of batch 16 end at 16x16")  # it stops as 16x16 fades in
 def test_resume_across_a_resolution_change_is_exact(tmp_path):
     a = _trainer(tmp_path / "a", steps=8)
     a.train(progress=False)
@@ -192,6 +194,20 @@ def test_resume_across_a_resolution_change_is_exact(tmp_path):
     other = _trainer(tmp_path / "b", steps=8, start_resolution=8)
     with pytest.raises(GanlibError, match="resume with the same schedule"):
         other.load_checkpoint()
+
+
+def test_a_run_too_short_to_reach_the_final_resolution_warns():
+    # batch 16, 32 images stable and 32 fading per doubling: 16x16 is faded in after 128 images, so the
+    # 9th step (after 128 images) is the first at 16x16 with alpha 1
+    with pytest.warns(UserWarning, match=r"8 steps of batch 16 end at 16x16 \(alpha 0.50\), before 16x16 is "
+                                         r"faded in: that takes 9 steps"):
+        _trainer(steps=8)
+    with pytest.warns(UserWarning, match=r"end at 8x8 \(alpha 1.00\)"):
+        _trainer(steps=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _trainer(steps=9)
+        _trainer(steps=1, start_resolution=16)  # the fixed baseline is at its final resolution from the start
 
 
 def test_trainer_rejects_a_schedule_that_does_not_fit(tmp_path):

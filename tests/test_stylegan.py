@@ -2,6 +2,7 @@
 length, and the training additions (style mixing, lazy regularisation, exact resume)."""
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from ganlib import layers, losses, recipes
 from ganlib.models import stylegan as sg
 from ganlib.recipes import stylegan as sg_recipe
+from ganlib.train import TrainConfig
 
 
 def tiny_G(style="modulated", resolution=16, **kw):
@@ -369,7 +371,11 @@ def test_pretrained_generator_is_the_cpu_preset():
     expected = recipes.default_spec("stylegan", preset, data.load("shapes", resolution=preset["resolution"]))
     G, spec, state = recipes.load_generator(sg_recipe.pretrained_path(), device="cpu")  # weights_only
     assert spec == expected and state["data"] == "shapes" and state["config"]["style_mixing"] == 0.9
+    # the record is the preset's, and the run went all the way: what `train stylegan --profile cpu` does today
+    ran = {**state["config"], "betas": tuple(state["config"]["betas"])}
+    assert ran == asdict(TrainConfig.from_dict(preset["train"]))
     assert state["step"] == preset["train"]["steps"] and "D" not in state and "opt_g" not in state
+    assert state["images_seen"] == state["step"] * preset["train"]["batch_size"]
     G, history = sg_recipe.pretrained()
     assert isinstance(G, sg.Generator) and not G.training and history[-1]["step"] == state["step"]
     assert sg_recipe.pretrained_path().stat().st_size < 1_000_000
