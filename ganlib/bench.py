@@ -138,7 +138,8 @@ classes covered (of 10), mean confidence; generators are scored on {n} samples (
 so all rows share N), mean ± std over 5 draws. Both generators trained for the same wall time in this run.
 ganlib's recipe differs from the tutorial's in three ways, each from the literature: no batch norm in D,
 R1 on real images (gamma {trainer.cfg.r1_gamma}, lazily every {trainer.cfg.r1_every} steps), and sampling
-from an EMA of G's weights (half-life {trainer.cfg.ema_half_life_kimg} kimg).
+from an EMA of G's weights (half-life {trainer.cfg.ema_half_life_kimg} kimg); and in two settings: batch
+{trainer.cfg.batch_size} (the tutorial: 128) and Adam's learning rate {trainer.cfg.lr_g:g} (the tutorial: 2e-4).
 
 | model | train s | FD | classes | confidence |
 |---|---|---|---|---|

@@ -674,7 +674,7 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
         m["nn"] = float(nearest_neighbour_distances(images, train_x).median())
         if judge is not None:
             scores = judge.score(images, wanted_labels)
-            m.update({c: scores[c] for c in ("classes", "confidence", "label_accuracy", "recognisable")
+            m.update({c: scores[c] for c in ("classes", "confidence", "label_accuracy", "shape_ok", "recognisable")
                       if c in scores})
         return m
 
@@ -683,7 +683,8 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
         rows.append((f"samples[:{n}]", measure(x[:n], labels[:n] if labels is not None else None)))
     rows.append((f"real test ({n})", measure(test_x, test_y if labels is not None else None)))
     cols = ["fd", "kid", "precision", "recall", "nn"]
-    cols += [c for c in ("classes", "confidence", "label_accuracy", "recognisable") if all(c in r for _, r in rows)]
+    cols += [c for c in ("classes", "confidence", "label_accuracy", "shape_ok", "recognisable")
+             if all(c in r for _, r in rows)]
     header = (f"{data_name} at {res}x{res}, {len(x)} samples. Features: {extractor.name}. Reference: the "
               f"{len(train)} training images. fd (Fréchet distance; grows as N shrinks, so compare rows of equal "
               f"N), kid (unbiased, mean±std over 100 subsets of min(1000, N)), precision and recall "
@@ -691,7 +692,8 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
               f"image: near 0 means copying)"
               + (f", classes covered of {judge.num_classes} and mean confidence of the classifier"
                  if judge is not None else "")
-              + (", recognisable: share with a recognisable shape in a plausible colour (`ShapesJudge`)"
+              + (", shape_ok: share whose shape class the judge recognises, recognisable: share with a "
+                 "recognisable shape in a plausible colour (`ShapesJudge`)"
                  if isinstance(judge, ShapesJudge) else "") + ".")
     return _table(header, rows, cols)
 
