@@ -1,4 +1,4 @@
-"""The command line: ``python -m ganlib {train, sample, evaluate, bench, make-exercises, grade} --help``."""
+"""The command line: ``python -m ganlib {train, sample, evaluate, bench, make-exercises, grade, set-repo} --help``."""
 
 from __future__ import annotations
 
@@ -141,6 +141,15 @@ def cmd_make_exercises(args) -> None:
             print(f"  warning: {e}")
 
 
+def cmd_set_repo(args) -> None:
+    from .repo import project, set_repo
+
+    changed = set_repo(args.root, args.repo)
+    repo, tag = project(args.root)
+    print(f"links point at https://github.com/{repo} release {tag}; changed {len(changed)} file(s)"
+          + (": " + ", ".join(str(p.relative_to(args.root)) for p in changed) if changed else ""))
+
+
 def cmd_grade(args) -> None:
     from .grading import grade
 
@@ -216,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--solutions", default="solutions", help="source folder (default solutions)")
     m.add_argument("--exercises", default="exercises", help="output folder (default exercises)")
     m.set_defaults(func=cmd_make_exercises)
+
+    r = sub.add_parser("set-repo", help="point the badges, the notebooks' first cells and pyproject.toml at a fork",
+                       description="Rewrite the repository URL in pyproject.toml, the README's Colab badges and "
+                                   "every notebook's first cell, and point the badges and installs at the release "
+                                   "tag v<version> of pyproject.toml. Without OWNER/NAME: keep the repository, "
+                                   "update the tag (after changing the version).")
+    r.add_argument("repo", nargs="?", metavar="OWNER/NAME", help="the GitHub repository, e.g. my-name/gan-course")
+    r.add_argument("--root", type=Path, default=Path("."), help="the course folder (default: the current one)")
+    r.set_defaults(func=cmd_set_repo)
 
     from .grading import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT
 

@@ -46,6 +46,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+COLAB_WITHOUT_GPU = ("This Colab runtime has no GPU, so the notebook runs the slower cpu profile: for the gpu profile "
+                     "choose Runtime > Change runtime type > T4 GPU, then run the notebook again.")
+
+
 def on_colab() -> bool:
     import sys
 
@@ -143,4 +147,6 @@ def setup(seed: int = 0, threads: int | None = None, quiet: bool = False) -> Env
         colab = ", Colab" if on_colab() else ""
         print(f"device {device} ({where}{colab}) | profile {profile} | seed {seed} | ganlib {__version__}, "
               f"torch {torch.__version__}, python {platform.python_version()}")
+        if colab and device.type == "cpu":
+            print(COLAB_WITHOUT_GPU)
     return env

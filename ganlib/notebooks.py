@@ -21,8 +21,19 @@ SOLUTION_ONLY_TAG = "solution-only"
 _DEF = re.compile(r"^(\s*)(?:async\s+)?(?:def|class)\s+([A-Za-z_]\w*)")
 
 
+# The notebook metadata every stored notebook has: the kernel, the language, and Colab's runtime request, so
+# that a notebook opened from its badge gets a GPU runtime (Colab reads `accelerator` and `colab.gpuType`).
+NOTEBOOK_METADATA = {
+    "accelerator": "GPU",
+    "colab": {"gpuType": "T4"},
+    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+    "language_info": {"name": "python"},
+}
+
+
 def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Remove outputs, execution counts and all metadata except cell tags, the kernel and the language."""
+    """Remove outputs, execution counts and all metadata except cell tags; the notebook's metadata becomes
+    `NOTEBOOK_METADATA`."""
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags")
         cell.metadata = nbformat.NotebookNode({"tags": tags} if tags else {})
@@ -30,10 +41,7 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.outputs = []
             cell.execution_count = None
         cell.pop("attachments", None) if cell.cell_type != "markdown" else None
-    nb.metadata = nbformat.NotebookNode({
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    })
+    nb.metadata = nbformat.from_dict(NOTEBOOK_METADATA)
     return nb
 
 

@@ -1,5 +1,7 @@
 """The environment `setup` chooses: profile validation and CPU threads."""
 
+import sys
+
 import pytest
 import torch
 
@@ -25,3 +27,18 @@ def test_unknown_profile_is_named(monkeypatch):
     monkeypatch.setenv("GANLIB_PROFILE", "laptop")
     with pytest.raises(GanlibError, match="laptop.*smoke, cpu, gpu"):
         env.current_profile()
+
+
+def test_setup_says_how_to_get_a_gpu_on_colab_only(monkeypatch, capsys):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        env.setup(threads=1)
+        assert env.COLAB_WITHOUT_GPU not in capsys.readouterr().out  # a laptop's CPU is no mistake
+        monkeypatch.setitem(sys.modules, "google.colab", object())
+        env.setup(threads=1)
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith("device cpu (1 CPU threads, Colab)") and lines[1] == env.COLAB_WITHOUT_GPU
+        assert "Runtime > Change runtime type" in lines[1]
+    finally:
+        torch.set_num_threads(before)

@@ -11,14 +11,15 @@ import pytest
 from ganlib import checks, grading
 from ganlib.errors import GanlibError
 from ganlib.grading import read_chapter, read_submission
-from ganlib.notebooks import exercise_from_solution, is_clean, make_exercises, strip_solutions
+from ganlib.notebooks import NOTEBOOK_METADATA, exercise_from_solution, is_clean, make_exercises, strip_solutions
+from ganlib.repo import project
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 EXERCISES = sorted((ROOT / "exercises").glob("*.ipynb"))
 ALL = NOTEBOOKS + SOLUTIONS + EXERCISES
-REPO_URL = re.search(r'^Repository = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+REPO, TAG = project(ROOT)
 
 
 def rel(p):
@@ -74,7 +75,7 @@ def test_exercise_from_solution_drops_solution_only_cells_outputs_and_metadata()
     assert [c.cell_type for c in exercise.cells] == ["markdown", "code"]
     code = exercise.cells[1]
     assert code.outputs == [] and code.execution_count is None and code.metadata == {"tags": ["keep"]}
-    assert "NotImplementedError" in code.source and set(exercise.metadata) == {"kernelspec", "language_info"}
+    assert "NotImplementedError" in code.source and exercise.metadata == NOTEBOOK_METADATA
     assert nb.cells[1].outputs and len(nb.cells) == 3  # the solution notebook itself is not changed
 
 
@@ -83,10 +84,11 @@ def test_setup_cell(path):
     nb = nbformat.read(path, as_version=4)
     first = next(c for c in nb.cells if c.cell_type == "code").source
     assert '"google.colab" in sys.modules' in first
-    assert f"git+{REPO_URL}" in first  # the same repository as pyproject.toml
+    assert f"git+https://github.com/{REPO}@{TAG}" in first  # the repository and release of pyproject.toml
     assert "-e" not in re.findall(r'"(-\w)"', first)  # non-editable on Colab
     assert not re.search(r"install[^\n]*\btorch", first)  # Colab's torch is used as it is
     assert "ganlib.setup(" in first
+    assert nb.metadata["accelerator"] == "GPU" and nb.metadata["colab"]["gpuType"]  # Colab opens it on a GPU
 
 
 def test_every_check_is_used_and_exists():
