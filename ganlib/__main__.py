@@ -205,9 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "confidence; for 2-D points also mode coverage.")
     e.add_argument("file", help="an .npz written by `sample`")
     e.add_argument("--data", required=True, help="the dataset the samples imitate, e.g. ring8 or digits")
-    e.add_argument("--features", choices=("classifier", "inception"), default="classifier",
-                   help="image features: the offline classifier of the dataset (default), or torchvision's "
-                        "Inception-v3 (downloaded once)")
+    e.add_argument("--features", choices=("classifier", "fid", "inception"), default="classifier",
+                   help="image features: the offline classifier of the dataset (default); fid: the Inception-v3 "
+                        "of the FID papers through torch-fidelity (pip install \"ganlib[fid]\"; weights "
+                        "downloaded once), comparable with papers at 50,000 samples; inception: torchvision's "
+                        "ImageNet Inception-v3 (downloaded once), not comparable with papers")
     e.add_argument("--k", type=int, default=3, help="neighbours for precision and recall (default 3)")
     e.set_defaults(func=cmd_evaluate)
 

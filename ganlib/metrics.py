@@ -7,10 +7,12 @@
   `precision_recall` (k-nearest-neighbour manifolds, Kynkaanniemi et al. 2019), `nearest_neighbour_distances`
   (does a generator copy its training set?); `feature_metrics` computes them together.
 - Features come from a `FeatureExtractor`: `ClassifierFeatures`, a small CNN classifier trained
-  deterministically in seconds on a labelled offline dataset (digits, shapes) and cached, or
-  `InceptionFeatures`, torchvision's ImageNet Inception-v3 (downloaded once; values on its scale are close to,
-  not equal to, published FIDs, which use the TensorFlow Inception port). Values on one extractor's features
-  are not comparable with another's.
+  deterministically in seconds on a labelled offline dataset (digits, shapes) and cached;
+  `FIDInceptionFeatures`, the 2015 TensorFlow Inception of the FID papers through torch-fidelity (the
+  optional extra ``ganlib[fid]``; weights downloaded once): with the papers' protocol, numbers comparable
+  with published FID/KID/precision-recall; or `InceptionFeatures`, torchvision's ImageNet Inception-v3
+  (downloaded once, no extra package; other weights and resize, so not comparable with papers). Values on
+  one extractor's features are not comparable with another's.
 - `classifier_metrics` / `ImageJudge.score`: the classifier's Fréchet distance to the real training images,
   the number of classes covered and the mean classifier confidence.
 - `shapes`: `ShapesJudge`, a classifier of the joint (shape, colour) class plus "no shape", which also reports
@@ -275,7 +277,7 @@ class ImageJudge:
         train = self.labelled(resolution, "train")
         if train.kind != "images" or train.labels is None:
             raise GanlibError(f"image metrics need a labelled image dataset; {data_name} is not one (for "
-                              f"unlabelled images use Inception features: --features inception).")
+                              f"unlabelled images use the FID Inception features: --features fid).")
         self.resolution, self.channels = resolution, train.channels
         self.num_classes = train.num_classes
         self.model = Classifier(train.channels, train.num_classes)
@@ -486,7 +488,15 @@ class FeatureExtractor:
     dim: int
 
     def __call__(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
-        return torch.cat([self.features(x) for x in images.split(batch)])
+        """Features [N, dim] of images [N, C, R, R], `batch` at a time, with a progress bar beyond one batch."""
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(images), desc="features", unit="img", leave=False, disable=len(images) <= batch) as bar:
+            out = []
+            for x in images.split(batch):
+                out.append(self.features(x))
+                bar.update(len(x))
+        return torch.cat(out)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -526,10 +536,10 @@ def _inception_state_dict() -> dict:
 
 
 class InceptionFeatures(FeatureExtractor):
-    """The 2048-d pool features of torchvision's ImageNet Inception-v3 (what FID uses). Images are resized
-    to 299x299 (bilinear) and grey images repeated to RGB. The weights are Google's Inception-v3 ported to
-    PyTorch, not the 2015 TensorFlow graph of the FID papers, so values are close to, not equal to,
-    published FIDs."""
+    """The 2048-d pool features of torchvision's ImageNet Inception-v3. Images are resized to 299x299 (torch's
+    bilinear) and grey images repeated to RGB. These are other weights than the 2015 TensorFlow graph of the
+    FID papers and another resize, so values are NOT comparable with papers' FIDs (use
+    `FIDInceptionFeatures` for that); it needs no extra package."""
 
     def __init__(self, device: torch.device | str | None = None):
         from torchvision.models import Inception3
@@ -544,7 +554,8 @@ class InceptionFeatures(FeatureExtractor):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.net = net.to(self.device).eval().requires_grad_(False)
         self.dim = 2048
-        self.name = "torchvision Inception-v3 (ImageNet), 2048-d pool features, bilinear resize to 299x299"
+        self.name = ("torchvision Inception-v3 (ImageNet), 2048-d pool features, bilinear resize to 299x299: not "
+                     "comparable with papers' FID (--features fid is)")
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -555,13 +566,72 @@ class InceptionFeatures(FeatureExtractor):
         return self.net(x).float().cpu()  # [N, 2048]
 
 
-FEATURES = ("classifier", "inception")
+FID_INSTALL = 'pip install "ganlib[fid]"'  # the optional extra that FIDInceptionFeatures needs (torch-fidelity)
+# The protocol of the papers' FID, KID and precision/recall (StyleGAN2-ADA's fid50k_full, kid50k_full, pr50k3_full)
+PAPER_SAMPLES = 50_000  # generated images, against every image of the training set
+
+
+def _fid_weights() -> Path:
+    """The FID papers' Inception weights (TensorFlow's 2015 graph, converted by torch-fidelity): from the torch
+    hub cache, else downloaded there once (95 MB)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(URL_INCEPTION_V3).name
+    if path.is_file():
+        return path
+    if not datasets.downloads_allowed():
+        raise GanlibError(f"the FID Inception weights are not in {path.parent} and downloads are off "
+                          f"(GANLIB_OFFLINE=1): run once with network, or download {URL_INCEPTION_V3} into "
+                          f"that folder.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), progress=False)  # via a temporary file
+    except Exception as e:  # no network, blocked host: one line, not a stack trace
+        reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+        raise GanlibError(f"could not download the FID Inception weights ({reason}): on a machine with network, "
+                          f"download {URL_INCEPTION_V3} into {path.parent}.") from None
+    return path
+
+
+class FIDInceptionFeatures(FeatureExtractor):
+    """The 2048-d pool features of the Inception-v3 that FID, KID and precision/recall in papers use: the 2015
+    TensorFlow graph of Heusel et al., through torch-fidelity, which reproduces it and TensorFlow 1.x's
+    bilinear resize to 299x299 (the same features as pytorch-fid and clean-fid's legacy mode). Needs the
+    optional extra (`FID_INSTALL`) and the weights (downloaded once). Numbers on these features are
+    comparable with published ones when computed with the papers' protocol (`PAPER_SAMPLES`)."""
+
+    def __init__(self, device: torch.device | str | None = None):
+        try:
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        except ImportError:
+            raise GanlibError(f"--features fid needs torch-fidelity: {FID_INSTALL} (or pip install "
+                              f"torch-fidelity), or use --features classifier.") from None
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                          feature_extractor_weights_path=str(_fid_weights()))
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.net = net.to(self.device).eval()
+        self.dim = 2048
+        self.name = ("the FID Inception-v3 (TensorFlow 2015 graph, torch-fidelity), 2048-d pool features, "
+                     "TensorFlow-style resize to 299x299")
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise GanlibError(f"FID features need images [N, 1 or 3, H, W], got {list(images.shape)}.")
+        x = datasets.to_uint8(images).expand(-1, 3, -1, -1).to(self.device)  # [N, 3, H, W] uint8, grey -> RGB
+        return self.net(x)[0].float().cpu()  # [N, 2048]
+
+
+FEATURES = ("classifier", "fid", "inception")
 
 
 def feature_extractor(name: str, data_name: str, resolution: int) -> FeatureExtractor:
-    """``classifier`` (offline, labelled datasets) or ``inception`` (torchvision's, downloaded once)."""
+    """``classifier`` (offline, labelled datasets), ``fid`` (the papers' Inception, through torch-fidelity) or
+    ``inception`` (torchvision's ImageNet Inception-v3: not comparable with papers)."""
     if name == "classifier":
         return ClassifierFeatures(data_name, resolution)
+    if name == "fid":
+        return FIDInceptionFeatures()
     if name == "inception":
         return InceptionFeatures()
     raise GanlibError(f"unknown features {name!r}: use one of {', '.join(FEATURES)}.")
@@ -685,7 +755,8 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
     cols = ["fd", "kid", "precision", "recall", "nn"]
     cols += [c for c in ("classes", "confidence", "label_accuracy", "shape_ok", "recognisable")
              if all(c in r for _, r in rows)]
-    header = (f"{data_name} at {res}x{res}, {len(x)} samples. Features: {extractor.name}. Reference: the "
+    header = (f"{data_name} at {res}x{res}, {len(x)} samples. Features: {extractor.name}. "
+              + _protocol_note(features, len(x)) + "Reference: the "
               f"{len(train)} training images. fd (Fréchet distance; grows as N shrinks, so compare rows of equal "
               f"N), kid (unbiased, mean±std over 100 subsets of min(1000, N)), precision and recall "
               f"(k={k} nearest-neighbour manifolds), nn dist (median pixel distance to the nearest training "
@@ -696,6 +767,22 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
                  "recognisable shape in a plausible colour (`ShapesJudge`)"
                  if isinstance(judge, ShapesJudge) else "") + ".")
     return _table(header, rows, cols)
+
+
+def _protocol_note(features: str, n: int) -> str:
+    """How the numbers of `evaluate_file` relate to papers' (for the Inception features)."""
+    if features == "inception":
+        return "These Inception features are not comparable with papers: use --features fid for that. "
+    if features != "fid":
+        return ""
+    note = (f"Papers' protocol (StyleGAN2-ADA's fid50k_full, kid50k_full, pr50k3_full): {PAPER_SAMPLES:,} "
+            f"generated images against every training image, KID over 100 subsets of 1000, precision/recall "
+            f"with k=3")
+    if n >= PAPER_SAMPLES:
+        return note + "; this file follows it. "
+    return (note + f"; this file has {n:,} samples, so its FD is higher than the paper protocol's (FD grows as N "
+            f"shrinks): write {PAPER_SAMPLES:,} with `python -m ganlib sample RUN --num {PAPER_SAMPLES}` for a "
+            f"number comparable with papers. ")
 
 
 def _evaluate_points(points: np.ndarray, data_name: str, k: int) -> str:

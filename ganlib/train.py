@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import distributed, layers, losses, models
+from . import distributed, layers, losses, models, viz
 from .errors import GanlibError, TrainingDiverged
 from .files import atomic_save, atomic_write_text
 
@@ -534,6 +534,7 @@ class Trainer:
                 atomic_write_text(json.dumps({"spec": self.spec, "config": state["config"],
                                               "data": self.data.name, "step": self.step}, indent=2),
                                   self.run_dir / "config.json")
+                viz.write_history(self.history, self.run_dir / viz.HISTORY_FILE)  # the curves, readable without torch
         self.last_checkpoint_step = self.step
         return Path(path)
 

@@ -1,5 +1,5 @@
-"""Pictures: image grids, 2-D sample and density plots, interpolation strips, and widgets that also work
-without a widget front-end (CI, static renders)."""
+"""Pictures: image grids, 2-D sample and density plots, interpolation strips, widgets that also work without a
+widget front-end (CI, static renders), and a run's training curves (`history.csv`, `plot_history`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .errors import GanlibError
+from .files import atomic_write_text
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> np.ndarray:
@@ -178,3 +181,65 @@ def interactive(fn: Callable, **sliders) -> None:
         c.observe(redraw, names="value")
     if live:
         display(widgets.VBox(list(live.values())))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The training history: history.csv in a run folder, and its plot
+
+HISTORY_FILE = "history.csv"  # in every run folder, beside checkpoint.pt: one row per logged step
+
+
+def write_history(history: list[dict], path: str | Path) -> None:
+    """Write a trainer's history (a list of {name: value} dicts, one per logged step) as CSV: one column per
+    name, in order of first appearance (step, kimg, seconds, the losses, then recorded metrics); a value an
+    entry does not have is left empty."""
+    import csv
+    import io
+
+    columns = list(dict.fromkeys(k for entry in history for k in entry))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(text.getvalue(), path)
+
+
+def read_history(run: str | Path | list[dict]) -> dict[str, np.ndarray]:
+    """A history as columns {name: float array [steps]} (NaN where a step has no value), from a run folder,
+    its history.csv, or a trainer's `history` list."""
+    import csv
+
+    if isinstance(run, (str, Path)):
+        path = Path(run) / HISTORY_FILE if Path(run).is_dir() else Path(run)
+        if not path.is_file():
+            raise GanlibError(f"no {HISTORY_FILE} in {str(path.parent)!r}: it is written with every checkpoint of "
+                              f"a run folder; train first, or pass the folder of a run.")
+        with open(path, newline="") as f:
+            run = list(csv.DictReader(f))
+    columns = list(dict.fromkeys(k for entry in run for k in entry))
+    return {c: np.array([float(e[c]) if e.get(c, "") != "" else np.nan for e in run]) for c in columns}
+
+
+def plot_history(run: str | Path | list[dict], metrics: tuple[str, ...] = ("fd",), axes=None):
+    """The training curves of a run (a run folder or a trainer's `history`), side by side: the losses of D and
+    G, D's mean logit on real and on generated images (``D(x)``, ``D(G(z))``), and each recorded quality
+    metric in `metrics` that the history has (e.g. ``fd``, recorded with `Trainer.record`). Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    h = read_history(run)
+    panels = [("loss", ["loss_d", "loss_g"]), ("D's mean logit", ["D(x)", "D(G(z))"])]
+    panels += [(m, [m]) for m in metrics if m in h and not np.isnan(h[m]).all()]
+    panels = [(label, [c for c in cols if c in h]) for label, cols in panels]
+    panels = [(label, cols) for label, cols in panels if cols]
+    if axes is None:
+        _, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.8), squeeze=False)
+        axes = axes[0]
+    for ax, (label, cols) in zip(axes, panels):
+        for c in cols:
+            has = ~np.isnan(h[c])
+            ax.plot(h["step"][has], h[c][has], marker="." if has.sum() < 30 else None, label=c)
+        ax.set(xlabel="step", ylabel=label)
+        if len(cols) > 1:
+            ax.legend(fontsize=8)
+    plt.tight_layout()
+    return axes

@@ -155,3 +155,22 @@ def test_help_for_every_command():
     for cmd in ([], ["train"], ["sample"], ["evaluate"], ["bench"], ["make-exercises"], ["grade"]):
         r = subprocess.run([sys.executable, "-m", "ganlib", *cmd, "--help"], capture_output=True, text=True)
         assert r.returncode == 0 and "usage: python -m ganlib" in r.stdout
+
+
+def test_evaluate_with_fid_features_offline_is_one_line_naming_the_weights(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached weights
+    np.savez(tmp_path / "s.npz", images=np.zeros((4, 16, 16, 1), np.uint8))
+    code, _, err = run(capsys, "evaluate", tmp_path / "s.npz", "--data", "digits", "--features", "fid")
+    assert code == 2 and "FID Inception weights are not in" in err and err.count("\n") == 1
+    assert "weights-inception-2015-12-05" in err  # the file to fetch
+
+
+def test_evaluate_states_the_papers_protocol_for_fid_features():
+    from ganlib import metrics
+
+    note = metrics._protocol_note("fid", 1000)
+    assert "50,000 generated images against every training image" in note and "KID over 100 subsets of 1000" in note
+    assert "this file has 1,000 samples" in note and "--num 50000" in note
+    assert "follows it" in metrics._protocol_note("fid", 50_000)
+    assert "not comparable with papers" in metrics._protocol_note("inception", 1000)
+    assert metrics._protocol_note("classifier", 1000) == ""

@@ -1,4 +1,6 @@
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,6 +227,79 @@ def test_inception_features_shapes_and_grey_images(monkeypatch):
     f = extractor(grey)
     assert f.shape == (2, 2048) and f.dtype == torch.float32
     assert torch.allclose(f, extractor(grey.repeat(1, 3, 1, 1)))  # grey is read as R = G = B
+    with pytest.raises(GanlibError, match="1 or 3"):
+        extractor(torch.zeros(2, 2, 16, 16))
+
+
+def _features(n: int, shift: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 48, generator=g, dtype=torch.float64) @ torch.randn(48, 48, generator=g,
+                                                                                dtype=torch.float64) / 7 + shift)
+
+
+def test_fd_kid_precision_recall_equal_torch_fidelity_on_the_same_features():
+    """ganlib's formulas against torch-fidelity's own functions (what `--features fid` relies on for being
+    comparable with papers), on the same random features: within 1e-6 relative."""
+    from torch_fidelity import metric_fid, metric_kid, metric_prc
+
+    real, fake = _features(400, 0.0, 1), _features(300, 0.3, 2)
+    theirs = metric_fid.fid_statistics_to_metric(metric_fid.fid_features_to_statistics(real),
+                                                 metric_fid.fid_features_to_statistics(fake), verbose=False)
+    assert metrics.frechet_distance(real, fake) == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
+    # the unbiased MMD^2 with the cubic kernel (torch-fidelity's needs sets of equal size)
+    assert metrics.mmd2_unbiased(real[:300], fake) == pytest.approx(
+        float(metric_kid.kernel_mmd(real[:300].numpy(), fake.numpy())), rel=1e-6)
+    # KID on subsets as large as the sets: every subset is the whole set, so the random draws cannot differ
+    kid_mean, _ = metrics.kid(real[:300], fake, subsets=3, subset_size=300)
+    theirs = metric_kid.kid_features_to_metric(real[:300], fake, kid_subsets=3, kid_subset_size=300, verbose=False)
+    assert kid_mean == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-6)
+    ours = metrics.precision_recall(real, fake, k=3)
+    theirs = metric_prc.prc_features_to_metric(fake, real, prc_neighborhood=3, verbose=False)  # generated first
+    assert 0 < ours["precision"] < 1 and 0 < ours["recall"] < 1
+    assert ours["precision"] == pytest.approx(theirs["precision"], rel=1e-6)
+    assert ours["recall"] == pytest.approx(theirs["recall"], rel=1e-6)
+
+
+def test_fid_features_offline_or_without_torch_fidelity_say_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
+    monkeypatch.setenv("GANLIB_OFFLINE", "1")
+    with pytest.raises(GanlibError, match=r"FID Inception weights are not in .*downloads are off.*download https://"):
+        metrics.feature_extractor("fid", "digits", 16)
+    monkeypatch.setenv("GANLIB_OFFLINE", "0")
+
+    def no_network(url, dst, **kw):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(GanlibError, match=r"could not download .*name resolution.*download https://\S+ into "):
+        metrics.feature_extractor("fid", "digits", 16)
+    monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", None)
+    with pytest.raises(GanlibError, match=r'needs torch-fidelity: pip install "ganlib\[fid\]"'):
+        metrics.feature_extractor("fid", "digits", 16)
+
+
+def test_fid_features_feed_the_papers_inception_uint8_rgb(monkeypatch, tmp_path):
+    """With stand-in weights in the hub cache (the real ones are a download): `--features fid` gives the
+    network's 2048-d features of the images as uint8 RGB, grey repeated to R = G = B."""
+    from torch_fidelity import feature_extractor_inceptionv3 as tfi
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("GANLIB_OFFLINE", "1")  # the cached file must be found, not downloaded
+    torch.manual_seed(0)
+    with monkeypatch.context() as m:  # build the network without its weights, to save random ones
+        m.setattr(tfi, "load_state_dict_from_url", lambda *a, **k: {})
+        m.setattr(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    cached = tmp_path / "hub" / "checkpoints" / Path(tfi.URL_INCEPTION_V3).name
+    cached.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), cached)
+    extractor = metrics.feature_extractor("fid", "digits", 16)
+    grey = torch.rand(2, 1, 16, 16) * 2 - 1
+    f = extractor(grey)
+    assert f.shape == (2, 2048) and f.dtype == torch.float32
+    assert torch.equal(f, extractor(grey.repeat(1, 3, 1, 1)))
+    direct = net.eval()(data.to_uint8(grey).repeat(1, 3, 1, 1))[0]
+    assert torch.allclose(f, direct, rtol=1e-5, atol=1e-6)
     with pytest.raises(GanlibError, match="1 or 3"):
         extractor(torch.zeros(2, 2, 16, 16))
 

@@ -1,7 +1,13 @@
 """Pictures: the widget cell's picture without a widget front-end, the training-history file and its plot."""
 
+import matplotlib.pyplot as plt
 import nbformat
+import numpy as np
+import pytest
 from nbclient import NotebookClient
+
+from ganlib import recipes, viz
+from ganlib.errors import GanlibError
 
 WIDGET_CELL = """
 import matplotlib.pyplot as plt
@@ -45,3 +51,25 @@ def test_interactive_draws_its_start_frame_as_an_ordinary_output_then_the_slider
     assert "alpha=1.0 kind=line" in "".join(o.get("text", "") for o in nb.cells[2].outputs)
     moved = [o["data"]["image/png"] for o in nb.cells[1].outputs if "image/png" in o.get("data", {})]
     assert len(moved) == 1 and moved[0] != start_png
+
+
+def test_every_run_folder_gets_its_history_as_csv_and_plot_history_draws_it(tmp_path):
+    t = recipes.make_trainer("gan", profile="smoke", run_dir=tmp_path, device="cpu", steps=30, log_every=10)
+    t.train(callback=lambda tr: tr.record(fd=100.0 / tr.step), every=15, progress=False)
+    rows = (tmp_path / viz.HISTORY_FILE).read_text().splitlines()
+    columns = rows[0].split(",")
+    assert columns[:3] == ["step", "kimg", "seconds"] and {"loss_d", "loss_g", "D(x)", "D(G(z))", "fd"} <= set(columns)
+    h = viz.read_history(tmp_path)
+    assert h["step"].tolist() == [e["step"] for e in t.history] == [10, 15, 20, 30]
+    for name in ("loss_d", "D(G(z))"):
+        logged = [e.get(name, np.nan) for e in t.history]
+        np.testing.assert_allclose(h[name], logged, rtol=1e-12)  # floats survive the text round trip
+    np.testing.assert_allclose(h["fd"], [np.nan, 100 / 15, np.nan, 100 / 30])  # only where it was recorded
+    assert viz.read_history(t.history).keys() == h.keys()
+    axes = viz.plot_history(tmp_path, metrics=("fd", "not recorded"))
+    assert [ax.get_ylabel() for ax in axes] == ["loss", "D's mean logit", "fd"]
+    assert [line.get_label() for line in axes[1].get_lines()] == ["D(x)", "D(G(z))"]
+    np.testing.assert_allclose(axes[2].get_lines()[0].get_ydata(), [100 / 15, 100 / 30])
+    plt.close("all")
+    with pytest.raises(GanlibError, match="no history.csv"):
+        viz.read_history(tmp_path / "elsewhere")
