@@ -101,7 +101,7 @@ def bench_dcgan_digits(quick: bool = False) -> str:
     preset = recipes.preset("dcgan", "cpu")
     steps = 30 if quick else preset["train"]["steps"]
     trainer = recipes.make_trainer("dcgan", profile="cpu", device="cpu", steps=steps)
-    trainer.train(progress=False)
+    trainer.train()
     wall = trainer.elapsed
     judge = metrics.judge_for("digits", trainer.data.resolution)
     test = datasets.load("digits", trainer.data.resolution, split="test")
@@ -161,7 +161,7 @@ def bench_ring8(quick: bool = False) -> str:
             t = recipes.make_trainer("gan", profile="cpu", device="cpu", steps=steps, seed=seed,
                                      preset_overrides={"D": dict(recipes.preset("gan", "cpu")["D"], pack=pack)})
             torch.manual_seed(seed)
-            t.train(progress=False)
+            t.train()
             x, _ = t.sample(2500, seed=100 + seed)
             m = metrics.mode_coverage(x, t.data.centres, t.data.std)
             results.append((m, t.elapsed))
@@ -285,7 +285,7 @@ def _biggan_run(steps: int, G: dict | None = None, D: dict | None = None, **trai
     t = recipes.make_trainer("biggan", profile="cpu", device="cpu", steps=steps,
                              preset_overrides={"G": {**p["G"], **(G or {})}, "D": {**p["D"], **(D or {})}}, **train)
     cpu = time.process_time()
-    t.train(progress=False)
+    t.train()
     return t, time.process_time() - cpu
 
 
@@ -539,7 +539,7 @@ def _pggan_run(profile: str, device: str, start_resolution: int | None, steps: i
         m = judge.score(x)
         curve.append((tr.elapsed, tr.images_seen, tr.resolution, m["shape_ok"], m["recognisable"]))
 
-    t.train(callback=measure, every=every, progress=False)
+    t.train(callback=measure, every=every)
     return t, curve
 
 
@@ -619,7 +619,7 @@ def bench_stylegan_mixing(quick: bool = False) -> str:
                                  style_mixing=mixing)
         if (run_dir / "checkpoint.pt").is_file():  # a stopped benchmark continues where it stopped
             t.load_checkpoint()
-        t.train(progress=False)
+        t.train()
         runs[name] = t
     res = next(iter(runs.values())).data.resolution
     judge = metrics.judge_for("shapes", res)
@@ -698,8 +698,13 @@ def main(names: list[str], out: str | Path = "docs/benchmarks.md", quick: bool =
     command = "python -m ganlib bench" + (" --quick" if quick else "")
     if threads() != THREADS:
         command = f"OMP_NUM_THREADS={threads()} {command}"
-    for name in names or list(BENCHMARKS):
+    from tqdm.auto import tqdm
+
+    names = names or list(BENCHMARKS)
+    bar = tqdm(names, desc="benchmarks", unit="section", disable=quick)  # the training runs show bars of their own
+    for name in bar:
         title, fn = BENCHMARKS[name]
+        bar.set_postfix_str(name)
         print(f"running {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         body = fn(quick)

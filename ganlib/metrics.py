@@ -235,6 +235,8 @@ def train_classifier(train: datasets.ImageData, seed: int = 0, device: torch.dev
     less brittle on generated images."""
     if train.labels is None:
         raise GanlibError(f"{train.name} has no labels, so no classifier can be trained on it.")
+    from tqdm.auto import tqdm
+
     epochs = int(min(30, max(2, images_seen // len(train))))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -242,7 +244,7 @@ def train_classifier(train: datasets.ImageData, seed: int = 0, device: torch.dev
         model = Classifier(train.channels, train.num_classes).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=2e-3)
         n = len(train)
-        for _ in range(epochs):
+        for _ in tqdm(range(epochs), desc=f"training a classifier on {train.name}", unit="epoch", leave=False):
             perm = torch.randperm(n, generator=g)
             for i in range(0, n, 64):
                 x, y = train.batch(perm[i: i + 64])
