@@ -140,11 +140,18 @@ def _control(widgets, name: str, spec, start):
 
 
 def _rich_outputs(fn: Callable, kwargs: dict) -> list:
-    """Run fn(**kwargs) and return what it displayed (its figures, through `plt.show()`), not shown yet."""
+    """Run fn(**kwargs) and return what it displayed (its figures, through `plt.show()`, and figures it left
+    open), not shown yet."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
     from IPython.utils.capture import capture_output
 
+    before = set(plt.get_fignums())
     with capture_output(stdout=False, stderr=False, display=True) as captured:
         fn(**kwargs)
+        for num in sorted(set(plt.get_fignums()) - before):  # drawn without plt.show()
+            display(plt.figure(num))
+            plt.close(num)
     return captured.outputs
 
 

@@ -20,6 +20,7 @@ def show(alpha, kind):
 
 viz.interactive(show, alpha=(0.0, 1.0, 0.25, 0.5), kind=["line", "dots"])
 """
+NO_SHOW = """viz.interactive(lambda beta: plt.plot([0, beta]), beta=(0.0, 1.0, 0.5))  # a figure left open"""
 MOVE_SLIDER = """
 import ipywidgets
 slider, = [w for w in ipywidgets.widgets.widget._instances.values() if isinstance(w, ipywidgets.FloatSlider)]
@@ -40,6 +41,8 @@ def test_interactive_draws_its_start_frame_as_an_ordinary_output_then_the_slider
         start_png = next(o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {}))
         nb.cells.append(nbformat.v4.new_code_cell(MOVE_SLIDER))
         client.execute_cell(nb.cells[2], 2)
+        nb.cells.append(nbformat.v4.new_code_cell(NO_SHOW))
+        client.execute_cell(nb.cells[3], 3)
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "alpha=0.5 kind=line" in text  # drawn once, at the start values
     images = [i for i, o in enumerate(outputs) if "image/png" in o.get("data", {})]
@@ -51,6 +54,9 @@ def test_interactive_draws_its_start_frame_as_an_ordinary_output_then_the_slider
     assert "alpha=1.0 kind=line" in "".join(o.get("text", "") for o in nb.cells[2].outputs)
     moved = [o["data"]["image/png"] for o in nb.cells[1].outputs if "image/png" in o.get("data", {})]
     assert len(moved) == 1 and moved[0] != start_png
+    # a function that leaves its figure open instead of calling plt.show(): still one picture, then the slider
+    kinds = [o["data"] for o in nb.cells[3].outputs if o.output_type == "display_data"]
+    assert ["image/png" in d for d in kinds] == [True, False] and "FloatSlider" in kinds[1]["text/plain"]
 
 
 def test_every_run_folder_gets_its_history_as_csv_and_plot_history_draws_it(tmp_path):
