@@ -124,7 +124,8 @@ def default_threads() -> int:
 
 
 def setup(seed: int = 0, threads: int | None = None, quiet: bool = False) -> Env:
-    """Seed everything, pick the device and profile, and print one line saying what was chosen.
+    """Seed everything, pick the device and profile, and print one line saying what was chosen (and, on a Colab
+    runtime without a GPU, a second line saying how to get one).
 
     Args:
         seed: seed for Python, NumPy and PyTorch.

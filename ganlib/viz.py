@@ -217,10 +217,10 @@ def read_history(run: str | Path | list[dict]) -> dict[str, np.ndarray]:
     import csv
 
     if isinstance(run, (str, Path)):
-        path = Path(run) / HISTORY_FILE if Path(run).is_dir() else Path(run)
+        path = Path(run) if Path(run).suffix == ".csv" else Path(run) / HISTORY_FILE
         if not path.is_file():
-            raise GanlibError(f"no {HISTORY_FILE} in {str(path.parent)!r}: it is written with every checkpoint of "
-                              f"a run folder; train first, or pass the folder of a run.")
+            raise GanlibError(f"no {path.name} in {str(path.parent)!r}: it is written with every checkpoint of a "
+                              f"run folder; train first, or pass the folder of a run.")
         with open(path, newline="") as f:
             run = list(csv.DictReader(f))
     columns = list(dict.fromkeys(k for entry in run for k in entry))
@@ -228,9 +228,15 @@ def read_history(run: str | Path | list[dict]) -> dict[str, np.ndarray]:
 
 
 def plot_history(run: str | Path | list[dict], metrics: tuple[str, ...] = ("fd",), axes=None):
-    """The training curves of a run (a run folder or a trainer's `history`), side by side: the losses of D and
-    G, D's mean logit on real and on generated images (``D(x)``, ``D(G(z))``), and each recorded quality
-    metric in `metrics` that the history has (e.g. ``fd``, recorded with `Trainer.record`). Returns the axes."""
+    """A run's training curves side by side: the losses of D and G, D's mean logit on real and on generated
+    images (``D(x)``, ``D(G(z))``), and each quality metric the run recorded (with `Trainer.record`).
+
+    Args:
+        run: a run folder (its history.csv), a history.csv file, or a trainer's `history` list.
+        metrics: the recorded metrics to draw, each in a panel of its own; those the history lacks are left out.
+        axes: matplotlib axes to draw into, one per panel (default: a new figure).
+    Returns the axes.
+    """
     import matplotlib.pyplot as plt
 
     h = read_history(run)

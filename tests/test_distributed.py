@@ -221,7 +221,8 @@ def test_command_line_under_torchrun_resumes_exactly(runs):
     for net in ("G", "D", "G_ema"):
         for key, value in straight[net].items():
             assert torch.equal(value, resumed[net][key]), (net, key)
-    assert sorted(p.name for p in (folder / "straight").iterdir()) == ["checkpoint.pt", "config.json", "samples"]
+    assert sorted(p.name for p in (folder / "straight").iterdir()) == ["checkpoint.pt", "config.json", "history.csv",
+                                                                        "samples"]
 
 
 def test_accumulate_on_the_command_line(tmp_path, capsys):

@@ -101,7 +101,7 @@ def test_checkpoint_is_atomic_and_complete(tmp_path):
     t = tiny_dcgan(tmp_path, steps=4, sample_every=2)
     t.train(progress=False)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["checkpoint.pt", "config.json", "samples"]  # no temporary files left behind
+    assert files == ["checkpoint.pt", "config.json", "history.csv", "samples"]  # no temporary files left behind
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step0000002.png", "step0000004.png"]
     state = load_checkpoint_file(tmp_path)
     assert state["step"] == 4 and state["spec"]["family"] == "dcgan" and len(state["history"]) >= 1

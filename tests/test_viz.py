@@ -77,5 +77,9 @@ def test_every_run_folder_gets_its_history_as_csv_and_plot_history_draws_it(tmp_
     assert [line.get_label() for line in axes[1].get_lines()] == ["D(x)", "D(G(z))"]
     np.testing.assert_allclose(axes[2].get_lines()[0].get_ydata(), [100 / 15, 100 / 30])
     plt.close("all")
-    with pytest.raises(GanlibError, match="no history.csv"):
+    assert viz.read_history(tmp_path / viz.HISTORY_FILE).keys() == h.keys()
+    resumed = recipes.make_trainer("gan", profile="smoke", run_dir=tmp_path, device="cpu", steps=40, log_every=10)
+    resumed.load_checkpoint().train(progress=False)  # the file keeps the steps before the resume
+    assert viz.read_history(tmp_path)["step"].tolist() == [10, 15, 20, 30, 40]
+    with pytest.raises(GanlibError, match="no history.csv in '.*elsewhere'"):
         viz.read_history(tmp_path / "elsewhere")
