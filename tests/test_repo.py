@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import ganlib
 from ganlib.__main__ import main
 from ganlib.errors import GanlibError
 from ganlib.repo import linked_files, links, project, set_repo
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_notebooks_and_pyproject_agree_on_repository_and_release():
     repo, tag = project(ROOT)
     version = next(line for line in (ROOT / "pyproject.toml").read_text().splitlines() if line.startswith("version"))
-    assert tag == "v" + version.split('"')[1]
+    assert tag == "v" + version.split('"')[1] == "v" + ganlib.__version__  # what setup() prints
     found = {path.relative_to(ROOT).as_posix(): links(path.read_text()) for path in linked_files(ROOT)}
     readme = found.pop("README.md")
     assert len(found) >= 18 and all(len(notebook) == 1 for notebook in found.values())  # one install per notebook
