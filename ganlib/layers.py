@@ -380,3 +380,28 @@ def orthogonal_regularization(module: nn.Module, beta: float = 1e-4) -> torch.Te
     if total is None:
         return torch.zeros((), device=next(module.parameters(), torch.zeros(())).device)
     return beta * total
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Class conditioning (conditional GANs)
+
+
+def one_hot_concat(x: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The conditional GAN's input (Mirza & Osindero 2014): x [N, F] with the one-hot label appended,
+    [N, F + num_classes]."""
+    assert x.ndim == 2 and labels.shape == x.shape[:1], (x.shape, labels.shape)
+    return torch.cat([x, F.one_hot(labels, num_classes).to(x.dtype)], dim=1)
+
+
+def projection_logits(h: torch.Tensor, labels: torch.Tensor, embed: nn.Embedding, linear: nn.Linear) -> torch.Tensor:
+    """The projection discriminator's output (Miyato & Koyama 2018): linear(h) + <embed(y), h>.
+
+    Args:
+        h: D's features after its trunk [N, F].
+        labels: class labels [N].
+        embed: the class embedding, K x F.
+        linear: the unconditional score, F -> 1.
+    Returns logits [N].
+    """
+    assert h.ndim == 2 and labels.shape == h.shape[:1], (h.shape, labels.shape)
+    return linear(h).squeeze(1) + (embed(labels) * h).sum(dim=1)  # [N]

@@ -17,12 +17,15 @@ from .pggan import CHECKS as _PGGAN
 from .pggan import check_fade_in, check_minibatch_stddev, check_pixel_norm
 from .stylegan import CHECKS as _STYLEGAN
 from .stylegan import check_adain, check_mapping_network, check_mix_styles, check_truncate_w
+from .wgan import CHECKS as _WGAN
+from .wgan import check_conditional_input, check_critic_loss, check_gradient_penalty, check_projection_logits
 
 # exercise name -> check, for every chapter; the grader looks exercises up here
-CHECKS = {**_GAN, **_PGGAN, **_STYLEGAN, **_EVALUATION, **_BIGGAN, **_APPLICATIONS}
+CHECKS = {**_GAN, **_WGAN, **_PGGAN, **_STYLEGAN, **_EVALUATION, **_BIGGAN, **_APPLICATIONS}
 
 __all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
            "check_discriminator_loss", "check_generator_loss", "check_train_step",
+           "check_gradient_penalty", "check_critic_loss", "check_conditional_input", "check_projection_logits",
            "check_fade_in", "check_minibatch_stddev", "check_pixel_norm",
            "check_adain", "check_mapping_network", "check_mix_styles", "check_truncate_w",
            "check_frechet_distance", "check_mmd2_unbiased", "check_precision_recall",
