@@ -383,6 +383,26 @@ def orthogonal_regularization(module: nn.Module, beta: float = 1e-4) -> torch.Te
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Spectral normalisation's estimate
+
+
+def power_iteration(weight: torch.Tensor, u: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the power iteration that spectral normalisation (Miyato et al. 2018) runs at every training
+    forward pass, as `torch.nn.utils.parametrizations.spectral_norm` does:
+    v = W^T u / ||W^T u||, u' = W v / ||W v||, sigma = u'^T W v.
+
+    Args:
+        weight: W as a matrix [out, in] (a conv weight flattened to [out, in * k * k]).
+        u: the previous step's left singular vector estimate [out].
+    Returns (sigma, u'): the estimate of W's largest singular value (a scalar) and the new u' [out].
+    """
+    assert weight.ndim == 2 and u.shape == weight.shape[:1], (weight.shape, u.shape)
+    v = F.normalize(weight.T @ u, dim=0, eps=eps)  # [in]
+    u = F.normalize(weight @ v, dim=0, eps=eps)  # [out]
+    return u @ weight @ v, u
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Class conditioning (conditional GANs)
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
-from ganlib import checks
+from ganlib import checks, layers
 from ganlib.models import stylegan as sg
 
 # ----------------------------------------------------------------------------------------------------------
@@ -144,3 +144,31 @@ def test_truncate_w_correct_answer_passes():
 ])
 def test_truncate_w_mistakes(expected, fn):
     assert expected in message(checks.check_truncate_w(fn))
+
+
+def _modconv(axes=(2, 3, 4), modulate=True, demodulate_with_styles=True, skip_demod=False):
+    """A student's modulated convolution, by grouped convolution (an independent way to compute it)."""
+
+    def fn(x, weight, styles, demodulate=True):
+        n, i, h, w = x.shape
+        o, k = weight.shape[0], weight.shape[-1]
+        ws = weight[None] * (styles[:, None, :, None, None] if modulate else torch.ones(n, 1, i, 1, 1))  # [N, O, I, k, k]
+        if demodulate and not skip_demod:
+            base = ws if demodulate_with_styles else weight[None].expand_as(ws)
+            ws = ws / (base.square().sum(dim=axes, keepdim=True) + 1e-8).sqrt()
+        out = F.conv2d(x.reshape(1, n * i, h, w), ws.reshape(n * o, i, k, k), padding=k // 2, groups=n)
+        return out.reshape(n, o, h, w)
+
+    return fn
+
+
+def test_modulated_conv2d_reference_and_mistakes():
+    assert checks.check_modulated_conv2d(layers.modulated_conv2d).passed
+    assert checks.check_modulated_conv2d(_modconv()).passed  # grouped convolution: another correct way
+    for fn, words in [(_modconv(skip_demod=True), "not demodulated"), (_modconv(axes=(1, 3, 4)), "wrong axis"),
+                      (_modconv(axes=(1, 2, 3, 4)), "whole per-sample weight"),
+                      (_modconv(demodulate_with_styles=False), "unstyled weight"),
+                      (_modconv(modulate=False, demodulate_with_styles=False), "styles are not used")]:
+        assert words in message(checks.check_modulated_conv2d(fn)), words
+    always = lambda x, weight, styles, demodulate=True: _modconv()(x, weight, styles, True)
+    assert "demodulate=False" in message(checks.check_modulated_conv2d(always))

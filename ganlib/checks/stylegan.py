@@ -252,10 +252,63 @@ def check_truncate_w(fn: Callable) -> CheckResult:
     return run_check("truncate_w", body)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Modulated convolution with demodulation (StyleGAN2)
+
+
+def check_modulated_conv2d(fn: Callable) -> CheckResult:
+    """fn(x [N, I, H, W], weight [O, I, k, k], styles [N, I], demodulate=True) -> [N, O, H, W]: each sample
+    convolved (padding k // 2) with its own weights s_i * w_oik, each output channel then divided by
+    sqrt(sum_ik (s_i w_oik)^2 + 1e-8) when demodulating."""
+
+    def body():
+        g = torch.Generator().manual_seed(0)
+        for n, i, o, k, demodulate in [(3, 4, 5, 3, True), (2, 3, 2, 1, True), (2, 4, 3, 3, False)]:
+            x, weight = torch.randn(n, i, 6, 6, generator=g), torch.randn(o, i, k, k, generator=g)
+            styles = torch.rand(n, i, generator=g) * 2 + 0.2
+            out = _tensor(fn(x.clone(), weight.clone(), styles.clone(), demodulate), "modulated_conv2d",
+                          (n, o, 6, 6))
+            ref = layers.modulated_conv2d(x, weight, styles, demodulate)
+            if close(out, ref):
+                continue
+            w = weight[None] * styles[:, None, :, None, None]  # [N, O, I, k, k]
+            conv = lambda ws: torch.stack([F.conv2d(x[j: j + 1], ws[j], padding=k // 2)[0] for j in range(n)])
+            modulated = conv(w)
+            per_input = conv(w * torch.rsqrt(w.square().sum(dim=(1, 3, 4), keepdim=True) + 1e-8))
+            whole = conv(w * torch.rsqrt(w.square().sum(dim=(1, 2, 3, 4), keepdim=True) + 1e-8))
+            unit = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3), keepdim=True) + 1e-8)  # [O, I, k, k]
+            shared = conv(w * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8)[None, :, None, None, None])
+            unstyled = [F.conv2d(x, unit, padding=k // 2), F.conv2d(x, weight, padding=k // 2)]
+            known = [
+                (modulated, "the weights are modulated but not demodulated: divide each output channel's weights "
+                            "by sqrt(sum over inputs and kernel of (s_i w_oik)^2 + 1e-8)."),
+                (per_input, "the demodulation sums over the wrong axis: each OUTPUT channel o is normalised over "
+                            "its inputs i and kernel positions k, not each input channel over the outputs."),
+                (whole, "the norm is taken over the whole per-sample weight: demodulate each output channel "
+                        "separately, so that each keeps unit variance."),
+                (shared, "the demodulation uses the unstyled weight: compute the norm of the *modulated* weights "
+                         "s_i * w_oik, so that the style's scale is taken out again."),
+            ] + [(value, "the styles are not used: scale each input channel i of the weight by the sample's style "
+                         "s_i.") for value in unstyled]
+            if demodulate:
+                for value, message in known:
+                    if close(out, value):
+                        raise Mistake(message)
+            elif close(out, layers.modulated_conv2d(x, weight, styles, True)):
+                raise Mistake("with demodulate=False the weights are only modulated, not divided by their norm.")
+            raise Mistake(f"the result differs from the per-sample convolution with the modulated"
+                          f"{' and demodulated' if demodulate else ''} weights (largest difference "
+                          f"{float((out - ref).abs().max()):.3g}).")
+        return "per-sample modulated weights, demodulated per output channel, with and without demodulation."
+
+    return run_check("modulated_conv2d", body)
+
+
 # exercise name -> check
 CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "adain": check_adain,
     "mapping_network": check_mapping_network,
     "mix_styles": check_mix_styles,
     "truncate_w": check_truncate_w,
+    "modulated_conv2d": check_modulated_conv2d,
 }

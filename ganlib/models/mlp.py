@@ -29,6 +29,13 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
     return nn.Sequential(*modules)
 
 
+def pack(x: torch.Tensor, m: int) -> torch.Tensor:
+    """PacGAN's packing: points [N, D] -> [N/m, m*D], each row m consecutive samples side by side."""
+    n = x.shape[0]
+    assert x.ndim == 2 and n % m == 0, f"batch size {n} is not a multiple of the packing degree {m}"
+    return x.reshape(n // m, m * x.shape[1])
+
+
 def _check_labels(labels: torch.Tensor | None, n: int, num_classes: int, who: str) -> None:
     if num_classes and (labels is None or labels.shape != (n,)):
         raise ValueError(f"the conditional {who} needs labels [N] = [{n}] beside its input")
@@ -89,11 +96,9 @@ class MLPDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         assert x.ndim == 2 and x.shape[1] == self.in_dim, f"x must be [N, {self.in_dim}], got {list(x.shape)}"
-        assert n % self.pack == 0, f"batch size {n} is not a multiple of the packing degree {self.pack}"
         _check_labels(labels, n, self.num_classes, "discriminator")
         if self.num_classes and self.conditioning == "projection":
             return layers.projection_logits(self.net(x), labels, self.embed, self.linear)  # [N]
         if self.num_classes:
             x = layers.one_hot_concat(x, labels, self.num_classes)  # [N, in_dim + K]
-        packed = x.reshape(n // self.pack, -1)  # [N/m, m*in_dim]: m samples per row
-        return self.net(packed).squeeze(1)  # [N/m]
+        return self.net(pack(x, self.pack)).squeeze(1)  # [N/m]
