@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from ..errors import GanlibError, check_images, check_resolution
 from .. import layers
+from ..errors import GanlibError, check_images, check_resolution
 from ..layers import ConditionalBatchNorm2d, SelfAttention
 
 SN_EPS = 1e-6  # spectral-norm epsilon of the BigGAN-PyTorch launch scripts

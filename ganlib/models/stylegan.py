@@ -118,6 +118,23 @@ def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, crossover: int) -> torch.
     return torch.cat([ws_a[:, :crossover], ws_b[:, crossover:]], dim=1)
 
 
+def mixing_regularisation(G: Generator, z: torch.Tensor, probability: float,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Style-mixing regularisation (StyleGAN section 3.1) for one training batch: ws [N, num_ws, w_dim] for
+    z [N, z_dim]. With `probability` (StyleGAN: 0.9) the layers from a crossover drawn uniformly from
+    [1, num_ws) read the w of a second latent: one crossover for the whole batch, as in the authors' code; the
+    second mapping does not move w_avg. It is a change of G's *inputs* during training, not a loss term.
+
+    Draws from `generator`, in this order: u ~ U(0, 1) (only when probability > 0), the crossover, z2.
+    """
+    ws = broadcast(G.mapping(z), G.num_ws)  # [N, num_ws, w_dim]
+    if probability > 0 and float(torch.rand((), generator=generator)) < probability:
+        crossover = int(torch.randint(1, G.num_ws, (), generator=generator))
+        z2 = torch.randn(z.shape, generator=generator).to(z.device)
+        ws = mix_styles(ws, broadcast(G.mapping(z2, update_w_avg=False), G.num_ws), crossover)
+    return ws
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Synthesis
 
