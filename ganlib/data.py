@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ class PointData:
     centres: torch.Tensor  # [K, 2] float32
     std: float
     kind: str = "points"
-    labels: None = None
+    labels: torch.Tensor | None = None  # [N] int64 class labels, or None (see `labelled`)
     num_classes: int = 0
 
     def __len__(self) -> int:
@@ -57,8 +57,12 @@ class PointData:
     def shape(self) -> tuple[int, ...]:
         return (2,)
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return self.points[idx], None
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.points[idx], (self.labels[idx] if self.labels is not None else None)
+
+    def labelled(self) -> PointData:
+        """The same points with each one's mode as its class label, for class-conditional toy GANs."""
+        return replace(self, labels=self.modes, num_classes=len(self.centres))
 
 
 @dataclass

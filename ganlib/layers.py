@@ -380,3 +380,48 @@ def orthogonal_regularization(module: nn.Module, beta: float = 1e-4) -> torch.Te
     if total is None:
         return torch.zeros((), device=next(module.parameters(), torch.zeros(())).device)
     return beta * total
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Spectral normalisation's estimate
+
+
+def power_iteration(weight: torch.Tensor, u: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the power iteration that spectral normalisation (Miyato et al. 2018) runs at every training
+    forward pass, as `torch.nn.utils.parametrizations.spectral_norm` does:
+    v = W^T u / ||W^T u||, u' = W v / ||W v||, sigma = u'^T W v.
+
+    Args:
+        weight: W as a matrix [out, in] (a conv weight flattened to [out, in * k * k]).
+        u: the previous step's left singular vector estimate [out].
+    Returns (sigma, u'): the estimate of W's largest singular value (a scalar) and the new u' [out].
+    """
+    assert weight.ndim == 2 and u.shape == weight.shape[:1], (weight.shape, u.shape)
+    v = F.normalize(weight.T @ u, dim=0, eps=eps)  # [in]
+    u = F.normalize(weight @ v, dim=0, eps=eps)  # [out]
+    return u @ weight @ v, u
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Class conditioning (conditional GANs)
+
+
+def one_hot_concat(x: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The conditional GAN's input (Mirza & Osindero 2014): x [N, F] with the one-hot label appended,
+    [N, F + num_classes]."""
+    assert x.ndim == 2 and labels.shape == x.shape[:1], (x.shape, labels.shape)
+    return torch.cat([x, F.one_hot(labels, num_classes).to(x.dtype)], dim=1)
+
+
+def projection_logits(h: torch.Tensor, labels: torch.Tensor, embed: nn.Embedding, linear: nn.Linear) -> torch.Tensor:
+    """The projection discriminator's output (Miyato & Koyama 2018): linear(h) + <embed(y), h>.
+
+    Args:
+        h: D's features after its trunk [N, F].
+        labels: class labels [N].
+        embed: the class embedding, K x F.
+        linear: the unconditional score, F -> 1.
+    Returns logits [N].
+    """
+    assert h.ndim == 2 and labels.shape == h.shape[:1], (h.shape, labels.shape)
+    return linear(h).squeeze(1) + (embed(labels) * h).sum(dim=1)  # [N]

@@ -4,7 +4,8 @@ follows it.
 `GrowthSchedule` is the authors' `TrainingSchedule`, counted in images shown to D: starting at
 `start_resolution`, each resolution is trained *stable* for `stable_kimg` thousand images, then the next one
 is *faded in* over `fade_kimg` thousand images (alpha rising linearly from 0 to 1), until `final_resolution`
-is reached, which then trains until the end. The paper uses 600 + 600 kimg (800 + 800 in its first version).
+is reached, which then trains until the end. The paper's setting is 800k + 800k images per
+phase; the authors' released code defaults to 600 + 600 kimg.
 
 `ProgressiveTrainer` is the shared `Trainer` with four of its hooks filled in: before each step it reads the
 resolution and alpha from the schedule (and, when the stage changes, resets both Adam optimisers, as the

@@ -104,3 +104,17 @@ def test_strict_mode_raises(monkeypatch):
     with pytest.raises(checks.CheckFailed, match="wrong sign"):
         checks.check_generator_loss(lambda f: -losses.g_loss_nonsaturating(f))
     assert checks.check_generator_loss(losses.g_loss_nonsaturating).passed
+
+
+def test_pack_samples_reference_and_mistakes():
+    from ganlib.models import mlp
+
+    assert checks.check_pack_samples(mlp.pack).passed
+    assert checks.check_pack_samples(lambda x, m: torch.cat([x[i::m] for i in range(m)], dim=1)).passed  # another way
+    for fn, words in [
+        (lambda x, m: torch.cat(x.chunk(m), dim=1), "samples N/m apart"),
+        (lambda x, m: x.reshape(-1, m, x.shape[1]).transpose(1, 2).reshape(x.shape[0] // m, -1), "interleaved"),
+        (lambda x, m: x.repeat(1, m), "one row per sample"),
+        (lambda x, m: x.reshape(m, -1), "should be"),
+    ]:
+        assert words in message(checks.check_pack_samples(fn)), words

@@ -112,3 +112,38 @@ def test_truncated_z_mistakes():
     }
     for expected, fn in cases.items():
         assert expected in message(checks.check_truncated_z(fn)), expected
+
+
+def _power(sigma_from="new", normalise_u=True):
+    def fn(w, u):
+        v = w.T @ u
+        v = v / v.norm()
+        wv = w @ v
+        u_new = wv / wv.norm() if normalise_u else wv
+        sigma = {"new": (wv / wv.norm()) @ wv, "old": u @ wv, "svd": torch.linalg.svdvals(w)[0],
+                 "frobenius": w.norm(), "entry": w.abs().max()}[sigma_from]
+        return sigma, u_new
+
+    return fn
+
+
+def test_power_iteration_reference_and_mistakes():
+    assert checks.check_power_iteration(layers.power_iteration).passed
+    assert checks.check_power_iteration(_power()).passed  # written another way
+    for fn, words in [(_power("old"), "uses the old u"), (_power("svd"), "exact sigma from an SVD"),
+                      (_power("frobenius"), "Frobenius"), (_power("entry"), "weight clipping"),
+                      (_power(normalise_u=False), "not a unit vector"),
+                      (lambda w, u: (torch.tensor(1.0), w.T @ u), "output size")]:
+        assert words in message(checks.check_power_iteration(fn)), words
+
+
+def test_power_iteration_is_what_torch_spectral_norm_does():
+    """ganlib's reference step and torch's spectral_norm agree: same u after one training forward, same sigma."""
+    torch.manual_seed(0)
+    linear = torch.nn.utils.parametrizations.spectral_norm(torch.nn.Linear(7, 5))
+    sn = linear.parametrizations.weight[0]
+    u0, w = sn._u.clone(), linear.parametrizations.weight.original.detach()
+    linear(torch.randn(2, 7))  # one training-mode forward: one power iteration
+    sigma, u1 = layers.power_iteration(w, u0)
+    torch.testing.assert_close(sn._u, u1)
+    torch.testing.assert_close(linear.weight.detach(), w / sigma)

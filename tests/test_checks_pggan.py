@@ -2,7 +2,7 @@
 
 import torch
 import torch.nn.functional as F
-from check_helpers import lenient  # noqa: F401  (an autouse fixture: failures are results here)
+from check_helpers import lenient, message  # noqa: F401  (an autouse fixture: failures are results here)
 
 from ganlib import checks, layers
 from ganlib.models import pggan
@@ -103,3 +103,44 @@ def test_pixel_norm_reference_and_variants():
 def test_registered_for_the_grader():
     for name in ("fade_in", "minibatch_stddev", "pixel_norm"):
         assert name in checks.CHECKS
+
+
+def test_fade_reals_reference_and_mistakes():
+    down_up = lambda x: F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="nearest")
+    assert checks.check_fade_reals(pggan.fade_reals).passed
+    assert checks.check_fade_reals(lambda x, a: a * x + (1 - a) * down_up(x)).passed  # another correct way
+    for fn, words in [
+        (lambda x, a: a * down_up(x) + (1 - a) * x, "wrong way"),
+        (lambda x, a: (1 - a) * F.interpolate(x[:, :, ::2, ::2], scale_factor=2) + a * x, "dropping pixels"),
+        (lambda x, a: (1 - a) * F.avg_pool2d(x, 2) + a * F.avg_pool2d(x, 2), "half the resolution"),
+        (lambda x, a: down_up(x), "alpha is ignored"),
+    ]:
+        assert words in message(checks.check_fade_reals(fn)), words
+
+
+def _stage(images, final, start, stable, fade, order="stable-fade", report="new", cap=True):
+    """A student's schedule, written independently: (resolution, alpha) after `images` images."""
+    phase = (stable + fade) * 1000
+    done, into = int(images // phase), images % phase
+    stable_part, fade_part = (stable * 1000, fade * 1000) if order == "stable-fade" else (fade * 1000, stable * 1000)
+    resolution = start * 2**done
+    if cap and resolution >= final:
+        return final, 1.0
+    first_is_fade = order == "fade-stable"
+    fading = (into < stable_part) if first_is_fade else (into >= stable_part)
+    if not fading:
+        return resolution, 1.0
+    alpha = (into if first_is_fade else into - stable_part) / (fade * 1000)
+    return (resolution, 1.0) if report == "old" else (resolution * 2, alpha)
+
+
+def test_growth_stage_reference_and_mistakes():
+    from ganlib.progressive import GrowthSchedule
+
+    assert checks.check_growth_stage(lambda i, f, s, st, fa: GrowthSchedule(f, s, st, fa).at(i)).passed
+    assert checks.check_growth_stage(_stage).passed  # written another way
+    for kw, words in [(dict(order="fade-stable"), "fades in first"), (dict(report="old"), "NEW resolution"),
+                      (dict(cap=False), "past final_resolution")]:
+        fn = lambda *args, kw=kw: _stage(*args, **kw)
+        assert words in message(checks.check_growth_stage(fn)), words
+    assert "should return a pair" in message(checks.check_growth_stage(lambda *args: 8))

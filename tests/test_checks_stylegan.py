@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
-from ganlib import checks
+from ganlib import checks, layers, recipes
 from ganlib.models import stylegan as sg
 
 # ----------------------------------------------------------------------------------------------------------
@@ -144,3 +144,79 @@ def test_truncate_w_correct_answer_passes():
 ])
 def test_truncate_w_mistakes(expected, fn):
     assert expected in message(checks.check_truncate_w(fn))
+
+
+def _modconv(axes=(2, 3, 4), modulate=True, demodulate_with_styles=True, skip_demod=False):
+    """A student's modulated convolution, by grouped convolution (an independent way to compute it)."""
+
+    def fn(x, weight, styles, demodulate=True):
+        n, i, h, w = x.shape
+        o, k = weight.shape[0], weight.shape[-1]
+        scale = styles if modulate else torch.ones(n, i)
+        ws = weight[None] * scale[:, None, :, None, None]  # [N, O, I, k, k]
+        if demodulate and not skip_demod:
+            base = ws if demodulate_with_styles else weight[None].expand_as(ws)
+            ws = ws / (base.square().sum(dim=axes, keepdim=True) + 1e-8).sqrt()
+        out = F.conv2d(x.reshape(1, n * i, h, w), ws.reshape(n * o, i, k, k), padding=k // 2, groups=n)
+        return out.reshape(n, o, h, w)
+
+    return fn
+
+
+def test_modulated_conv2d_reference_and_mistakes():
+    assert checks.check_modulated_conv2d(layers.modulated_conv2d).passed
+    assert checks.check_modulated_conv2d(_modconv()).passed  # grouped convolution: another correct way
+    for fn, words in [(_modconv(skip_demod=True), "not demodulated"), (_modconv(axes=(1, 3, 4)), "wrong axis"),
+                      (_modconv(axes=(1, 2, 3, 4)), "whole per-sample weight"),
+                      (_modconv(demodulate_with_styles=False), "unstyled weight"),
+                      (_modconv(modulate=False, demodulate_with_styles=False), "styles are not used")]:
+        assert words in message(checks.check_modulated_conv2d(fn)), words
+    always = lambda x, weight, styles, demodulate=True: _modconv()(x, weight, styles, True)
+    assert "demodulate=False" in message(checks.check_modulated_conv2d(always))
+
+
+def _mixing(low=1, high_extra=0, per_sample=False, track_second=False, when="below", order="u-crossover-z2"):
+    """A student's style-mixing step, written independently of the check's variants."""
+
+    def fn(G, z, probability, generator):
+        w = G.mapping(z)
+        ws = w[:, None].repeat(1, G.num_ws, 1)
+        if probability <= 0:
+            return ws
+        u = torch.rand((), generator=generator).item()
+        if (u < probability) if when == "below" else (u > probability) if when == "above" else True:
+            if order == "u-crossover-z2":
+                cut = torch.randint(low, G.num_ws + high_extra, (len(z),) if per_sample else (), generator=generator)
+                z2 = torch.randn(z.shape, generator=generator)
+            else:
+                z2 = torch.randn(z.shape, generator=generator)
+                cut = torch.randint(low, G.num_ws + high_extra, (), generator=generator)
+            w2 = G.mapping(z2, update_w_avg=track_second)
+            layers_after = torch.arange(G.num_ws)[None, :] >= cut.reshape(-1, 1)  # [N or 1, num_ws]
+            ws = torch.where(layers_after[..., None], w2[:, None], ws)
+        return ws
+
+    return fn
+
+
+def test_mixing_regularisation_reference_and_mistakes():
+    assert checks.check_mixing_regularisation(sg.mixing_regularisation).passed
+    assert checks.check_mixing_regularisation(_mixing()).passed  # written another way
+    for fn, words in [(_mixing(low=0), "[0, num_ws)"), (_mixing(high_extra=1), "[1, num_ws]"),
+                      (_mixing(per_sample=True), "its own crossover"), (_mixing(track_second=True), "moved G.w_avg"),
+                      (_mixing(when="above"), "u > probability"), (_mixing(when="always"), "every batch is mixed"),
+                      (_mixing(order="z2-first"), "in this order")]:
+        assert words in message(checks.check_mixing_regularisation(fn)), words
+
+
+def test_trainer_mixes_styles_with_the_library_function():
+    """StyleGANTrainer.styles is models.stylegan.mixing_regularisation on the trainer's generator: same ws,
+    same draws (so resuming a run reproduces its crossovers)."""
+    import copy
+
+    trainer = recipes.make_trainer("stylegan", profile="smoke")
+    z = torch.randn(4, trainer.G.z_dim)
+    G_copy, rng_copy = copy.deepcopy(trainer.G), copy.deepcopy(trainer.rng)
+    expected = sg.mixing_regularisation(G_copy, z, trainer.cfg.style_mixing, rng_copy)
+    torch.testing.assert_close(trainer.styles(trainer.G, z), expected)
+    assert trainer.cfg.style_mixing == 0.9

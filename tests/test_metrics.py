@@ -142,6 +142,23 @@ def test_kid_is_unbiased_and_sees_a_shift():
         metrics.kid(real, shifted, subsets=5, subset_size=100, seed=3)
 
 
+def test_inception_score_bounds_and_direct_formula():
+    k = 10
+    uniform = torch.full((100, k), 1.0 / k)
+    assert metrics.inception_score(uniform)[0] == pytest.approx(1.0)  # no sample is confident
+    confident = torch.eye(k).repeat(10, 1)  # [100, 10]: one-hot, every class equally often in every split
+    assert metrics.inception_score(confident) == pytest.approx((k, 0.0))
+    assert metrics.inception_score(torch.eye(k)[[3] * 100])[0] == pytest.approx(1.0)  # confident, one class only
+    g = torch.Generator().manual_seed(0)
+    probs = torch.randn(60, 4, generator=g).mul(2).softmax(dim=1).double()
+    direct = []
+    for part in probs.split(20):
+        marginal = part.mean(0)
+        direct.append(math.exp(sum(float((q * (q / marginal).log()).sum()) for q in part) / len(part)))
+    mean, std = metrics.inception_score(probs, splits=3)
+    assert mean == pytest.approx(np.mean(direct), rel=1e-9) and std == pytest.approx(np.std(direct), rel=1e-9)
+
+
 def test_knn_radii_and_manifold_membership_match_brute_force():
     g = torch.Generator().manual_seed(4)
     real, fake = torch.randn(30, 3, generator=g), torch.randn(25, 3, generator=g) * 1.5

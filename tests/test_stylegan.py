@@ -158,6 +158,24 @@ def test_truncation_psi_zero_with_const_noise_gives_one_image(style):
     assert (varied - varied[:1]).abs().amax(dim=(1, 2, 3))[1:].min() > 1e-3
 
 
+def test_adain_generator_styles_the_constant_before_its_first_conv():
+    """StyleGAN (not StyleGAN2): the learned constant gets noise, bias, lrelu and AdaIN before the 4x4 conv, so
+    what that conv sees has, per sample and channel, the mean and std of the style computed from ws[:, 0]."""
+    G = tiny_G("adain")
+    block = G.synthesis.blocks[0]
+    with torch.no_grad():
+        block.const.normal_()  # a constant with spatial structure (ones would have no std to normalise)
+    seen = {}
+    block.conv1.register_forward_pre_hook(lambda module, args: seen.update(x=args[0]))
+    ws = torch.randn(3, G.num_ws, G.w_dim)
+    G.synthesis(ws, noise_mode="none")
+    scale, bias = block.const_adain.affine(ws[:, 0]).chunk(2, dim=1)  # [3, C] each
+    x = seen["x"]  # [3, C, 4, 4]
+    torch.testing.assert_close(x.mean(dim=(2, 3)), bias, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(x.std(dim=(2, 3), unbiased=False), scale.abs(), atol=1e-4, rtol=1e-4)
+    assert not hasattr(tiny_G("modulated").synthesis.blocks[0], "const_adain")  # StyleGAN2: straight to the conv
+
+
 def test_scaling_z_does_not_change_w():
     G = tiny_G().eval()
     z = torch.randn(4, 8)

@@ -284,9 +284,61 @@ def check_truncated_z(fn: Callable) -> CheckResult:
     return run_check("truncated_z", body)
 
 
+def check_power_iteration(fn: Callable) -> CheckResult:
+    """fn(weight [out, in], u [out]) -> (sigma, u_new): one power-iteration step of spectral normalisation,
+    v = W^T u / ||W^T u||, u_new = W v / ||W v||, sigma = u_new^T W v."""
+
+    def body():
+        g = torch.Generator().manual_seed(0)
+        for out_dim, in_dim in [(5, 7), (8, 3)]:
+            w, u = torch.randn(out_dim, in_dim, generator=g), F.normalize(torch.randn(out_dim, generator=g), dim=0)
+            out = fn(w.clone(), u.clone())
+            if not (isinstance(out, tuple | list) and len(out) == 2):
+                raise Mistake(f"power_iteration should return a pair (sigma, u_new), got {type(out).__name__}.")
+            sigma, u_new = out
+            sigma = as_scalar(torch.as_tensor(sigma), "power_iteration's sigma")
+            if not isinstance(u_new, torch.Tensor) or tuple(u_new.shape) != (out_dim,):
+                raise Mistake(f"u_new should be a vector of W's output size [{out_dim}], got "
+                              f"{getattr(u_new, 'shape', type(u_new).__name__)}.")
+            ref_sigma, ref_u = layers.power_iteration(w, u)
+            if not close(u_new, ref_u):
+                if close(F.normalize(u_new, dim=0), ref_u):
+                    raise Mistake("u_new points the right way but is not a unit vector: divide W v by its norm.")
+                raise Mistake("u_new should be W v / ||W v|| with v = W^T u / ||W^T u||: first v from u, then the "
+                              "new u from v.")
+            if close(sigma, ref_sigma):
+                continue
+            v = F.normalize(w.T @ u, dim=0)
+            known = [
+                (u @ w @ v, "sigma uses the old u: compute it with the new one, u_new^T W v."),
+                (torch.linalg.matrix_norm(w, 2), "that is the exact sigma from an SVD: spectral normalisation "
+                                                 "estimates it with one cheap power iteration per training step "
+                                                 "instead, reusing u from the step before."),
+                (w.norm(), "that is the Frobenius norm of W (the root of the sum of all squared entries), which is "
+                           "larger than the largest singular value: compute u_new^T W v."),
+                (w.abs().max(), "that is W's largest entry, what weight clipping bounds: the largest singular value "
+                                "is estimated by u_new^T W v."),
+            ]
+            for value, message in known:
+                if close(sigma, value):
+                    raise Mistake(message)
+            raise Mistake(f"sigma is {float(sigma):.4f}, it should be u_new^T W v = {float(ref_sigma):.4f}.")
+        w = torch.randn(6, 4, generator=g)
+        u = F.normalize(torch.randn(6, generator=g), dim=0)
+        for _ in range(200):
+            sigma, u = fn(w, u)
+        true = float(torch.linalg.matrix_norm(w, 2))
+        if abs(float(sigma) - true) > 1e-3 * true:
+            raise Mistake("repeated steps should converge to W's largest singular value, and yours do not.")
+        return "one step is right, and repeated steps converge to the largest singular value."
+
+    return run_check("power_iteration", body)
+
+
 CHECKS = {
     "hinge_loss": check_hinge_loss,
     "conditional_batch_norm": check_conditional_batch_norm,
     "orthogonal_regularization": check_orthogonal_regularization,
     "truncated_z": check_truncated_z,
+    "power_iteration": check_power_iteration,
 }

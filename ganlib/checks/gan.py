@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import losses
+from ..models import mlp
 from .core import CheckResult, Mistake, as_scalar, backward, close, run_check, show
 
 
@@ -243,9 +244,47 @@ def check_train_step(fn: Callable) -> CheckResult:
     return run_check("train_step", body)
 
 
+def check_pack_samples(fn: Callable) -> CheckResult:
+    """fn(x [N, D], m) -> [N/m, m*D]: PacGAN's packing, row j holding samples j*m ... j*m + m - 1 side by side."""
+
+    def body():
+        g = torch.Generator().manual_seed(0)
+        for n, d, m in [(6, 2, 2), (12, 3, 4), (5, 2, 1)]:
+            x = torch.randn(n, d, generator=g)
+            out = fn(x.clone(), m)
+            if not isinstance(out, torch.Tensor):
+                raise Mistake(f"pack_samples should return a torch tensor, got {type(out).__name__}.")
+            if tuple(out.shape) == (n, m * d) and m > 1:
+                raise Mistake("the result has one row per sample: each row must hold m samples, so there are "
+                              "N/m rows of m*D numbers (D judges the m samples of a row together).")
+            if tuple(out.shape) != (n // m, m * d):
+                raise Mistake(f"for x [{n}, {d}] and m = {m} the result should be [{n // m}, {m * d}], got "
+                              f"{list(out.shape)}.")
+            ref = mlp.pack(x, m)
+            if close(out, ref):
+                continue
+            known = [
+                (x.reshape(m, n // m, d).transpose(0, 1).reshape(n // m, m * d),
+                 "each row holds samples N/m apart (x.reshape(m, N/m, D) mixed up the axes): a row must hold m "
+                 "*consecutive* samples, x.reshape(N // m, m * D)."),
+                (x.reshape(n // m, m, d).transpose(1, 2).reshape(n // m, m * d),
+                 "each row holds the right samples, but their coordinates are interleaved (all first coordinates, "
+                 "then all second ones): keep each sample's D coordinates together, x.reshape(N // m, m * D)."),
+            ]
+            for value, message in known:
+                if close(out, value):
+                    raise Mistake(message)
+            raise Mistake("the rows differ from x.reshape(N // m, m * D): row j should be samples j*m, ..., "
+                          "j*m + m - 1, one after the other.")
+        return "m consecutive samples per row, for every packing degree tried."
+
+    return run_check("pack_samples", body)
+
+
 # exercise name -> check
 CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "discriminator_loss": check_discriminator_loss,
     "generator_loss": check_generator_loss,
     "train_step": check_train_step,
+    "pack_samples": check_pack_samples,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from .. import layers
 from ..models import pggan
+from ..progressive import GrowthSchedule
 from .core import CheckResult, Mistake, close, run_check
 
 
@@ -189,9 +191,114 @@ def check_pixel_norm(fn: Callable) -> CheckResult:
     return run_check("pixel_norm", body)
 
 
+def check_fade_reals(fn: Callable) -> CheckResult:
+    """fn(x [N, C, R, R], alpha) -> (1 - alpha) * upsample_nearest(downsample_avg(x)) + alpha * x: the real images
+    as D sees them while resolution R fades in, blurred exactly as G's output is."""
+
+    def body():
+        g = torch.Generator().manual_seed(0)
+        for n, c, r, alpha in [(2, 3, 8, 0.3), (1, 1, 16, 0.8), (2, 3, 4, 0.0), (3, 1, 8, 1.0)]:
+            x = torch.randn(n, c, r, r, generator=g)
+            out = fn(x.clone(), alpha)
+            if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, c, r // 2, r // 2):
+                raise Mistake("the result is at half the resolution: D runs at the new resolution R while it fades "
+                              "in, so upsample the downsampled image back to R x R before blending.")
+            out = _tensor_out(out, "fade_reals", (n, c, r, r))
+            ref = pggan.fade_reals(x, alpha)
+            if close(out, ref):
+                continue
+            low = pggan.upsample(pggan.downsample(x))
+            bilinear = F.interpolate(F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False),
+                                     scale_factor=2, mode="bilinear", align_corners=False)
+            strided = pggan.upsample(x[:, :, ::2, ::2])
+            known = [
+                (alpha * low + (1 - alpha) * x, "the blend runs the wrong way: alpha is the weight of the full-"
+                                                "resolution image, so alpha = 0 must give the blurred one."),
+                ((1 - alpha) * strided + alpha * x, "you downsample by dropping pixels: average each 2x2 block "
+                                                    "(avg_pool2d), as the old, smaller network's input was."),
+                ((1 - alpha) * bilinear + alpha * x, "you resample bilinearly: average 2x2 blocks down, then repeat "
+                                                     "each pixel 2x2 up (nearest), exactly as G's fade-in does."),
+                (low, "alpha is ignored: the blurred image is only the alpha = 0 end of the blend."),
+            ]
+            for value, message in known:
+                if close(out, value):
+                    raise Mistake(message)
+            raise Mistake(f"for alpha={alpha} the result differs from (1 - alpha) * upsample(downsample(x)) + alpha "
+                          f"* x (largest difference {float((out - ref).abs().max()):.3g}).")
+        return "reals blurred and blended exactly as G's output, for every alpha tried."
+
+    return run_check("fade_reals", body)
+
+
+def _stage_variant(images: int, final: int, start: int, stable: float, fade: float, fade_first: bool = False,
+                   old_resolution: bool = False, uncapped: bool = False) -> tuple[int, float]:
+    """(resolution, alpha) as typical wrong schedules compute it."""
+    phase = (stable + fade) * 1000
+    index, into = divmod(images, phase)
+    fading = into < fade * 1000 if fade_first else into >= stable * 1000
+    progress = (into if fade_first else into - stable * 1000) / (fade * 1000)
+    level = int(index) + (1 if fading else 0)  # doublings reached (or being faded in)
+    if not uncapped and level > math.log2(final // start):
+        return final, 1.0
+    resolution = start * 2 ** level
+    if fading:
+        return (resolution // 2, 1.0) if old_resolution else (resolution, progress)
+    return resolution, 1.0
+
+
+def _canonical_stage(resolution: int, alpha: float, start: int) -> tuple[int, float]:
+    """A fade that has just begun, resolution R at alpha 0, computes what R/2 at alpha 1 does: count it as that."""
+    return (resolution // 2, 1.0) if alpha == 0 and resolution > start else (resolution, alpha)
+
+
+def check_growth_stage(fn: Callable) -> CheckResult:
+    """fn(images, final_resolution, start_resolution, stable_kimg, fade_kimg) -> (resolution, alpha): each
+    resolution is shown stable for stable_kimg thousand images, then the next one fades in over fade_kimg
+    thousand images (alpha rising from 0 to 1); the final resolution then stays, at alpha 1."""
+
+    def body():
+        cases = [(images, 32, 4, 6.0, 4.0) for images in (0, 3000, 6000, 8000, 9999, 10000, 16500, 18000,
+                                                          26000, 29000, 40000, 10**6)]
+        cases += [(images, 16, 8, 0.0, 2.0) for images in (0, 500, 1999, 2000, 7000)]
+        got = []
+        for args in cases:
+            out = fn(*args)
+            if not (isinstance(out, tuple | list) and len(out) == 2):
+                raise Mistake(f"growth_stage should return a pair (resolution, alpha), got {type(out).__name__}.")
+            got.append(_canonical_stage(int(out[0]), float(out[1]), args[2]))
+
+        def same(stages) -> bool:
+            return all(a[0] == b[0] and abs(a[1] - b[1]) < 1e-6 for a, b in zip(got, stages))
+
+        ref = [GrowthSchedule(final, start, stable, fade).at(images) for images, final, start, stable, fade in cases]
+        if same(ref):
+            return "the right resolution and alpha at every point of two schedules tried."
+        known = [
+            (dict(fade_first=True), "each phase fades in first and then trains stable: the authors train a "
+                                    "resolution stable first (stable_kimg), then fade the next one in."),
+            (dict(old_resolution=True), "while a resolution fades in, the networks already run at the NEW "
+                                        "resolution, with alpha the weight of its new block; you return the old "
+                                        "resolution at alpha 1."),
+            (dict(uncapped=True), "the resolution keeps growing past final_resolution: once it is reached and faded "
+                                  "in, training stays there at alpha 1."),
+        ]
+        for kw, message in known:
+            if same([_canonical_stage(*_stage_variant(*args, **kw), args[2]) for args in cases]):
+                raise Mistake(message)
+        k = next(k for k, (a, b) in enumerate(zip(got, ref)) if a[0] != b[0] or abs(a[1] - b[1]) >= 1e-6)
+        images, final, start, stable, fade = cases[k]
+        raise Mistake(f"after {images} images (final {final}, start {start}, stable {stable:g} kimg, fade {fade:g} "
+                      f"kimg) the stage is resolution {ref[k][0]} at alpha {ref[k][1]:.3f}, you returned resolution "
+                      f"{got[k][0]} at alpha {got[k][1]:.3f}.")
+
+    return run_check("growth_stage", body)
+
+
 # exercise name -> check
 CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "fade_in": check_fade_in,
     "minibatch_stddev": check_minibatch_stddev,
     "pixel_norm": check_pixel_norm,
+    "fade_reals": check_fade_reals,
+    "growth_stage": check_growth_stage,
 }

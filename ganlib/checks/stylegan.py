@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -252,10 +254,143 @@ def check_truncate_w(fn: Callable) -> CheckResult:
     return run_check("truncate_w", body)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Modulated convolution with demodulation (StyleGAN2)
+
+
+def _per_sample_conv(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Each sample x[n] [I, H, W] convolved with its own weights[n] [O, I, k, k], padding k // 2: [N, O, H, W]."""
+    return torch.stack([F.conv2d(x[j: j + 1], weights[j], padding=weights.shape[-1] // 2)[0] for j in range(len(x))])
+
+
+def check_modulated_conv2d(fn: Callable) -> CheckResult:
+    """fn(x [N, I, H, W], weight [O, I, k, k], styles [N, I], demodulate=True) -> [N, O, H, W]: each sample
+    convolved (padding k // 2) with its own weights s_i * w_oik, each output channel then divided by
+    sqrt(sum_ik (s_i w_oik)^2 + 1e-8) when demodulating."""
+
+    def body():
+        g = torch.Generator().manual_seed(0)
+        for n, i, o, k, demodulate in [(3, 4, 5, 3, True), (2, 3, 2, 1, True), (2, 4, 3, 3, False)]:
+            x, weight = torch.randn(n, i, 6, 6, generator=g), torch.randn(o, i, k, k, generator=g)
+            styles = torch.rand(n, i, generator=g) * 2 + 0.2
+            out = _tensor(fn(x.clone(), weight.clone(), styles.clone(), demodulate), "modulated_conv2d",
+                          (n, o, 6, 6))
+            ref = layers.modulated_conv2d(x, weight, styles, demodulate)
+            if close(out, ref):
+                continue
+            w = weight[None] * styles[:, None, :, None, None]  # [N, O, I, k, k]
+            conv = partial(_per_sample_conv, x)
+            modulated = conv(w)
+            per_input = conv(w * torch.rsqrt(w.square().sum(dim=(1, 3, 4), keepdim=True) + 1e-8))
+            whole = conv(w * torch.rsqrt(w.square().sum(dim=(1, 2, 3, 4), keepdim=True) + 1e-8))
+            unit = weight * torch.rsqrt(weight.square().sum(dim=(1, 2, 3), keepdim=True) + 1e-8)  # [O, I, k, k]
+            shared = conv(w * torch.rsqrt(weight.square().sum(dim=(1, 2, 3)) + 1e-8)[None, :, None, None, None])
+            unstyled = [F.conv2d(x, unit, padding=k // 2), F.conv2d(x, weight, padding=k // 2)]
+            known = [
+                (modulated, "the weights are modulated but not demodulated: divide each output channel's weights "
+                            "by sqrt(sum over inputs and kernel of (s_i w_oik)^2 + 1e-8)."),
+                (per_input, "the demodulation sums over the wrong axis: each OUTPUT channel o is normalised over "
+                            "its inputs i and kernel positions k, not each input channel over the outputs."),
+                (whole, "the norm is taken over the whole per-sample weight: demodulate each output channel "
+                        "separately, so that each keeps unit variance."),
+                (shared, "the demodulation uses the unstyled weight: compute the norm of the *modulated* weights "
+                         "s_i * w_oik, so that the style's scale is taken out again."),
+            ] + [(value, "the styles are not used: scale each input channel i of the weight by the sample's style "
+                         "s_i.") for value in unstyled]
+            if demodulate:
+                for value, message in known:
+                    if close(out, value):
+                        raise Mistake(message)
+            elif close(out, layers.modulated_conv2d(x, weight, styles, True)):
+                raise Mistake("with demodulate=False the weights are only modulated, not divided by their norm.")
+            raise Mistake(f"the result differs from the per-sample convolution with the modulated"
+                          f"{' and demodulated' if demodulate else ''} weights (largest difference "
+                          f"{float((out - ref).abs().max()):.3g}).")
+        return "per-sample modulated weights, demodulated per output channel, with and without demodulation."
+
+    return run_check("modulated_conv2d", body)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Style-mixing regularisation
+
+
+def _mixing_variant(G, z: torch.Tensor, probability: float, seed: int, low: int = 1, inclusive: bool = False,
+                    per_sample: bool = False, update_avg: bool = False, always: bool = False,
+                    inverted: bool = False) -> torch.Tensor:
+    """One training batch's ws as typical wrong answers compute it (the defaults give the right one)."""
+    g = torch.Generator().manual_seed(seed)
+    ws = sg.broadcast(G.mapping(z), G.num_ws)
+    if probability <= 0:
+        return ws
+    u = float(torch.rand((), generator=g))
+    if always or (u > probability if inverted else u < probability):
+        high = G.num_ws + (1 if inclusive else 0)
+        crossover = torch.randint(low, high, (z.shape[0],) if per_sample else (), generator=g)
+        ws2 = sg.broadcast(G.mapping(torch.randn(z.shape, generator=g), update_w_avg=True if update_avg else False),
+                           G.num_ws)
+        layer = torch.arange(G.num_ws)[None, :]  # [1, num_ws]
+        keep_a = layer < crossover.reshape(-1, 1)  # [N or 1, num_ws]
+        ws = torch.where(keep_a[:, :, None], ws, ws2)
+    return ws
+
+
+def check_mixing_regularisation(fn: Callable) -> CheckResult:
+    """fn(G, z [N, z_dim], probability, generator) -> ws [N, G.num_ws, w_dim]: one batch's styles with
+    style-mixing regularisation: u ~ U(0, 1) from `generator`; if u < probability, a crossover drawn uniformly
+    from [1, num_ws) (one for the batch) and a second latent z2 ~ N(0, I) of z's shape, both from `generator`,
+    the layers >= crossover reading z2's w; the second mapping leaves G.w_avg alone."""
+
+    def body():
+        torch.manual_seed(0)
+        G = sg.Generator(16, 3, z_dim=6, w_dim=5, mapping_layers=2, channel_base=32, channel_max=4).train()
+        cases, outs = [], []
+        for seed, (n, probability) in enumerate([(4, 0.9), (3, 0.9), (5, 1.0), (4, 0.0), (6, 0.9), (3, 0.5)]):
+            z = torch.randn(n, 6, generator=torch.Generator().manual_seed(100 + seed))
+            G_student, G_ref = copy.deepcopy(G), copy.deepcopy(G)
+            with torch.no_grad():
+                out = fn(G_student, z.clone(), probability, torch.Generator().manual_seed(seed))
+                ref = sg.mixing_regularisation(G_ref, z, probability, torch.Generator().manual_seed(seed))
+            out = _tensor(out, "mixing_regularisation", (n, G.num_ws, 5))
+            if close(out, ref) and not torch.allclose(G_student.w_avg, G_ref.w_avg):
+                raise Mistake("the second latent's mapping moved G.w_avg: map z2 with update_w_avg=False, so that "
+                              "w_avg stays the running mean of the w that G is really given.")
+            if probability == 0 and not close(out, ref):
+                raise Mistake("with probability 0 no batch is mixed: every layer must read the first latent's w.")
+            cases.append((z, probability, seed))
+            outs.append((out, ref))
+        if all(close(out, ref) for out, ref in outs):
+            return "mixed with the right probability, one crossover in [1, num_ws) per batch, w_avg untouched by z2."
+        known = [
+            (dict(low=0), "the crossover is drawn from [0, num_ws): a crossover of 0 gives every layer the second "
+                          "latent, which is no mixing at all; draw it from [1, num_ws)."),
+            (dict(inclusive=True), "the crossover is drawn from [1, num_ws], so num_ws (no mixing) can come up: "
+                                   "torch.randint(1, G.num_ws, ()) excludes the upper end."),
+            (dict(per_sample=True), "each sample gets its own crossover: the authors draw one crossover for the whole "
+                                    "batch (torch.randint(1, G.num_ws, (), generator=generator))."),
+            (dict(inverted=True), "the batch is mixed when u > probability: mix when u < probability, so that "
+                                  "probability 0.9 mixes 90% of the batches."),
+            (dict(always=True), "every batch is mixed: draw u first, and mix only when u < probability."),
+        ]
+        with torch.no_grad():
+            for kw, message in known:
+                if all(close(out, _mixing_variant(copy.deepcopy(G), z, probability, seed, **kw))
+                       for (out, _), (z, probability, seed) in zip(outs, cases)):
+                    raise Mistake(message)
+        raise Mistake("the styles differ from the reference: draw, in this order, u = torch.rand((), generator="
+                      "generator), then (if u < probability) the crossover torch.randint(1, G.num_ws, (), "
+                      "generator=generator), then z2 = torch.randn(z.shape, generator=generator); layers < "
+                      "crossover read w(z), the others w(z2).")
+
+    return run_check("mixing_regularisation", body)
+
+
 # exercise name -> check
 CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "adain": check_adain,
     "mapping_network": check_mapping_network,
     "mix_styles": check_mix_styles,
     "truncate_w": check_truncate_w,
+    "modulated_conv2d": check_modulated_conv2d,
+    "mixing_regularisation": check_mixing_regularisation,
 }

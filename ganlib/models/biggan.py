@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from .. import layers
 from ..errors import GanlibError, check_images, check_resolution
 from ..layers import ConditionalBatchNorm2d, SelfAttention
 
@@ -240,5 +241,4 @@ class Discriminator(nn.Module):
             if block.downsample and str(h.shape[-1]) in self.attn:
                 h = self.attn[str(h.shape[-1])](h)
         h = F.relu(h).sum(dim=(2, 3))  # global sum pooling: [N, ch(4)]
-        projection = (self.embed(labels) * h).sum(dim=1)  # [N]: <embed(y), h>
-        return self.linear(h).squeeze(1) + projection  # [N]
+        return layers.projection_logits(h, labels, self.embed, self.linear)  # [N]

@@ -1,7 +1,13 @@
-"""Multi-layer perceptrons for 2-D toy data: the vanilla GAN of Goodfellow et al. (2014).
+"""Multi-layer perceptrons for 2-D toy data: the vanilla GAN of Goodfellow et al. (2014), and its
+class-conditional version.
 
 `MLPDiscriminator(pack=m)` is PacGAN (Lin et al. 2018): D judges m samples at once, concatenated, so a
 generator that repeats itself is easy to spot; with m = 1 it is the ordinary discriminator.
+
+With `num_classes` > 0 both networks are conditional (chapter 01b): G reads z with the one-hot label appended
+(Mirza & Osindero 2014); D reads the label either the same way (`conditioning="concat"`) or by projection
+(`"projection"`, Miyato & Koyama 2018: an unconditional score plus the inner product of a class embedding
+with D's last hidden features), the form BigGAN's discriminator uses.
 """
 
 from __future__ import annotations
@@ -9,18 +15,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import layers
+
+CONDITIONINGS = ("concat", "projection")
+
 
 def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
-    layers: list[nn.Module] = []
+    modules: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
+        modules.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
+            modules.append(activation())
+    return nn.Sequential(*modules)
+
+
+def pack(x: torch.Tensor, m: int) -> torch.Tensor:
+    """PacGAN's packing: points [N, D] -> [N/m, m*D], each row m consecutive samples side by side."""
+    n = x.shape[0]
+    assert x.ndim == 2 and n % m == 0, f"batch size {n} is not a multiple of the packing degree {m}"
+    return x.reshape(n // m, m * x.shape[1])
+
+
+def _check_labels(labels: torch.Tensor | None, n: int, num_classes: int, who: str) -> None:
+    if num_classes and (labels is None or labels.shape != (n,)):
+        raise ValueError(f"the conditional {who} needs labels [N] = [{n}] beside its input")
 
 
 class MLPGenerator(nn.Module):
-    """z [N, z_dim] -> points [N, out_dim]."""
+    """z [N, z_dim] (and labels [N] when conditional) -> points [N, out_dim]."""
 
     def __init__(
         self,
@@ -28,20 +50,25 @@ class MLPGenerator(nn.Module):
         hidden: int = 128,  # width of each hidden layer
         depth: int = 2,  # number of hidden layers
         out_dim: int = 2,  # dimension of a data point
+        num_classes: int = 0,  # > 0: class-conditional, the one-hot label appended to z
     ):
         super().__init__()
         self.z_dim = z_dim
         self.out_dim = out_dim
-        self.num_classes = 0  # unconditional
-        self.net = mlp([z_dim, *[hidden] * depth, out_dim], nn.ReLU)
+        self.num_classes = num_classes
+        self.net = mlp([z_dim + num_classes, *[hidden] * depth, out_dim], nn.ReLU)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
+        _check_labels(labels, z.shape[0], self.num_classes, "generator")
+        if self.num_classes:
+            z = layers.one_hot_concat(z, labels, self.num_classes)  # [N, z_dim + K]
         return self.net(z)  # [N, out_dim]
 
 
 class MLPDiscriminator(nn.Module):
-    """points [N, in_dim] -> logits [N / pack]: each logit judges `pack` consecutive samples together."""
+    """points [N, in_dim] (and labels [N] when conditional) -> logits [N / pack]: each logit judges `pack`
+    consecutive samples together."""
 
     def __init__(
         self,
@@ -49,15 +76,29 @@ class MLPDiscriminator(nn.Module):
         hidden: int = 128,  # width of each hidden layer
         depth: int = 2,  # number of hidden layers
         pack: int = 1,  # PacGAN packing degree m (1 = no packing)
+        num_classes: int = 0,  # > 0: class-conditional
+        conditioning: str = "concat",  # how a conditional D reads the label: "concat" or "projection"
     ):
         super().__init__()
-        self.in_dim = in_dim
-        self.pack = pack
-        self.net = mlp([in_dim * pack, *[hidden] * depth, 1], lambda: nn.LeakyReLU(0.2))
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+        if num_classes and pack != 1:
+            raise ValueError("a conditional discriminator judges one sample at a time: use pack=1")
+        self.in_dim, self.pack, self.num_classes, self.conditioning = in_dim, pack, num_classes, conditioning
+        if num_classes and conditioning == "projection":
+            self.net = nn.Sequential(mlp([in_dim, *[hidden] * depth], lambda: nn.LeakyReLU(0.2)), nn.LeakyReLU(0.2))
+            self.linear = nn.Linear(hidden, 1)
+            self.embed = nn.Embedding(num_classes, hidden)
+        else:
+            extra = num_classes  # concat: the one-hot label is part of the input
+            self.net = mlp([in_dim * pack + extra, *[hidden] * depth, 1], lambda: nn.LeakyReLU(0.2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         assert x.ndim == 2 and x.shape[1] == self.in_dim, f"x must be [N, {self.in_dim}], got {list(x.shape)}"
-        assert n % self.pack == 0, f"batch size {n} is not a multiple of the packing degree {self.pack}"
-        packed = x.reshape(n // self.pack, self.pack * self.in_dim)  # [N/m, m*in_dim]: m samples per row
-        return self.net(packed).squeeze(1)  # [N/m]
+        _check_labels(labels, n, self.num_classes, "discriminator")
+        if self.num_classes and self.conditioning == "projection":
+            return layers.projection_logits(self.net(x), labels, self.embed, self.linear)  # [N]
+        if self.num_classes:
+            x = layers.one_hot_concat(x, labels, self.num_classes)  # [N, in_dim + K]
+        return self.net(pack(x, self.pack)).squeeze(1)  # [N/m]

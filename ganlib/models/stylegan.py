@@ -10,7 +10,8 @@ Generator = `MappingNetwork` (z -> w) then `SynthesisNetwork` (ws -> image):
 
 `style` chooses how a row of ws enters a conv (the chapter compares the two):
     "adain"      StyleGAN: conv -> noise -> bias -> lrelu -> AdaIN(style), one noise strength per channel,
-                 constant input of ones;
+                 constant input of ones that gets the same noise -> bias -> lrelu -> AdaIN before its first
+                 conv (reading that conv's row of ws; StyleGAN gives it a row of its own);
     "modulated"  StyleGAN2: the style scales the conv's weights, which are then demodulated; conv -> noise ->
                  bias -> lrelu, one noise strength per layer, constant input ~ N(0, 1).
 Both flavours share the skip architecture, the ToRGB layers and StyleGAN2's [1, 3, 3, 1] resampling filter, so
@@ -117,6 +118,23 @@ def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, crossover: int) -> torch.
     return torch.cat([ws_a[:, :crossover], ws_b[:, crossover:]], dim=1)
 
 
+def mixing_regularisation(G: Generator, z: torch.Tensor, probability: float,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Style-mixing regularisation (StyleGAN section 3.1) for one training batch: ws [N, num_ws, w_dim] for
+    z [N, z_dim]. With `probability` (StyleGAN: 0.9) the layers from a crossover drawn uniformly from
+    [1, num_ws) read the w of a second latent: one crossover for the whole batch, as in the authors' code; the
+    second mapping does not move w_avg. It is a change of G's *inputs* during training, not a loss term.
+
+    Draws from `generator`, in this order: u ~ U(0, 1) (only when probability > 0), the crossover, z2.
+    """
+    ws = broadcast(G.mapping(z), G.num_ws)  # [N, num_ws, w_dim]
+    if probability > 0 and float(torch.rand((), generator=generator)) < probability:
+        crossover = int(torch.randint(1, G.num_ws, (), generator=generator))
+        z2 = torch.randn(z.shape, generator=generator).to(z.device)
+        ws = mix_styles(ws, broadcast(G.mapping(z2, update_w_avg=False), G.num_ws), crossover)
+    return ws
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Synthesis
 
@@ -157,11 +175,18 @@ class SynthesisLayer(nn.Module):
             x = lrelu(x + self.bias[None, :, None, None])
         else:
             x = F.conv2d(x, self.weight * self.weight_gain, padding=1)  # [N, O, H', W']
-            x = self.noise(x, noise_mode)
-            x = F.leaky_relu(x + self.bias[None, :, None, None], 0.2)
-            x = self.adain(x, w)
+            x = adain_epilogue(x, w, self.noise, self.bias, self.adain, noise_mode)
         assert x.shape[-1] == self.resolution, (x.shape, self.resolution)
         return x
+
+
+def adain_epilogue(x: torch.Tensor, w: torch.Tensor, noise: layers.NoiseInjection, bias: torch.Tensor,
+                   adain: layers.AdaIN, noise_mode: str = "random") -> torch.Tensor:
+    """StyleGAN's layer epilogue, after a conv and on the constant input: noise -> bias -> leaky ReLU -> AdaIN.
+    x [N, C, H, W], w [N, w_dim] -> [N, C, H, W]."""
+    x = noise(x, noise_mode)
+    x = F.leaky_relu(x + bias[None, :, None, None], 0.2)
+    return adain(x, w)
 
 
 class ToRGB(nn.Module):
@@ -192,10 +217,15 @@ class SynthesisBlock(nn.Module):
         super().__init__()
         self.resolution = resolution
         self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        self.style = style
         if resolution == 4:
             init = torch.ones if style == "adain" else torch.randn  # StyleGAN: ones; StyleGAN2: N(0, 1)
             self.const = nn.Parameter(init(out_channels, 4, 4))
             self.conv0 = None
+            if style == "adain":  # StyleGAN styles the constant before the first conv; StyleGAN2 does not
+                self.const_noise = layers.NoiseInjection(4, channels=out_channels)
+                self.const_bias = nn.Parameter(torch.zeros(out_channels))
+                self.const_adain = layers.AdaIN(out_channels, w_dim)
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, style=style)
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, style=style)
@@ -207,6 +237,8 @@ class SynthesisBlock(nn.Module):
         assert ws.shape[1] == self.num_conv + 1, (ws.shape, self.num_conv)
         if self.conv0 is None:
             x = self.const[None].expand(ws.shape[0], -1, -1, -1)  # [N, C, 4, 4]
+            if self.style == "adain":
+                x = adain_epilogue(x, ws[:, 0], self.const_noise, self.const_bias, self.const_adain, noise_mode)
         else:
             x = self.conv0(x, ws[:, 0], noise_mode)  # [N, C, R, R]
         x = self.conv1(x, ws[:, self.num_conv - 1], noise_mode)

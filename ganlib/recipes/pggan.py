@@ -2,10 +2,10 @@
 the CPU 3e-3, below), an EMA of G; shapes offline (smoke, cpu), shapes at 64x64 on a GPU (CelebA or any folder
 with --data folder:PATH).
 
-The course's scale-down: far fewer images per phase (the paper: 600k stable + 600k fade per resolution), fewer
-channels, one minibatch size for all resolutions, and an EMA half-life in proportion to the shorter phases. On
-the CPU, with phases about 100x shorter than the paper's, a batch of 16 and a learning rate of 3e-3 (the paper:
-1e-3) let the networks learn within the short phases.
+The course's scale-down: far fewer images per phase (the paper: 800k stable + 800k fade per resolution; the
+authors' code: 600k + 600k), fewer channels, one minibatch size for all resolutions, and an EMA half-life in
+proportion to the shorter phases. On the CPU, with phases about 100x shorter than the paper's, a batch of 16
+and a learning rate of 3e-3 (the paper: 1e-3) let the networks learn within the short phases.
 """
 
 from ..progressive import ProgressiveTrainer

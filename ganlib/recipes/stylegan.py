@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .. import losses, models
-from ..models.stylegan import broadcast, mix_styles
+from ..models.stylegan import mix_styles, mixing_regularisation
 from ..train import Trainer
 
 FAMILY = "stylegan"
@@ -74,14 +74,8 @@ class StyleGANTrainer(Trainer):
                                 eps=cfg.eps)
 
     def styles(self, G, z: torch.Tensor) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] for z [N, z_dim]; with probability cfg.style_mixing, the layers from a
-        crossover drawn uniformly from [1, num_ws) read the w of a second latent (one crossover per batch)."""
-        ws = broadcast(G.mapping(z), G.num_ws)
-        if self.cfg.style_mixing > 0 and float(torch.rand((), generator=self.rng)) < self.cfg.style_mixing:
-            crossover = int(torch.randint(1, G.num_ws, (), generator=self.rng))
-            z2 = torch.randn(z.shape, generator=self.rng).to(z.device)
-            ws = mix_styles(ws, broadcast(G.mapping(z2, update_w_avg=False), G.num_ws), crossover)
-        return ws
+        """ws [N, num_ws, w_dim] for z [N, z_dim], with style-mixing regularisation at cfg.style_mixing."""
+        return mixing_regularisation(G, z, self.cfg.style_mixing, self.rng)
 
     def generate(self, G, z, labels):
         if G.training:
