@@ -113,7 +113,7 @@ def test_grades_csv(graded):
     with open(graded["out"], newline="") as f:
         header = next(csv.reader(f))
     assert header == ["student", "discriminator_loss", "generator_loss", "train_step", "extra:generator_loss",
-                      "total", "max", "status", "notebook"]
+                      "total", "max", "status", "notebook", "sha256"]
     expected = {  # student: (points per column, total, status)
         "solution": ("1111", 4, "ok"),
         "untouched": ("0000", 0, "ok"),
