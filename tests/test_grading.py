@@ -273,3 +273,40 @@ def test_bad_input(tmp_path):
     (tmp_path / "private.py").write_text("def check_train_step(fn:\n")
     with pytest.raises(GanlibError, match="failed to load"):
         grading.grade(tmp_path, tmp_path / "grades.csv", extra_checks=tmp_path / "private.py")
+
+
+def test_remote_checks_say_what_local_checks_say(tmp_path, monkeypatch):
+    """Wrong answers whose diagnosis needs in-place updates of the arguments (optimizer steps, stale .grad,
+    the tiny G's count of backward passes) or gradients through the student's output: graded through the
+    submission's process, each gets the message the same function gets from the check run locally."""
+    from ganlib import checks
+
+    monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)  # the local checks return their messages
+    variants = {
+        "stale_d": ("opt_d.zero_grad()\n    ", ""),
+        "no_detach": ("D(fake.detach())", "D(fake)"),
+        "stale_g": ("opt_g.zero_grad()\n    ", ""),
+        "tensor_losses": ("return loss_d.item(), loss_g.item()", "return loss_d, loss_g"),
+        "pair_missing": ("return loss_d.item(), loss_g.item()", "return loss_d.item()"),
+    }
+    sol = load(SOLUTION)
+    expected = {}
+    for name, (old, new) in variants.items():
+        nb = edit(sol, "train_step", old, new)
+        save(nb, tmp_path / "subs" / f"{name}.ipynb")
+        source = next("".join(c["source"]) for c in nb["cells"] if "def train_step(" in "".join(c["source"]))
+        namespace = {}
+        exec("from ganlib import losses\n" + source, namespace)
+        expected[name] = checks.check_train_step(namespace["train_step"]).message
+    wrong_grad = edit(sol, "generator_loss", "return F.softplus(-fake_logits).mean()",
+                      "return F.softplus(-fake_logits.detach()).mean().requires_grad_()")
+    save(wrong_grad, tmp_path / "subs" / "detached.ipynb")
+    graded = {g.student: g for g in grading.grade(tmp_path / "subs", tmp_path / "grades.csv", timeout=30, jobs=2,
+                                                   log=lambda _: None)}
+    for name, message in expected.items():
+        got = next(o for o in graded[name].outcomes if o.column == "train_step")
+        assert got.message == message, name
+        assert got.passed == (name == "tensor_losses")  # returning tensors is fine: float() reads them
+    assert len(set(expected.values())) == len(expected)  # five different diagnoses
+    generator = next(o for o in graded["detached"].outcomes if o.column == "generator_loss")
+    assert not generator.passed and "no (or a wrong) gradient reaches the logits" in generator.message

@@ -5,7 +5,6 @@ instructor's changed or leaked, and no process left over."""
 
 import csv
 import hashlib
-import json
 import os
 import re
 import signal
@@ -17,11 +16,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_grading import EXERCISE, PRIVATE_CHECKS, ROOT, SOLUTION, code_cell, load, save
 
 from ganlib import grading
 from ganlib.grading import sandbox
-
-from test_grading import EXERCISE, PRIVATE_CHECKS, ROOT, SOLUTION, code_cell, load, save
 
 TIMEOUT = 8
 SECRET = "SECRET-PRIVATE-4b1f"  # in the private checks file only
@@ -140,7 +138,8 @@ def attacked(tmp_path_factory):
             script = '''
 import glob, time
 time.sleep(2)
-for p in glob.glob({paths['folder']!r} + "/**", recursive=True) + [{paths['out']!r}] + glob.glob({paths['feedback']!r} + "/*"):
+targets = glob.glob({paths['folder']!r} + "/**", recursive=True) + glob.glob({paths['feedback']!r} + "/*")
+for p in targets + [{paths['out']!r}]:
     try:
         open(p, "a").write("HACKED")
     except OSError:

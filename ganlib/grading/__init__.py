@@ -34,10 +34,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import GanlibError
-from .chapters import (Chapter, Exercise, PrivateChecks, best_chapter, check_calls, columns, course_chapters,
-                       find_chapter, match, notebook_code, read_chapter)
+from .chapters import (
+    Chapter,
+    Exercise,
+    PrivateChecks,
+    best_chapter,
+    check_calls,
+    columns,
+    course_chapters,
+    find_chapter,
+    match,
+    notebook_code,
+    read_chapter,
+)
 from .remote import _define
-from .report import STATUSES, GradesFile, Graded, Outcome, feedback, feedback_names
+from .report import STATUSES, Graded, GradesFile, Outcome, feedback, feedback_names
 from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run
 from .submissions import MAX_NOTEBOOK_BYTES, Submission, collect, find_submissions, read_submission, unique_names
 

@@ -12,6 +12,7 @@ from .. import checks
 from ..errors import GanlibError
 
 CHECK_CALL = re.compile(r"^check_(\w+)$")
+PRIVATE_MODULE_PREFIX = "ganlib_private_checks_"  # the module name of a loaded --extra-checks file
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class PrivateChecks:
         path = Path(path).resolve()
         if not path.is_file():
             raise GanlibError(f"--extra-checks {str(path)!r} does not exist: pass a Python file of check functions.")
-        spec = importlib.util.spec_from_file_location(f"ganlib_private_checks_{abs(hash(str(path)))}", path)
+        spec = importlib.util.spec_from_file_location(f"{PRIVATE_MODULE_PREFIX}{abs(hash(str(path)))}", path)
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .chapters import first_line, parse_cell
+from .chapters import PRIVATE_MODULE_PREFIX, first_line, parse_cell
 from .sandbox import FRAME, Channel, ChannelClosed, ChannelOverflow, ChannelTimeout
 
 MESSAGE_LIMIT = 64 * 2**20  # bytes: the largest reply the trusted side reads from a submission
@@ -55,6 +55,29 @@ class SubmissionGone(BaseException):
 
 class StudentError(Exception):
     """An exception of a type that is not built in, raised by the student's code (its name is kept)."""
+
+
+class NotTransferable(BaseException):
+    """A check passed the student's function an object of a class the submission's process cannot import
+    (one defined in the private checks' own file). Not an Exception: the check stops, with this message."""
+
+
+class _ArgumentPickler(pickle.Pickler):
+    """Pickles a call's arguments; refuses objects of classes defined in the private checks' file, which
+    the submission must not see (and could not import)."""
+
+    def reducer_override(self, obj):
+        module = getattr(type(obj), "__module__", "") or ""
+        if module.startswith(PRIVATE_MODULE_PREFIX):
+            raise NotTransferable(f"a private check passes a {type(obj).__name__}, a class of its own file, to the "
+                                  f"student's function: pass torch, numpy, ganlib or built-in types only.")
+        return NotImplemented
+
+
+def _pickled(value) -> bytes:
+    buffer = io.BytesIO()
+    _ArgumentPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -559,6 +582,7 @@ class Remote:
         self.deadline = deadline  # the submission's hard limit: past it, the submission is killed
         self.alarm_at: float | None = None  # the current exercise's share ends here (the submission stops itself)
         self.gone: str | None = None  # "killed" or "closed" once the submission is unreachable
+        self.started = time.time()  # when the current exercise began
 
     def ask(self, request: tuple) -> dict:
         if self.gone:
@@ -593,8 +617,8 @@ class Remote:
     def call(self, name: str, args: tuple, kwargs: dict):
         objects = mutable_objects(args, kwargs)
         leaves = grad_leaves(objects)
-        payload = pickle.dumps((args, kwargs, objects, [capture(o) for o in objects], leaves,
-                                torch.is_grad_enabled(), torch.get_rng_state()))
+        payload = _pickled((args, kwargs, objects, [capture(o) for o in objects], leaves, torch.is_grad_enabled(),
+                            torch.get_rng_state()))
         reply = self.ask(("call", name, payload, self.alarm_at))
         try:
             tensors = reply["tensors"]

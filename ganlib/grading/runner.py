@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,13 +75,14 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
             except ValueError:
                 name = str(os.WTERMSIG(status))
             return f"the grading process was killed by signal {name} (a crash, or the memory limit)"
-        return f"the grading process ended with exit code {os.waitstatus_to_exitcode(status)} (does the code call exit()?)"
+        code = os.waitstatus_to_exitcode(status)
+        return f"the grading process ended with exit code {code} (does the code call exit()?)"
 
     try:
         defined = _defined(link.ask(("define", spec["cells"], [call for _, call in exercises], deadline,
                                      1 + len(exercises))))
         notes += defined["notes"]
-    except (remote.SubmissionGone, remote.TimeUp, Exception):
+    except BaseException:  # gone, or a reply no honest submission sends
         if link.gone == "killed":
             jail.kill()
         why, defined = ended(), None
@@ -200,8 +202,8 @@ def _checker(fd: int, confinement: sandbox.Confinement) -> None:
         channel.send(json.dumps({"pid": os.getpid()}).encode())
         spec = json.loads(channel.recv())
         channel.send(json.dumps({"result": check_submission(spec, confinement)}).encode())
-    except BaseException:
-        import traceback; traceback.print_exc()
+    except BaseException:  # a fault of the grader itself: say where, the grader reports the submission as crashed
+        traceback.print_exc()
         code = 1
     finally:
         os._exit(code)
@@ -252,11 +254,13 @@ class Zygote:
 
 def hidden_paths(hidden: tuple[Path, ...], private: Path | None, scratch: Path) -> list[str]:
     """What no submission may see: the course's solutions, exercises and notebooks, the submissions, the
-    grader's output, the private checks and the other jobs' folders."""
+    grader's output, the private checks and the other jobs' folders, and the home folders."""
     course = {Path.cwd(), Path(__file__).resolve().parents[2]}
     paths = [root / name for root in course for name in ("solutions", "exercises", "notebooks")]
-    paths += [*hidden, scratch] + ([private] if private else [])
-    return sorted({str(p.resolve()) for p in paths})
+    paths += [*hidden, *(p.parent for p in hidden if p.suffix == ".csv"), scratch]  # the CSV's folder: earlier grades
+    paths += [private, private.parent] if private else []  # the folder too: other private material
+    paths += [Path.home(), Path("/home"), Path("/root")]  # keys, mail, other courses; Python and the course
+    return sorted({str(p.resolve()) for p in paths})  # stay visible when inside (see sandbox._cover)
 
 
 def keep_visible() -> list[str]:

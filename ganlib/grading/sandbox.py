@@ -433,18 +433,17 @@ def _build_mounts(layout: Layout, uid: int | None) -> str:
             mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
         except OSError:
             pass  # e.g. a mount point hidden under another mount
-    if uid is not None:
-        _expose(layout.keep_visible)
-    for path in layout.hidden:
-        if any(_inside(keep, path) for keep in layout.keep_visible):
-            continue
+    for path in sorted(layout.hidden, key=lambda p: p.count("/")):  # a folder before what is inside it
+        inner = [k for k in layout.keep_visible if _inside(k, path)]
         try:
             if os.path.isdir(path) and not os.path.islink(path):
-                mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0555")
+                _cover(path, inner)
             elif os.path.exists(path):
                 mount("/dev/null", path, None, MS_BIND)
         except OSError:
             pass
+    if uid is not None:
+        _expose(layout.keep_visible)
     owner = f",uid={uid},gid={uid}" if uid is not None else ""
     tmp_free = not any(_inside(keep, "/tmp") for keep in layout.keep_visible)
     for path in ("/tmp", "/var/tmp", "/dev/shm") if tmp_free else ("/var/tmp", "/dev/shm"):
@@ -461,28 +460,30 @@ def _build_mounts(layout: Layout, uid: int | None) -> str:
     return work
 
 
-def _expose(keep: list[str]) -> None:
-    """Make each folder in `keep` reachable for another user id: an ancestor that others may not enter (the
-    home folder that holds Python, say, at mode 0700) is covered by a read-only tmpfs that holds only those
-    folders, bind-mounted back where they were. The rest of that ancestor is hidden."""
+def _cover(folder: str, keep: list[str]) -> None:
+    """Hide `folder` under an empty read-only tmpfs, except the folders in `keep` inside it, which are
+    bind-mounted back where they were."""
     keep = [k for k in keep if not any(other != k and _inside(k, other) for other in keep)]
+    fds = {k: os.open(k, os.O_RDONLY | os.O_DIRECTORY) for k in keep}  # before the tmpfs hides them
+    mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
+    for k, fd in fds.items():
+        os.makedirs(k, 0o755, exist_ok=True)
+        mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
+        os.close(fd)
+    mount(None, folder, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _expose(keep: list[str]) -> None:
+    """Make each folder in `keep` reachable for another user id: the outermost ancestor that others may not
+    enter (a home folder at mode 0700 that holds Python, say) is covered (`_cover`), keeping only those."""
     blocked: dict[str, list[str]] = {}
     for k in keep:
-        ancestors = [str(p) for p in reversed(Path(k).parents) if str(p) != "/"]
-        closed = [a for a in ancestors if not os.stat(a).st_mode & 0o001]
+        closed = [str(p) for p in reversed(Path(k).parents) if str(p) != "/" and not os.stat(p).st_mode & 0o001]
         if closed:
             blocked.setdefault(closed[0], []).append(k)
-    for top, folders in blocked.items():
-        if any(_inside(top, other) and top != other for other in blocked):
-            continue  # covered by the tmpfs of an ancestor
-        inner = [k for other, ks in blocked.items() if _inside(other, top) for k in ks]
-        fds = {k: os.open(k, os.O_RDONLY | os.O_DIRECTORY) for k in inner}
-        mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
-        for k, fd in fds.items():
-            os.makedirs(k, 0o755, exist_ok=True)
-            mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
-            os.close(fd)
-        mount(None, top, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for top in blocked:
+        if not any(top != other and _inside(top, other) for other in blocked):
+            _cover(top, [k for other, ks in blocked.items() if _inside(other, top) for k in ks])
 
 
 def sweep(sid: int, uid: int | None) -> None:
