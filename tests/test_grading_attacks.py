@@ -292,3 +292,31 @@ def test_a_killed_run_keeps_its_rows_and_resumes(tmp_path):
     rows = {r["student"]: r for r in csv.DictReader(out.open())}
     assert sorted(rows) == ["s0", "s1", "s2", "s3", "zz-hang"] and rows["zz-hang"]["total"] == "0"
     assert leftovers() == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="without namespaces, only a grader running as root gives submissions user ids of their own")
+def test_without_namespaces_a_user_id_per_job_still_protects_the_others(tmp_path, monkeypatch):
+    """The fallback (GANLIB_NAMESPACES=0, as on kernels that forbid namespaces) when root: killing every
+    process, a detached daemon and a forged results file still leave the others' marks honest and nothing
+    running."""
+    folder = tmp_path / "submissions"
+    for name in ("good1", "good2"):
+        save(load(SOLUTION), folder / f"{name}.ipynb")
+    for name, code in {"killer": "import os, signal\nos.kill(-1, signal.SIGKILL)",
+                       "daemon": f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', 'import time; "
+                                 f"time.sleep(30)', {DAEMON_TAG!r}], start_new_session=True)",
+                       "forger": "import os\nopen('events.jsonl', 'w').write('{\"event\": \"done\"}')\nos._exit(0)",
+                       }.items():
+        save(attacker(code), folder / f"{name}.ipynb")
+    monkeypatch.setenv("GANLIB_NAMESPACES", "0")
+    monkeypatch.setenv(*RUN_TAG.split("="))
+    log = []
+    results = {g.student: g for g in grading.grade(folder, tmp_path / "grades.csv", timeout=TIMEOUT, jobs=2,
+                                                   log=log.append)}
+    assert any("confinement: no namespaces" in line and "a separate user id per job" in line for line in log)
+    assert [results[n].total for n in ("good1", "good2", "killer", "daemon", "forger")] == [3, 3, 0, 0, 0]
+    assert results["good1"].status == results["good2"].status == "ok"
+    monkeypatch.delenv(RUN_TAG.split("=")[0])
+    time.sleep(0.5)
+    assert leftovers() == []

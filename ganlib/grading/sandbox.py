@@ -186,9 +186,10 @@ class Confinement:
 
 
 def probe() -> Confinement:
-    """Try the namespaces in a throw-away child (they cannot be undone in this process)."""
+    """Try the namespaces in a throw-away child (they cannot be undone in this process). GANLIB_NAMESPACES=0
+    leaves them out (for a kernel where they misbehave)."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    if _LIBC is None or not hasattr(os, "fork"):
+    if _LIBC is None or not hasattr(os, "fork") or os.environ.get("GANLIB_NAMESPACES") == "0":
         return Confinement(False, root)
     wanted = Confinement(True, root)
     pid = os.fork()
@@ -329,6 +330,7 @@ def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, 
         child = os.fork()
         if child == 0:
             try:
+                die_with_parent()  # without a pid namespace nothing else would end it with the grader
                 os.close(status_w)
                 _confine(scratch, uid, confinement, memory_mb, seconds, output_fd)
                 serve(sock)
