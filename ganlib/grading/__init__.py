@@ -47,7 +47,7 @@ from .chapters import (
     notebook_code,
     read_chapter,
 )
-from .remote import _define
+from .remote import _define  # noqa: F401  the extraction, for the tests
 from .report import STATUSES, Graded, GradesFile, Outcome, feedback, feedback_names
 from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run
 from .submissions import MAX_NOTEBOOK_BYTES, Submission, collect, find_submissions, read_submission, unique_names
@@ -55,7 +55,7 @@ from .submissions import MAX_NOTEBOOK_BYTES, Submission, collect, find_submissio
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "MAX_NOTEBOOK_BYTES", "STATUSES", "Chapter", "Exercise",
            "Graded", "Outcome", "PrivateChecks", "Submission", "best_chapter", "check_calls", "collect", "columns",
            "course_chapters", "feedback", "feedback_names", "find_chapter", "find_submissions", "grade", "match",
-           "notebook_code", "read_chapter", "read_submission", "run", "_define"]
+           "notebook_code", "read_chapter", "read_submission", "run"]
 
 
 def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeout: float = DEFAULT_TIMEOUT,

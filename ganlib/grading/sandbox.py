@@ -193,19 +193,37 @@ def probe() -> Confinement:
         return Confinement(False, root)
     wanted = Confinement(True, root)
     pid = os.fork()
-    if pid == 0:
+    if pid == 0:  # what a jail needs: the namespaces, a read-only remount, a tmpfs, and /proc in the pid namespace
         code = 1
         try:
             unshare(wanted.flags)
             if not root:
                 _map_user()
             mount(None, "/", None, MS_REC | MS_PRIVATE)
+            _read_only(["/"])
             mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
-            code = 0
+            init = os.fork()
+            if init == 0:
+                try:
+                    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                    os._exit(0)
+                finally:
+                    os._exit(1)
+            code = os.waitstatus_to_exitcode(os.waitpid(init, 0)[1])
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     return wanted if os.waitstatus_to_exitcode(status) == 0 else Confinement(False, root)
+
+
+def _read_only(points: list[str]) -> None:
+    """Remount these mount points read-only, keeping the flags a user namespace may not drop; raise OSError
+    when one stays writable."""
+    for point in points:
+        kept = os.statvfs(point).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME)
+        mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+        if not os.statvfs(point).f_flag & MS_RDONLY:
+            raise OSError(f"{point} stays writable")
 
 
 def _map_user() -> None:
@@ -430,11 +448,12 @@ def _build_mounts(layout: Layout, uid: int | None) -> str:
         if _inside(point, "/proc") or _inside(point, "/sys"):
             continue
         try:
-            kept = os.statvfs(point).f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME
-                                               | MS_RELATIME)
-            mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+            _read_only([point])
         except OSError:
-            pass  # e.g. a mount point hidden under another mount
+            pass  # e.g. a mount point hidden under another mount: checked below for what matters
+    for path in ("/", *layout.keep_visible):  # the system and the course must be read-only, or there is no jail
+        if not os.statvfs(path).f_flag & MS_RDONLY:
+            raise OSError(f"{path} stays writable")
     for path in sorted(layout.hidden, key=lambda p: p.count("/")):  # a folder before what is inside it
         inner = [k for k in layout.keep_visible if _inside(k, path)]
         try:
