@@ -41,7 +41,7 @@ CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 
 
 class ChannelClosed(Exception):
@@ -143,15 +143,19 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
     _call("mount", enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
 
 
+def _prctl(option: int, value: int) -> bool:
+    try:
+        _call("prctl", ctypes.c_int(option), ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0),
+              ctypes.c_ulong(0))
+        return True
+    except OSError:
+        return False
+
+
 def die_with_parent() -> None:
     """SIGKILL this process when its parent dies (Linux), so that nothing outlives the grader."""
     parent = os.getppid()
-    try:
-        _call("prctl", ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
-              ctypes.c_ulong(0), ctypes.c_ulong(0))
-    except OSError:
-        return
-    if os.getppid() != parent:  # the parent died before the call
+    if _prctl(PR_SET_PDEATHSIG, signal.SIGKILL) and os.getppid() != parent:  # the parent died before the call
         os._exit(1)
 
 
@@ -196,9 +200,10 @@ def probe() -> Confinement:
     if pid == 0:  # what a jail needs: the namespaces, a read-only remount, a tmpfs, and /proc in the pid namespace
         code = 1
         try:
+            uid, gid = os.getuid(), os.getgid()
             unshare(wanted.flags)
             if not root:
-                _map_user()
+                _map_user(uid, gid)
             mount(None, "/", None, MS_REC | MS_PRIVATE)
             _read_only(["/"])
             mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
@@ -226,9 +231,8 @@ def _read_only(points: list[str]) -> None:
             raise OSError(f"{point} stays writable")
 
 
-def _map_user() -> None:
-    """In a new user namespace: keep our own user and group ids (an identity mapping)."""
-    uid, gid = os.getuid(), os.getgid()
+def _map_user(uid: int, gid: int) -> None:
+    """In a new user namespace: keep our own user and group ids, as they were before it (an identity mapping)."""
     Path("/proc/self/setgroups").write_text("deny")
     Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
     Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
@@ -306,9 +310,10 @@ def start(slot: int, layout: Layout, confinement: Confinement, memory_mb: int, s
             os.setsid()
             scratch = layout.scratch
             if confinement.namespaces:
+                ids = os.getuid(), os.getgid()
                 unshare(confinement.flags)
                 if confinement.flags & CLONE_NEWUSER:
-                    _map_user()
+                    _map_user(*ids)
                 scratch = _build_mounts(layout, uid)
             elif uid is not None:
                 os.chown(scratch, uid, uid)
@@ -343,12 +348,14 @@ def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, 
     code = 0
     try:
         die_with_parent()
+        _prctl(PR_SET_DUMPABLE, 0)  # the submission may not trace its init, which can still change the mounts
         if confinement.namespaces:
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         child = os.fork()
         if child == 0:
             try:
                 die_with_parent()  # without a pid namespace nothing else would end it with the grader
+                _prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays its own (a user id switch resets this)
                 os.close(status_w)
                 _confine(scratch, uid, confinement, memory_mb, seconds, output_fd)
                 serve(sock)
@@ -397,16 +404,10 @@ def _confine(scratch: str, uid: int | None, confinement: Confinement, memory_mb:
         os.setgid(uid)
         os.setuid(uid)
     elif confinement.namespaces:  # drop the capabilities that could undo the mounts: a nested user namespace
-        uid_outer, gid_outer = os.getuid(), os.getgid()
+        ids = os.getuid(), os.getgid()
         unshare(CLONE_NEWUSER)
-        Path("/proc/self/setgroups").write_text("deny")
-        Path("/proc/self/uid_map").write_text(f"{uid_outer} {uid_outer} 1")
-        Path("/proc/self/gid_map").write_text(f"{gid_outer} {gid_outer} 1")
-    try:
-        _call("prctl", ctypes.c_int(PR_SET_NO_NEW_PRIVS), ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0),
-              ctypes.c_ulong(0))
-    except OSError:
-        pass
+        _map_user(*ids)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)  # no set-user-id program gives it more rights
 
 
 def _address_space() -> int:
