@@ -10,7 +10,8 @@ Process tree of one grading run (each process dies with its parent, `PR_SET_PDEA
 
 Confinement, where Linux allows it (probed once per run, see `probe`): new user (when not root), mount, pid,
 network and IPC namespaces; in the mount namespace every file system is read-only, the course's solutions,
-exercises and notebooks, the submissions, the grader's output and the private checks are hidden, and /tmp,
+exercises and notebooks, the submissions, the grader's output, the private checks and the home folders are
+hidden (what the submission needs to import Python, torch and ganlib is mounted back), and /tmp,
 /var/tmp and /dev/shm are small fresh tmpfs (the submission's only writable places, its disk quota); a new
 /proc shows only the submission's own processes. When the grader runs as root the submission also runs
 under an unprivileged user id of its own (one per job slot), with `RLIMIT_NPROC`. Killing the jail's init
@@ -248,7 +249,8 @@ class Layout:
 
     hidden: list[str]  # folders and files hidden from it (an empty read-only tmpfs, or /dev/null)
     keep_visible: list[str]  # what it needs to import ganlib and torch: never hidden under a tmpfs
-    scratch: str  # the job's own folder on the host, used when there are no namespaces
+    scratch: str  # the job's own folder on the host: the working folder without namespaces, or when /tmp holds
+    # the course and cannot be covered
 
 
 @dataclass
