@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import select
 import signal
 import socket
@@ -409,7 +410,17 @@ def _confine(scratch: str, uid: int | None, confinement: Confinement, memory_mb:
         ids = os.getuid(), os.getgid()
         unshare(CLONE_NEWUSER)
         _map_user(*ids)
+        if _kernel() >= (5, 14):  # RLIMIT_NPROC counts per user namespace: this one holds the submission only
+            limit(resource.RLIMIT_NPROC, MAX_PROCESSES)
     _prctl(PR_SET_NO_NEW_PRIVS, 1)  # no set-user-id program gives it more rights
+
+
+def _kernel() -> tuple[int, int]:
+    try:
+        major, minor = os.uname().release.split(".")[:2]
+        return int(major), int(re.match(r"\d+", minor).group())
+    except (ValueError, AttributeError):
+        return (0, 0)
 
 
 def _address_space() -> int:
