@@ -154,7 +154,7 @@ def cmd_grade(args) -> None:
     from .grading import grade
 
     grade(args.submissions, args.out, chapter=args.chapter, timeout=args.timeout, jobs=args.jobs,
-          extra_checks=args.extra_checks, feedback_dir=args.feedback, memory_mb=args.memory)
+          extra_checks=args.extra_checks, feedback_dir=args.feedback, memory_mb=args.memory, resume=args.resume)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grade", help="grade a folder of submitted notebooks into a CSV and feedback files",
                        description="Grade every submission in SUBMISSIONS_DIR (one notebook per student, any file "
                                    "name, or one folder per student) with the chapter's exercise checks. Each "
-                                   "submission runs in a child process of its own with a time limit, a memory "
-                                   "limit and one CPU thread; writes one CSV row and one feedback file per student.")
+                                   "submission runs confined in a process of its own with a time limit, a memory "
+                                   "limit and one CPU thread, and the checks judge what it returns from a trusted "
+                                   "process; writes one CSV row and one feedback file per student.")
     g.add_argument("submissions", metavar="SUBMISSIONS_DIR", help="folder of submitted notebooks (or one notebook)")
     g.add_argument("--out", required=True, help="the grades file, FILE.csv")
     g.add_argument("--chapter", help="chapter number or name (e.g. 01), or the chapter's solution or exercise "
@@ -257,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--feedback", help="folder for the feedback files (default: beside the CSV, <name>-feedback)")
     g.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB,
                    help=f"MB a submission may allocate beyond the libraries (default {DEFAULT_MEMORY_MB})")
+    g.add_argument("--resume", action="store_true",
+                   help="keep the rows of the --out file for students whose notebook is unchanged (same path and "
+                        "content) and grade only the others, e.g. after a run was interrupted")
     g.set_defaults(func=cmd_grade)
     return p
 

@@ -113,7 +113,7 @@ def test_grades_csv(graded):
     with open(graded["out"], newline="") as f:
         header = next(csv.reader(f))
     assert header == ["student", "discriminator_loss", "generator_loss", "train_step", "extra:generator_loss",
-                      "total", "max", "status", "notebook"]
+                      "total", "max", "status", "notebook", "sha256"]
     expected = {  # student: (points per column, total, status)
         "solution": ("1111", 4, "ok"),
         "untouched": ("0000", 0, "ok"),
@@ -273,3 +273,93 @@ def test_bad_input(tmp_path):
     (tmp_path / "private.py").write_text("def check_train_step(fn:\n")
     with pytest.raises(GanlibError, match="failed to load"):
         grading.grade(tmp_path, tmp_path / "grades.csv", extra_checks=tmp_path / "private.py")
+
+
+def test_remote_checks_say_what_local_checks_say(tmp_path, monkeypatch):
+    """Wrong answers whose diagnosis needs in-place updates of the arguments (optimizer steps, stale .grad,
+    the tiny G's count of backward passes) or gradients through the student's output: graded through the
+    submission's process, each gets the message the same function gets from the check run locally."""
+    from ganlib import checks
+
+    monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)  # the local checks return their messages
+    variants = {
+        "stale_d": ("opt_d.zero_grad()\n    ", ""),
+        "no_detach": ("D(fake.detach())", "D(fake)"),
+        "stale_g": ("opt_g.zero_grad()\n    ", ""),
+        "tensor_losses": ("return loss_d.item(), loss_g.item()", "return loss_d, loss_g"),
+        "pair_missing": ("return loss_d.item(), loss_g.item()", "return loss_d.item()"),
+    }
+    sol = load(SOLUTION)
+    expected = {}
+    for name, (old, new) in variants.items():
+        nb = edit(sol, "train_step", old, new)
+        save(nb, tmp_path / "subs" / f"{name}.ipynb")
+        source = next("".join(c["source"]) for c in nb["cells"] if "def train_step(" in "".join(c["source"]))
+        namespace = {}
+        exec("from ganlib import losses\n" + source, namespace)
+        expected[name] = checks.check_train_step(namespace["train_step"]).message
+    wrong_grad = edit(sol, "generator_loss", "return F.softplus(-fake_logits).mean()",
+                      "return F.softplus(-fake_logits.detach()).mean().requires_grad_()")
+    save(wrong_grad, tmp_path / "subs" / "detached.ipynb")
+    graded = {g.student: g for g in grading.grade(tmp_path / "subs", tmp_path / "grades.csv", timeout=30, jobs=2,
+                                                   log=lambda _: None)}
+    for name, message in expected.items():
+        got = next(o for o in graded[name].outcomes if o.column == "train_step")
+        assert got.message == message, name
+        assert got.passed == (name == "tensor_losses")  # returning tensors is fine: float() reads them
+    assert len(set(expected.values())) == len(expected)  # five different diagnoses
+    generator = next(o for o in graded["detached"].outcomes if o.column == "generator_loss")
+    assert not generator.passed and "no (or a wrong) gradient reaches the logits" in generator.message
+
+
+def test_replies_are_read_as_data_only():
+    """What a submission sends is decoded as tensors and plain values, each node checked; anything else
+    is refused, and a state that does not fit the trusted side's object is an error of the student's code."""
+    import torch
+
+    from ganlib.grading import remote
+
+    tensors = []
+    value = remote.encode((torch.ones(2), [1, 2.5, "x", None], {"k": True}, len, torch.float32), tensors)
+    out = remote.decode(value, tensors)
+    assert torch.equal(out[0], torch.ones(2)) and out[1:3] == ([1, 2.5, "x", None], {"k": True})
+    assert type(out[3]).__name__ == "builtin_function_or_method" and isinstance(out[3], remote.Opaque)
+    for bad in (["t", 5], ["eval", "1"], ["list", "abc"], ["np", "O", 1], ["dict", [[[], ["v", 1]]]], "v", []):
+        with pytest.raises(remote.BadReply):
+            remote.decode(bad, tensors)
+    deep = ["v", 0]
+    for _ in range(20):
+        deep = ["list", [deep]]
+    with pytest.raises(remote.BadReply):
+        remote.decode(deep, [])
+    linear = torch.nn.Linear(2, 3)
+    state = remote.capture(linear)
+    state["params"][0][1] = torch.zeros(5)  # the weight, of another shape
+    with pytest.raises(RuntimeError, match="changed its shape"):
+        remote.restore(linear, state)
+    error = remote._exception({"type": "NotImplementedError", "message": "todo", "frame": " (at cell 3, line 2)"})
+    assert type(error) is NotImplementedError and error.student_frame == " (at cell 3, line 2)"
+    custom = remote._exception({"type": "Mistake", "message": "passed", "frame": ""})  # not ganlib's Mistake
+    assert isinstance(custom, remote.StudentError) and type(custom).__name__ == "Mistake"
+
+
+def test_private_checks_cannot_send_their_own_classes(tmp_path):
+    private = tmp_path / "private.py"
+    private.write_text("from ganlib.checks import run_check\n\n\nclass Box:\n    pass\n\n\n"
+                       "def check_generator_loss(fn):\n    return run_check('generator_loss', lambda: fn(Box()))\n")
+    save(load(SOLUTION), tmp_path / "subs" / "s.ipynb")
+    g = grading.grade(tmp_path / "subs", tmp_path / "g.csv", timeout=20, jobs=1, extra_checks=private,
+                      log=lambda _: None)[0]
+    extra = next(o for o in g.outcomes if o.column == "extra:generator_loss")
+    assert not extra.passed and "the check stopped: NotTransferable: a private check passes a Box" in extra.message
+    assert g.total == 3 and g.status == "ok"
+
+
+def test_csv_cells_and_feedback_names():
+    from ganlib.grading import report
+
+    assert [report.cell(v) for v in ("=1+1", "+x", "-2", "@a", "\tx", "ann", 3)] == [
+        "'=1+1", "'+x", "'-2", "'@a", "'\tx", "ann", "3"]
+    names = grading.feedback_names(["k a b", "k_a_b", "Ann", "ann", "bob", "../etc"])
+    assert len(set(names.values())) == 6 and names["bob"] == "bob.md"
+    assert all("/" not in n and not n.startswith(".") for n in names.values())

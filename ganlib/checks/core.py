@@ -74,6 +74,10 @@ def _run(exercise: str, body: Callable[[], str | None]) -> CheckResult:
 
 
 def _student_frame(e: BaseException) -> str:
+    """Where in the student's code `e` was raised, " (at cell N, line M: `code`)", or "". An exception that
+    the grader brought back from the student's process carries that text as `student_frame`."""
+    if isinstance(getattr(e, "student_frame", None), str):
+        return e.student_frame
     frames = [f for f in traceback.extract_tb(e.__traceback__) if "ganlib" not in f.filename.replace("\\", "/")
               and "torch" not in f.filename]
     if not frames or not frames[-1].line:
