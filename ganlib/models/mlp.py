@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import GanlibError
+
 
 def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -51,6 +53,9 @@ class MLPDiscriminator(nn.Module):
         pack: int = 1,  # PacGAN packing degree m (1 = no packing)
     ):
         super().__init__()
+        if not isinstance(pack, int) or isinstance(pack, bool) or pack < 1:
+            raise GanlibError(f"pack={pack!r}: the packing degree is a whole number of samples per judgement, "
+                              f"at least 1 (1 = no packing, 2 = PacGAN2).")
         self.in_dim = in_dim
         self.pack = pack
         self.net = mlp([in_dim * pack, *[hidden] * depth, 1], lambda: nn.LeakyReLU(0.2))
@@ -58,6 +63,8 @@ class MLPDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
         assert x.ndim == 2 and x.shape[1] == self.in_dim, f"x must be [N, {self.in_dim}], got {list(x.shape)}"
-        assert n % self.pack == 0, f"batch size {n} is not a multiple of the packing degree {self.pack}"
+        if n % self.pack:
+            raise GanlibError(f"batch size {n} is not a multiple of the packing degree {self.pack}: choose a batch "
+                              f"size divisible by it.")
         packed = x.reshape(n // self.pack, self.pack * self.in_dim)  # [N/m, m*in_dim]: m samples per row
         return self.net(packed).squeeze(1)  # [N/m]
