@@ -180,7 +180,7 @@ def bench_ring8(quick: bool = False) -> str:
     rows, means = [], {}
     for (pack, seed), (m, seconds) in zip(jobs, done):
         rows.append(f"| {'vanilla GAN' if pack == 1 else 'PacGAN2'} | {seed} | {m['modes']} | "
-                    f"{100 * m['hq']:.1f} | {m['reverse_kl']:.2f} | {seconds:.0f} |")
+                    f"{100 * m['hq']:.1f} | {m['reverse_kl']:.2f} | {seconds:.0f} |".replace("nan", "-"))
     for pack in (1, 2):
         results = [m for (p, _), (m, _) in zip(jobs, done) if p == pack]
         means[pack] = (statistics.mean(m["modes"] for m in results), statistics.mean(m["hq"] for m in results))
