@@ -612,51 +612,57 @@ def bench_pggan_growing(quick: bool = False) -> str:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     preset = recipes.preset("pggan", profile)
     final = preset["resolution"]
-    resolutions = [r for r in (final // 4, final // 2, final) if r >= 8]  # the smaller first: they cost less
-    n_eval = 100 if quick else 500
-    load_before = os.getloadavg()[0]
-    races = []
-    for r in resolutions:
-        races.append(pggan_race(profile, device, r, every=max(1, preset["train"]["steps"] // 40), n_eval=n_eval))
+    measured = {"profile": profile, "date": datetime.date.today().isoformat(), "machine": machine(),
+                "n_eval": 100 if quick else 500, "load_average": [os.getloadavg()[0]],
+                "thresholds": list(PGGAN_THRESHOLDS), "target": PGGAN_TARGET, "races": []}
+    for r in (r for r in (final // 4, final // 2, final) if r >= 8):  # the smaller first: they cost less
+        race = pggan_race(profile, device, r, every=max(1, preset["train"]["steps"] // 40), n_eval=measured["n_eval"])
+        measured["races"].append(summarise_race(race))
         print(f"pggan-growing: {r}x{r} done", file=sys.stderr, flush=True)
         if not quick:  # after every resolution, so that a stopped benchmark keeps what it measured
             PGGAN_RESULTS.parent.mkdir(exist_ok=True)
-            atomic_write_text(json.dumps({"profile": profile, "date": datetime.date.today().isoformat(),
-                                          "machine": machine(), "thresholds": list(PGGAN_THRESHOLDS),
-                                          "target": PGGAN_TARGET, "races": [summarise_race(x) for x in races]},
-                                         indent=1) + "\n", PGGAN_RESULTS)
-    load_after = os.getloadavg()[0]
+            atomic_write_text(json.dumps(measured, indent=1) + "\n", PGGAN_RESULTS)
+    measured["load_average"].append(os.getloadavg()[0])
+    return pggan_section(measured)
+
+
+def pggan_section(measured: dict) -> str:
+    """The benchmark's markdown from its figures (what `bench_pggan_growing` writes to PGGAN_RESULTS)."""
+    preset = recipes.preset("pggan", measured["profile"])
+    thresholds, n_eval = measured["thresholds"], measured["n_eval"]
     rows = []
-    for race in map(summarise_race, races):
+    for race in measured["races"]:
         res, curves = race["resolution"], race["curves"]
+        real = metrics.judge_for("shapes", res).real_score(n_eval, res)["shape_ok"]
         cells = []
-        for th in PGGAN_THRESHOLDS:
+        for th in thresholds:
             tp, tf = race["to_threshold"][str(th)]
             last = curves["fixed"][-1][0]
             cells.append("-" if tp is None else (f"{tp:.0f} / {tf:.0f} (**{tf / tp:.2f}x**)" if tf is not None
                                                  else f"{tp:.0f} / not by {last:.0f} (> {last / tp:.2f}x)"))
         ends = " / ".join(f"{curves[n][-1][4]:.2f}" for n in ("progressive", "fixed"))
         rows.append(f"| {res}x{res} | {race['steps'] * race['batch'] / 1000:g}k | {race['per_image']:.2f}x | "
-                    f"{' | '.join(cells)} | {ends} |")
+                    f"{' | '.join(cells)} | {ends} | {real:.2f} |")
     growth, train = preset["trainer"]["growth"], preset["train"]
-    header = " | ".join(f"shape_ok >= {th}" for th in PGGAN_THRESHOLDS)
-    return f"""The `pggan` recipe's `{profile}` preset on `shapes`, grown to each final resolution in the table: the
-same networks, loss (WGAN-GP, lambda 10, drift 0.001), optimiser (Adam {train['lr_g']:g}, betas {tuple(train['betas'])})
-and batch ({train['batch_size']}) for both runs; the progressive one grows from 4x4 ({growth['stable_kimg']:g}k images
-stable, then {growth['fade_kimg']:g}k fading in, per doubling), the fixed one trains at the final resolution from the
-first step. The two runs of a resolution train in turns of a few dozen steps in one process (so that changes in
-machine load hit both alike), each until its shape_ok (the share of samples whose shape class the shapes judge
-recognises, on {n_eval} samples of the EMA generator after each turn) reaches {max(PGGAN_THRESHOLDS)} at the final
-resolution, or until the image budget in the table. Training seconds exclude the measurements. The machine was
-shared with other work (load average {load_before:.1f} before, {load_after:.1f} after): compare the two runs of a
-row, not seconds across rows or sections. Figures for chapter 02: `ganlib/results/pggan_growing.json`.
+    load = " and ".join(f"{x:.1f}" for x in measured["load_average"])
+    header = " | ".join(f"shape_ok >= {th}" for th in thresholds)
+    return f"""The `pggan` recipe's `{measured['profile']}` preset on `shapes`, grown to each final resolution in the
+table: the same networks, loss (WGAN-GP, lambda 10, drift 0.001), optimiser (Adam {train['lr_g']:g}, betas
+{tuple(train['betas'])}) and batch ({train['batch_size']}) for both runs; the progressive one grows from 4x4
+({growth['stable_kimg']:g}k images stable, then {growth['fade_kimg']:g}k fading in, per doubling), the fixed one trains
+at the final resolution from the first step. The two runs of a resolution train in turns of a hundred steps in one
+process (so that changes in machine load hit both alike), each until its shape_ok (the share of samples whose shape
+class the shapes judge recognises, on {n_eval} samples of the EMA generator after each turn) reaches
+{max(thresholds)} at the final resolution, or until the image budget in the table. Training seconds exclude the
+measurements. The machine was shared with other work (load average {load} at the start and the end): compare the
+two runs of a row, not seconds across rows or sections. Figures for chapter 02: `ganlib/results/pggan_growing.json`.
 
 Per image: the fixed run's seconds over the progressive run's for the same images. To quality: training seconds
-until shape_ok first reaches the threshold at the final resolution, progressive / fixed (speed-up); real images
-score about 0.99.
+until shape_ok first reaches the threshold at the final resolution (fully faded in), progressive / fixed
+(speed-up). Last column: real held-out images at that resolution.
 
-| final resolution | budget | per image | {header} | last shape_ok (prog. / fixed) |
-|---|---|---|{'---|' * len(PGGAN_THRESHOLDS)}---|
+| final resolution | budget | per image | {header} | last shape_ok (prog. / fixed) | real |
+|---|---|---|{'---|' * len(thresholds)}---|---|
 {chr(10).join(rows)}"""
 
 
