@@ -48,3 +48,15 @@ def test_pggan_speedups_from_curves():
     assert bench.time_to(fixed, 0.9, 16) is None
     # 5000 images: the progressive run's last point, 40 s; the fixed run's 75 s, halfway from 60 to 90 s
     assert bench.per_image_speedup({"progressive": prog, "fixed": fixed}) == pytest.approx(75 / 40)
+
+
+def test_committed_pggan_figures_follow_from_their_curves():
+    """Chapter 02 plots ganlib/results/pggan_growing.json: its speed-ups are those its curves give."""
+    import json
+
+    measured = json.loads(bench.PGGAN_RESULTS.read_text())
+    assert measured["races"] and measured["thresholds"] == list(bench.PGGAN_THRESHOLDS)
+    for race in measured["races"]:
+        assert bench.summarise_race(race) == race
+        assert race["curves"]["fixed"][0][2] == race["resolution"]  # the fixed run never grows
+        assert race["curves"]["progressive"][0][2] == 4  # the progressive one starts at 4x4
