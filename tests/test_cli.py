@@ -71,6 +71,21 @@ def test_train_sample_evaluate_points(tmp_path, capsys):
     assert int(real.split()[2]) >= 22 and float(real.split()[-2]) > 0.9  # 100 real points: most modes, realistic
 
 
+def test_set_pack_trains_pacgan(tmp_path, capsys):
+    """--set pack=2 reaches the discriminator of the gan recipe: it judges pairs (input 2 x 2 coordinates)."""
+    from ganlib import recipes
+
+    for pack in (1, 2):
+        run_dir = tmp_path / f"pack{pack}"
+        code, _, err = run(capsys, "train", "gan", "--out", run_dir, "--profile", "smoke", "--steps", 2,
+                           "--set", f"pack={pack}")
+        assert code == 0, err
+        D = recipes.load_generator(run_dir)[1]["D"]
+        assert D["pack"] == pack
+    state = torch.load(tmp_path / "pack2" / "checkpoint.pt", weights_only=True)
+    assert state["D"]["net.0.weight"].shape[1] == 4  # two 2-D points per row
+
+
 def test_evaluate_catches_a_copying_generator(tmp_path, capsys):
     """Training images replayed as 'samples': the FD of real data, but the nearest training image is at 0."""
     from ganlib import data
@@ -108,6 +123,7 @@ def test_conditional_sampling_writes_labels(tmp_path, capsys):
     (["train", "dcgan", "--resolution", "24", "--out", "{tmp}/r"], "power of two"),
     (["train", "dcgan", "--out", "{tmp}/r", "--resume"], "there is no checkpoint"),
     (["train", "dcgan", "--out", "{tmp}/r", "--set", "lr=3"], "unknown training option(s) lr"),
+    (["train", "gan", "--out", "{tmp}/r", "--set", "pack=0"], "pack=0: the packing degree"),
     (["train", "dcgan", "--out", "{tmp}/r", "--data", "folder:{tmp}/nowhere"], "does not exist"),
     (["train", "dcgan", "--out", "{tmp}/r", "--data", "mnist"], "downloads are off"),
     (["sample", "{tmp}/r", "--out", "{tmp}/s.npz"], "no checkpoint"),

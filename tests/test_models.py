@@ -15,8 +15,11 @@ def test_mlp_shapes_and_packing():
     # packing: each logit sees two consecutive samples, concatenated
     pairs = x.reshape(3, 4)
     assert torch.allclose(logits, D.net(pairs).squeeze(1))
-    with pytest.raises(AssertionError, match="multiple of the packing degree"):
+    with pytest.raises(GanlibError, match="multiple of the packing degree"):
         D(torch.randn(5, 2))
+    for bad in (0, 1.5, "2"):
+        with pytest.raises(GanlibError, match="packing degree"):
+            mlp.MLPDiscriminator(pack=bad)
 
 
 @pytest.mark.parametrize("res", [16, 32, 64, 128])

@@ -218,3 +218,16 @@ def test_trainer_rejects_a_schedule_that_does_not_fit(tmp_path):
 
     with pytest.raises(GanlibError, match="make all three the same"):
         ProgressiveTrainer(G, D, data.load("shapes", 8), TrainConfig(steps=1), device="cpu")  # G grows to 16
+
+
+def test_budget_scaled_to_another_final_resolution():
+    """steps_at keeps the phases per doubling and the images at the final resolution of the preset."""
+    from ganlib.recipes.pggan import steps_at
+
+    p = recipes.preset("pggan", "cpu")
+    growth, batch = p["trainer"]["growth"], p["train"]["batch_size"]
+    phase = growth["stable_kimg"] + growth["fade_kimg"]  # thousand images per doubling
+    assert steps_at(p, p["resolution"]) == p["train"]["steps"]
+    final_kimg = p["train"]["steps"] * batch / 1000 - 3 * phase  # 32x32 is 3 doublings above 4x4
+    assert steps_at(p, 16) == round((2 * phase + final_kimg) * 1000 / batch)
+    assert steps_at(p, 64) == round((4 * phase + final_kimg) * 1000 / batch)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .. import layers
+from ..errors import GanlibError
 
 CONDITIONINGS = ("concat", "projection")
 
@@ -32,7 +33,10 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
 def pack(x: torch.Tensor, m: int) -> torch.Tensor:
     """PacGAN's packing: points [N, D] -> [N/m, m*D], each row m consecutive samples side by side."""
     n = x.shape[0]
-    assert x.ndim == 2 and n % m == 0, f"batch size {n} is not a multiple of the packing degree {m}"
+    assert x.ndim == 2, f"x must be [N, D], got {list(x.shape)}"
+    if n % m:
+        raise GanlibError(f"batch size {n} is not a multiple of the packing degree {m}: choose a batch size "
+                          f"divisible by it.")
     return x.reshape(n // m, m * x.shape[1])
 
 
@@ -80,10 +84,13 @@ class MLPDiscriminator(nn.Module):
         conditioning: str = "concat",  # how a conditional D reads the label: "concat" or "projection"
     ):
         super().__init__()
+        if not isinstance(pack, int) or isinstance(pack, bool) or pack < 1:
+            raise GanlibError(f"pack={pack!r}: the packing degree is a whole number of samples per judgement, "
+                              f"at least 1 (1 = no packing, 2 = PacGAN2).")
         if conditioning not in CONDITIONINGS:
-            raise ValueError(f"conditioning must be one of {CONDITIONINGS}, got {conditioning!r}")
+            raise GanlibError(f"conditioning={conditioning!r}: use one of {', '.join(CONDITIONINGS)}.")
         if num_classes and pack != 1:
-            raise ValueError("a conditional discriminator judges one sample at a time: use pack=1")
+            raise GanlibError("a conditional discriminator judges one sample at a time: use pack=1.")
         self.in_dim, self.pack, self.num_classes, self.conditioning = in_dim, pack, num_classes, conditioning
         if num_classes and conditioning == "projection":
             self.net = nn.Sequential(mlp([in_dim, *[hidden] * depth], lambda: nn.LeakyReLU(0.2)), nn.LeakyReLU(0.2))

@@ -6,6 +6,8 @@ A recipe is a module with
     FAMILY:   the model family in `ganlib.models` (what `models.build` rebuilds);
     TRAINER:  the `Trainer` class to use (a chapter's subclass, or the plain one); a preset's optional
               "trainer" dict holds extra keyword arguments for it (PGGAN: the growth schedule);
+    NET_OPTIONS: optionally, {name: "G" or "D"}: network arguments that `make_trainer`'s keyword arguments
+              (and so the command line's `--set NAME=VALUE`) reach next to the training options (gan: pack);
 and optionally `model_spec(preset, data)` when the networks' arguments depend on the data in a special way.
 
 `make_trainer("dcgan", profile="cpu")` is what both the command line and the notebooks call.
@@ -72,13 +74,17 @@ def make_trainer(name: str, profile: str | None = None, data: str | None = None,
         run_dir: where checkpoints and sample grids go.
         device: torch device (default: CUDA when available).
         preset_overrides: replaces top-level preset entries (e.g. {"G": {...}}).
-        **train_overrides: TrainConfig fields (steps=..., seed=..., lr_g=...).
+        **train_overrides: TrainConfig fields (steps=..., seed=..., lr_g=...), and the recipe's NET_OPTIONS
+            (gan: pack=2).
     """
     from ..models import build
 
     recipe = get(name)
     p = preset(name, profile)
     p.update(preset_overrides or {})
+    for option, net in getattr(recipe, "NET_OPTIONS", {}).items():
+        if option in train_overrides:
+            p[net] = dict(p[net], **{option: train_overrides.pop(option)})
     p["data"] = data or p["data"]
     p["resolution"] = resolution or p.get("resolution")
     ds = datasets.load(p["data"], resolution=p["resolution"], split="train", seed=p["train"].get("seed", 0))

@@ -8,6 +8,8 @@ proportion to the shorter phases. On the CPU, with phases about 100x shorter tha
 and a learning rate of 3e-3 (the paper: 1e-3) let the networks learn within the short phases.
 """
 
+import math
+
 from ..progressive import ProgressiveTrainer
 
 FAMILY = "pggan"
@@ -20,6 +22,15 @@ def _steps(growth: dict, final_kimg: float, batch: int, levels: int) -> int:
     """Generator steps to grow through `levels` doublings and then train `final_kimg` at the final size."""
     kimg = levels * (growth["stable_kimg"] + growth["fade_kimg"]) + final_kimg
     return round(kimg * 1000 / batch)
+
+
+def steps_at(preset: dict, resolution: int) -> int:
+    """The steps of a preset's image budget scaled to another final resolution: the same phases per doubling
+    from 4x4 and the same images at the final resolution (what the preset's own steps give at its own)."""
+    growth, batch = preset["trainer"]["growth"], preset["train"]["batch_size"]
+    levels = int(math.log2(preset["resolution"] // 4))
+    final_kimg = preset["train"]["steps"] * batch / 1000 - levels * (growth["stable_kimg"] + growth["fade_kimg"])
+    return _steps(growth, final_kimg, batch, int(math.log2(resolution // 4)))
 
 
 _SMOKE = dict(stable_kimg=0.064, fade_kimg=0.064)
