@@ -112,27 +112,27 @@ def test_grades_csv(graded):
     rows = graded["rows"]
     with open(graded["out"], newline="") as f:
         header = next(csv.reader(f))
-    assert header == ["student", "discriminator_loss", "generator_loss", "train_step", "extra:generator_loss",
-                      "total", "max", "status", "notebook", "sha256"]
+    assert header == ["student", "discriminator_loss", "generator_loss", "train_step", "pack_samples",
+                      "extra:generator_loss", "total", "max", "status", "notebook", "sha256"]
     expected = {  # student: (points per column, total, status)
-        "solution": ("1111", 4, "ok"),
-        "untouched": ("0000", 0, "ok"),
-        "loop": ("0000", 0, "timeout"),
-        "stubborn": ("1000", 1, "timeout"),  # killed while checking generator_loss; the earlier point stays
-        "crash": ("1000", 1, "crashed"),  # the process died in generator_loss; the earlier point stays
-        "invalid": ("0000", 0, "invalid"),
-        "partial": ("1000", 1, "ok"),
-        "renamed": ("1101", 3, "ok"),
-        "flood": ("1111", 4, "ok"),
-        "dana": ("1111", 4, "ok"),
-        "erin": ("0000", 0, "missing"),
+        "solution": ("11111", 5, "ok"),
+        "untouched": ("00000", 0, "ok"),
+        "loop": ("00000", 0, "timeout"),
+        "stubborn": ("10000", 1, "timeout"),  # killed while checking generator_loss; the earlier point stays
+        "crash": ("10000", 1, "crashed"),  # the process died in generator_loss; the earlier point stays
+        "invalid": ("00000", 0, "invalid"),
+        "partial": ("10010", 2, "ok"),  # wrong sign, a syntax error in train_step, and the private check fails
+        "renamed": ("11011", 4, "ok"),
+        "flood": ("11111", 5, "ok"),
+        "dana": ("11111", 5, "ok"),
+        "erin": ("00000", 0, "missing"),
     }
     assert sorted(rows) == sorted(expected)
     for student, (points, total, status) in expected.items():
         row = rows[student]
-        got = "".join(row[c] for c in header[1:5])
+        got = "".join(row[c] for c in header[1:6])
         assert (got, int(row["total"]), row["status"]) == (points, total, status), (student, row)
-        assert row["max"] == "4"
+        assert row["max"] == "5"
     assert rows["dana"]["notebook"] == "dana/week 1/my notebook.ipynb"
     assert rows["solution"]["notebook"] == "solution.ipynb"
 
@@ -147,8 +147,8 @@ def test_the_whole_run_takes_under_a_minute(graded):
 
 def test_feedback_names_what_went_wrong(graded):
     fb = graded["feedback"]
-    assert "**4 of 4 points**" in fb["solution"] and "not yet" not in fb["solution"]
-    assert fb["untouched"].count("not implemented yet") == 4
+    assert "**5 of 5 points**" in fb["solution"] and "not yet" not in fb["solution"]
+    assert fb["untouched"].count("not implemented yet") == 5
     assert "timeout: did not finish within its share" in fb["loop"]
     assert "time limit (8 s) ran out while this exercise was being checked" in fb["stubborn"]
     assert "not run: the submission's time limit" in fb["stubborn"]
@@ -170,7 +170,7 @@ def test_read_chapter_from_the_solution():
     assert chapter.name == "01_vanilla_gan"
     assert [(e.name, e.call) for e in chapter.exercises] == [
         ("discriminator_loss", "discriminator_loss"), ("generator_loss", "generator_loss"),
-        ("train_step", "train_step")]
+        ("train_step", "train_step"), ("pack_samples", "pack_samples")]
     assert grading.read_chapter(EXERCISE).exercises == chapter.exercises  # the handed-out notebook works too
 
 
@@ -352,7 +352,7 @@ def test_private_checks_cannot_send_their_own_classes(tmp_path):
                       log=lambda _: None)[0]
     extra = next(o for o in g.outcomes if o.column == "extra:generator_loss")
     assert not extra.passed and "the check stopped: NotTransferable: a private check passes a Box" in extra.message
-    assert g.total == 3 and g.status == "ok"
+    assert g.total == len(grading.read_chapter(SOLUTION).exercises) and g.status == "ok"
 
 
 def test_csv_cells_and_feedback_names():
