@@ -5,6 +5,7 @@ collapses onto one mode or none for most seeds; with pack=2 (D judges pairs of s
 """
 
 FAMILY = "gan"
+DATA_KIND = "points"
 
 _NETS = {"G": dict(z_dim=16, hidden=128, depth=2), "D": dict(hidden=128, depth=2, pack=1)}
 _TRAIN = dict(batch_size=256, lr_g=3e-4, lr_d=3e-4, betas=(0.5, 0.999), lr_decay_start=0.5)
