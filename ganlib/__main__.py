@@ -71,7 +71,8 @@ def _train(args) -> None:
         failed = distributed.gather_objects(failed)[0]  # every process stops alike
         if failed:
             raise GanlibError(failed)
-    seed_everything(overrides.get("seed", 0))
+    cfg = TrainConfig.from_dict({**recipes.preset(args.model, args.profile)["train"], **overrides})  # checked now
+    seed_everything(cfg.seed)
     trainer = recipes.make_trainer(args.model, profile=args.profile, data=data_name, resolution=resolution,
                                    run_dir=run_dir, device=args.device, **overrides)
     say = print if trainer.is_main else (lambda *a, **k: None)  # one voice for all processes
