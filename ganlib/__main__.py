@@ -71,8 +71,7 @@ def _train(args) -> None:
         failed = distributed.gather_objects(failed)[0]  # every process stops alike
         if failed:
             raise GanlibError(failed)
-    cfg = TrainConfig.from_dict({**recipes.preset(args.model, args.profile)["train"], **overrides})  # checked now
-    seed_everything(cfg.seed)
+    seed_everything(TrainConfig.from_dict({**recipes.preset(args.model, args.profile)["train"], **overrides}).seed)
     trainer = recipes.make_trainer(args.model, profile=args.profile, data=data_name, resolution=resolution,
                                    run_dir=run_dir, device=args.device, **overrides)
     say = print if trainer.is_main else (lambda *a, **k: None)  # one voice for all processes
@@ -202,10 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average the gradients of K micro-batches per update: the batch of K GPUs on one (default 1)")
     t.add_argument("--resolution", type=int, help="image resolution, a power of two (default: the preset's)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint, with the options it was trained with; "
+                        "options given again (--steps, --set lr_g=...) apply from there on")
     t.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
     t.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="override a training option, e.g. --set lr_g=1e-4 (repeatable)")
+                   help="override a training option (a field of TrainConfig in ganlib/train.py), e.g. "
+                        "--set lr_g=1e-4 (repeatable)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="write N samples of a trained run to an .npz file",

@@ -102,15 +102,16 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Interval:
-    """The valid values of a numeric option: from `low` to `high` (None: no bound), ends included unless open."""
+    """The valid values of a numeric option: from `low` to `high` (None: no upper bound), ends included unless
+    open."""
 
-    low: float | None = None
+    low: float
     high: float | None = None
     open_low: bool = False
     open_high: bool = False
 
     def __contains__(self, v: float) -> bool:
-        return ((self.low is None or (v > self.low if self.open_low else v >= self.low))
+        return ((v > self.low if self.open_low else v >= self.low)
                 and (self.high is None or (v < self.high if self.open_high else v <= self.high)))
 
     def __str__(self) -> str:
@@ -222,20 +223,25 @@ def load_checkpoint_file(path: str | Path) -> dict:
         except Exception as e:
             reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
     if reason is not None:
-        previous = previous_path(path)
-        fix = "delete it and train again"
-        if previous.is_file() and damage(previous) is None:
-            step = torch.load(previous, map_location="cpu", weights_only=True).get("step")
-            fix = (f"the previous checkpoint {str(previous)!r} (step {step}) is intact: rename it to {path.name} "
-                   f"to continue from there, or delete both and train again")
         raise GanlibError(f"{str(path)!r} is not a readable ganlib checkpoint ({reason}): it is damaged or from "
-                          f"another program; {fix}.") from None
+                          f"another program; {_way_back(path)}.") from None
     if not isinstance(state, dict) or "format" not in state:
         raise GanlibError(f"{str(path)!r} is not a ganlib checkpoint: delete it or point to another run folder.")
     if state["format"] != CHECKPOINT_FORMAT:
         raise GanlibError(f"{str(path)!r} has checkpoint format {state['format']}, this ganlib reads format "
                           f"{CHECKPOINT_FORMAT}: use the ganlib version that wrote it, or train again.")
     return state
+
+
+def _way_back(path: Path) -> str:
+    """What to do about a damaged checkpoint: go back to the previous one when it is intact, else train again."""
+    previous = previous_path(path)
+    if previous.is_file() and damage(previous) is None:
+        with contextlib.suppress(Exception):
+            step = torch.load(previous, map_location="cpu", weights_only=True)["step"]
+            return (f"the previous checkpoint {str(previous)!r} (step {step}) is intact: rename it to {path.name} "
+                    f"to continue from there, or delete both and train again")
+    return "delete it and train again"
 
 
 class Trainer:
@@ -498,7 +504,7 @@ class Trainer:
             return TrainingDiverged(f"{what}; no checkpoint had been written yet. {fix}, then train again.")
         where = f" in {self.run_dir}" if self.run_dir is not None else ""
         return TrainingDiverged(f"{what}; the last good checkpoint (step {self.last_checkpoint_step}) is kept{where}. "
-                                f"{fix}, then resume from it (--resume --set lr_g=... lr_d=...).")
+                                f"{fix}, then resume from it (--resume --set lr_g=...).")
 
     def record(self, **values: float) -> None:
         """Add values (a metric, say) to the history entry of the current step; they are saved in checkpoints,

@@ -120,6 +120,7 @@ def test_conditional_sampling_writes_labels(tmp_path, capsys):
     (["train", "gan", "--out", "{tmp}/r", "--data", "digits"], "the gan model is for 2-D points (ring8, grid25)"),
     (["train", "dcgan", "--out", "{tmp}/r", "--data", "ring8"], "dcgan needs images, and ring8 holds 2-D points: "
                                                                  "use gan for 2-D data"),
+    (["train", "pggan", "--out", "{tmp}/r", "--data", "grid25"], "pggan needs images, and grid25 holds 2-D points"),
     (["train", "dcgan", "--out", "{tmp}/r", "--data", "folder:{tmp}/nowhere"], "does not exist"),
     (["train", "dcgan", "--out", "{tmp}/r", "--data", "mnist"], "downloads are off"),
     (["sample", "{tmp}/r", "--out", "{tmp}/s.npz"], "no checkpoint"),
