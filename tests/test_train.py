@@ -355,3 +355,13 @@ def test_nan_before_any_checkpoint_says_train_again(tmp_path):
         t.train(progress=False)
     assert "became nan by step 2; no checkpoint had been written yet" in str(e.value)
     assert str(e.value).endswith("then train again.") and "resume" not in str(e.value)
+
+
+def test_a_save_is_synced_to_disk_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(files.os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_ino)), fsync(fd)))
+    monkeypatch.setattr(files.os, "replace", lambda a, b: (events.append(("replace", str(b))), replace(a, b)))
+    path = tmp_path / "x.pt"
+    atomic_save({"w": torch.ones(3)}, path)
+    assert events == [("fsync", path.stat().st_ino), ("replace", str(path)), ("fsync", tmp_path.stat().st_ino)]
