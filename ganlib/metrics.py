@@ -29,7 +29,7 @@ from torch import nn
 
 from . import data as datasets
 from .errors import GanlibError
-from .files import atomic_save, cache_dir
+from .files import atomic_save, cache_dir, damage
 
 # ----------------------------------------------------------------------------------------------------------
 # Toy mode coverage
@@ -283,10 +283,12 @@ class ImageJudge:
         self.model = Classifier(train.channels, train.num_classes)
         path = cache_dir() / self.file_name()
         for candidate in (PRETRAINED / path.name, path) if cached else ():
+            if damage(candidate) is not None:
+                continue  # absent or damaged: the next candidate, else trained afresh
             try:
                 state = torch.load(candidate, map_location="cpu", weights_only=True)
             except Exception:
-                continue  # absent or broken: the next candidate, else trained afresh
+                continue  # not a judge's file
             self.model.load_state_dict(state["model"])
             self.model.eval().requires_grad_(False)
             self.test_accuracy = state["test_accuracy"]

@@ -78,14 +78,25 @@ def test_digits_classifier_and_floor(judge):
     assert half["fd"] > 3 * real["fd"] and blurred["fd"] > 2 * real["fd"]
 
 
-def test_judge_is_cached_on_disk():
-    """A judge that is not shipped (digits at 8x8) is trained once, then loaded from the cache folder."""
+def test_judge_is_cached_on_disk(monkeypatch):
+    """A judge that is not shipped (digits at 8x8) is trained once, then loaded from the cache folder (unless
+    the file there is damaged)."""
     first = metrics.ImageJudge("digits", 8)
     files = list(metrics.cache_dir().glob("classifier-digits-8-*.pt"))
     assert len(files) == 1 and not (metrics.PRETRAINED / files[0].name).exists()
     again = metrics.ImageJudge("digits", 8)  # loaded, not retrained: same weights
     for p, q in zip(again.model.parameters(), first.model.parameters()):
         assert torch.equal(p, q)
+    raw = bytearray(files[0].read_bytes())  # a damaged cache file is not loaded: the judge is trained again
+    raw[len(raw) // 2: len(raw) // 2 + 800] = bytes(800)
+    files[0].write_bytes(bytes(raw))
+
+    def train_classifier(*args, **kwargs):
+        raise RuntimeError("trained again")
+
+    monkeypatch.setattr(metrics, "train_classifier", train_classifier)
+    with pytest.raises(RuntimeError, match="trained again"):
+        metrics.ImageJudge("digits", 8)
 
 
 def test_judge_rejects_wrong_images(judge):
