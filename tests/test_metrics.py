@@ -78,9 +78,11 @@ def test_digits_classifier_and_floor(judge):
     assert half["fd"] > 3 * real["fd"] and blurred["fd"] > 2 * real["fd"]
 
 
-def test_judge_is_cached_on_disk(monkeypatch):
+def test_judge_is_cached_on_disk(monkeypatch, tmp_path):
     """A judge that is not shipped (digits at 8x8) is trained once, then loaded from the cache folder (unless
     the file there is damaged)."""
+    monkeypatch.setenv("GANLIB_CACHE", str(tmp_path))  # a cache of its own: the judge below is a weak one
+    monkeypatch.setattr(metrics.ImageJudge, "images_seen", 1)  # 2 epochs: this is about the file, not accuracy
     first = metrics.ImageJudge("digits", 8)
     files = list(metrics.cache_dir().glob("classifier-digits-8-*.pt"))
     assert len(files) == 1 and not (metrics.PRETRAINED / files[0].name).exists()
