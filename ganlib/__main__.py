@@ -30,9 +30,12 @@ def cmd_train(args) -> None:
 
 
 def _train(args) -> None:
+    from dataclasses import fields
+
     from . import distributed, recipes
     from .data import load as load_data
     from .env import seed_everything
+    from .train import TrainConfig, load_checkpoint_file
 
     run_dir = Path(args.out)
     checkpoint = run_dir / "checkpoint.pt"
@@ -51,24 +54,37 @@ def _train(args) -> None:
     for key in ("steps", "seed", "batch_size", "accumulate"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
+    data_name, resolution = args.data, args.resolution
+    if args.resume:  # what is not given again is what the run was trained with
+        saved = load_checkpoint_file(checkpoint)  # checked before anything is built
+        known = {f.name for f in fields(TrainConfig)}
+        overrides = {**{k: v for k, v in saved["config"].items() if k in known}, **overrides}
+        data_name, resolution = data_name or saved["data"], resolution or saved.get("resolution")
     if distributed.world_size() > 1:  # process 0 downloads the dataset, if it must, before the others read it
         preset = recipes.preset(args.model, args.profile)
         failed = None
         if distributed.rank() == 0:
             try:
-                load_data(args.data or preset["data"], resolution=args.resolution or preset.get("resolution"))
+                load_data(data_name or preset["data"], resolution=resolution or preset.get("resolution"))
             except GanlibError as e:
                 failed = str(e)
         failed = distributed.gather_objects(failed)[0]  # every process stops alike
         if failed:
             raise GanlibError(failed)
-    seed_everything(overrides.get("seed", 0))
-    trainer = recipes.make_trainer(args.model, profile=args.profile, data=args.data, resolution=args.resolution,
+    seed_everything(TrainConfig.from_dict({**recipes.preset(args.model, args.profile)["train"], **overrides}).seed)
+    trainer = recipes.make_trainer(args.model, profile=args.profile, data=data_name, resolution=resolution,
                                    run_dir=run_dir, device=args.device, **overrides)
     say = print if trainer.is_main else (lambda *a, **k: None)  # one voice for all processes
     if args.resume:
         trainer.load_checkpoint()
-        say(f"resuming {args.model} from step {trainer.step} of {trainer.cfg.steps}")
+        changed = f" with {', '.join(trainer.resumed_with)}" if trainer.resumed_with else ""
+        say(f"resuming {args.model} from step {trainer.step} of {trainer.cfg.steps}{changed}")
+        if trainer.step >= trainer.cfg.steps:
+            say(f"nothing to train: the run has reached step {trainer.step}; pass --steps N (more than "
+                f"{trainer.step}) to train it further.")
+            return
+    elif trainer.is_main:
+        _check_writable(run_dir)
     data, cfg = trainer.data, trainer.cfg
     shape = "x".join(str(s) for s in data.shape)
     parts = [f"{cfg.batch_size} per process", f"{trainer.world_size} processes"] if trainer.world_size > 1 else [
@@ -82,6 +98,20 @@ def _train(args) -> None:
     last = trainer.history[-1] if trainer.history else {}
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("loss"))
     say(f"done: step {trainer.step}, {trainer.elapsed:.0f} s, {losses}; checkpoint {run_dir / 'checkpoint.pt'}")
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Create the run folder and write a file in it, so that an unwritable --out stops before training."""
+    import os
+
+    probe = run_dir / f".write-test.{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise GanlibError(f"cannot write to --out {str(run_dir)!r} ({e.strerror or e}): choose a folder you can "
+                          f"write to.") from None
 
 
 def cmd_sample(args) -> None:
@@ -180,10 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average the gradients of K micro-batches per update: the batch of K GPUs on one (default 1)")
     t.add_argument("--resolution", type=int, help="image resolution, a power of two (default: the preset's)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint, with the options it was trained with; "
+                        "options given again (--steps, --set lr_g=...) apply from there on")
     t.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
     t.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="override a training option, e.g. --set lr_g=1e-4 (repeatable)")
+                   help="override a training option (a field of TrainConfig in ganlib/train.py), e.g. "
+                        "--set lr_g=1e-4 (repeatable)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="write N samples of a trained run to an .npz file",
@@ -271,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except GanlibError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write that failed outside the checkpoint (a sample grid, say): one line too
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}: free some disk space, or check the folder's permissions.",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint is kept.", file=sys.stderr)

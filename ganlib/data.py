@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -347,7 +348,9 @@ def torchvision_set(name: str, resolution: int | None = None, split: str = "trai
 
 
 def image_folder(path: str | Path, resolution: int | None = None) -> ImageData:
-    """Every image under `path`, all of one square size; immediate sub-folders (two or more) become classes."""
+    """Every image under `path`, all of one square size of at least 4x4; immediate sub-folders (two or more)
+    become classes, and then every image must be in one. Images are resized to `resolution` (default: the
+    largest power of two not above their size); upsampling blurs them, so it comes with a warning."""
     from PIL import Image
 
     path = Path(path).expanduser()
@@ -376,15 +379,27 @@ def image_folder(path: str | Path, resolution: int | None = None) -> ImageData:
     (w, h), _ = next(iter(sizes.items()))
     if w != h:
         raise GanlibError(f"images under {str(path)!r} are {w}x{h}, not square: crop them to squares first.")
+    if w < 4:
+        raise GanlibError(f"images under {str(path)!r} are {w}x{h}, too small to train on: use images of at "
+                          f"least 4x4.")
+    classes = sorted({f.relative_to(path).parts[0] for f in files if len(f.relative_to(path).parts) > 1})
+    stray = [f for f in files if len(f.relative_to(path).parts) == 1]
+    if len(classes) >= 2 and stray:
+        raise GanlibError(f"{str(stray[0])!r} lies beside the class folders ({', '.join(classes[:4])}"
+                          f"{', ...' if len(classes) > 4 else ''}) of {str(path)!r}: move it into its class's "
+                          f"folder or delete it (for unlabelled data, put all images in one folder).")
     mode = "L" if grey else "RGB"
     arrays = [np.asarray(p.convert(mode)) for p in pictures]
     images = torch.from_numpy(np.stack(arrays))
     images = images[:, None] if mode == "L" else images.permute(0, 3, 1, 2)
     res = resolution or (1 << (w.bit_length() - 1))  # largest power of two not above the image size
+    if res > w:
+        warnings.warn(f"the {w}x{w} images under {str(path)!r} are upsampled to {res}x{res} (bilinear), so the "
+                      f"model learns blurred images: pass --resolution {1 << (w.bit_length() - 1)} to keep them "
+                      f"sharp.", stacklevel=2)
     images = resize_images(images.contiguous(), res)
-    classes = sorted({f.relative_to(path).parts[0] for f in files if len(f.relative_to(path).parts) > 1})
     labels = None
-    if len(classes) >= 2 and all(len(f.relative_to(path).parts) > 1 for f in files):
+    if len(classes) >= 2:
         index = {c: i for i, c in enumerate(classes)}
         labels = torch.tensor([index[f.relative_to(path).parts[0]] for f in files])
     else:

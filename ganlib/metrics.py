@@ -6,13 +6,14 @@
   unbiased squared MMD with the cubic kernel of Binkowski et al. 2018, mean and std over subsets),
   `precision_recall` (k-nearest-neighbour manifolds, Kynkaanniemi et al. 2019), `nearest_neighbour_distances`
   (does a generator copy its training set?); `feature_metrics` computes them together.
-- Features come from a `FeatureExtractor`: `ClassifierFeatures`, a small CNN classifier trained
-  deterministically in seconds on a labelled offline dataset (digits, shapes) and cached;
-  `FIDInceptionFeatures`, the 2015 TensorFlow Inception of the FID papers through torch-fidelity (the
-  optional extra ``ganlib[fid]``; weights downloaded once): with the papers' protocol, numbers comparable
-  with published FID/KID/precision-recall; or `InceptionFeatures`, torchvision's ImageNet Inception-v3
-  (downloaded once, no extra package; other weights and resize, so not comparable with papers). Values on
-  one extractor's features are not comparable with another's.
+- Features come from a `FeatureExtractor`: `ClassifierFeatures`, a small CNN classifier of a labelled offline
+  dataset, shipped with ganlib for digits (16x16) and shapes (so every machine scores with the same weights)
+  and otherwise trained deterministically in seconds and cached; `FIDInceptionFeatures`, the 2015 TensorFlow
+  Inception of the FID papers through torch-fidelity (the optional extra ``ganlib[fid]``; weights downloaded
+  once): with the papers' protocol, numbers comparable with published FID/KID/precision-recall; or
+  `InceptionFeatures`, torchvision's ImageNet Inception-v3 (downloaded once, no extra package; other weights
+  and resize, so not comparable with papers). Values on one extractor's features are not comparable with
+  another's.
 - `classifier_metrics` / `ImageJudge.score`: the classifier's Fréchet distance to the real training images,
   the number of classes covered and the mean classifier confidence.
 - `shapes`: `ShapesJudge`, a classifier of the joint (shape, colour) class plus "no shape", which also reports
@@ -30,7 +31,7 @@ from torch import nn
 
 from . import data as datasets
 from .errors import GanlibError
-from .files import atomic_save, cache_dir
+from .files import atomic_save, cache_dir, damage
 
 # ----------------------------------------------------------------------------------------------------------
 # Toy mode coverage
@@ -224,8 +225,9 @@ def feature_metrics(real_features, fake_features, k: int = 3, kid_subsets: int =
 # A small classifier as feature extractor
 
 CLASSIFIER_VERSION = 2  # bump when the architecture or its training changes (invalidates the cache)
-PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # shipped classifiers: the shapes judge, whose
-# training takes minutes on a CPU (digits' takes seconds), written by `ship_judge`.
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # shipped classifiers (digits at 16x16, shapes),
+# written by `ship_judge`: trained weights depend on the machine's thread count, so tests and benchmarks that
+# score with a judge need the same file everywhere.
 
 
 class Classifier(nn.Module):
@@ -294,8 +296,8 @@ class ImageJudge:
     held-out accuracy and the feature statistics of the real training images. Built once, then cached."""
 
     def __init__(self, data_name: str, resolution: int, cached: bool = True):
-        """`cached`: load the classifier from the cache folder (`files.cache_dir`) or, failing that, from the
-        ones shipped with ganlib (`PRETRAINED`); False trains it afresh and writes nothing."""
+        """`cached`: load the classifier shipped with ganlib (`PRETRAINED`) or, failing that, the one in the
+        cache folder (`files.cache_dir`), else train it and cache it; False trains it afresh and writes nothing."""
         self.data_name = data_name
         train = self.labelled(resolution, "train")
         if train.kind != "images" or train.labels is None:
@@ -305,11 +307,13 @@ class ImageJudge:
         self.num_classes = train.num_classes
         self.model = Classifier(train.channels, train.num_classes)
         path = cache_dir() / self.file_name()
-        for candidate in (path, PRETRAINED / path.name) if cached else ():
+        for candidate in (PRETRAINED / path.name, path) if cached else ():
+            if damage(candidate) is not None:
+                continue  # absent or damaged: the next candidate, else trained afresh
             try:
                 state = torch.load(candidate, map_location="cpu", weights_only=True)
             except Exception:
-                continue  # absent or broken: the next candidate, else trained afresh
+                continue  # not a judge's file
             self.model.load_state_dict(state["model"])
             self.model.eval().requires_grad_(False)
             self.test_accuracy = state["test_accuracy"]
@@ -486,8 +490,10 @@ def judge_for(data_name: str, resolution: int) -> ImageJudge:
 def ship_judge(data_name: str, resolution: int) -> Path:
     """Train `data_name`'s judge afresh and write it into `PRETRAINED`, to be shipped with ganlib. For
     maintainers: after changing the classifier, its training or the dataset, bump CLASSIFIER_VERSION and run
-    ``OMP_NUM_THREADS=2 python -c "from ganlib import metrics; metrics.ship_judge('shapes', 16)"`` (the
-    trained weights depend a little on the number of threads; the shipped ones come from 2)."""
+    ``OMP_NUM_THREADS=2 python -c "from ganlib import metrics; metrics.ship_judge('shapes', 16)"`` and the same
+    with ``ship_judge('digits', 16)`` (the trained weights depend a little on the number of threads; the
+    shipped ones come from 2). `tests/test_metrics.py` checks that every shipped judge still reproduces its
+    recorded held-out accuracy and feature statistics on today's data."""
     judge = JUDGES.get(data_name, ImageJudge)(data_name, resolution, cached=False)
     path = PRETRAINED / judge.file_name()
     judge.save(path)
@@ -527,7 +533,7 @@ class FeatureExtractor:
 
 class ClassifierFeatures(FeatureExtractor):
     """The 128-d penultimate layer of the course's classifier for a labelled offline dataset (`ImageJudge`):
-    no download, trained in seconds, and it knows what the dataset's classes look like."""
+    no download, shipped or trained in seconds, and it knows what the dataset's classes look like."""
 
     def __init__(self, data_name: str, resolution: int):
         self.judge = judge_for(data_name, resolution)

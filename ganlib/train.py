@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
 import json
 import math
 import time
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -34,9 +36,13 @@ from torch import nn
 
 from . import distributed, layers, losses, models, viz
 from .errors import GanlibError, TrainingDiverged
-from .files import atomic_save, atomic_write_text
+from .files import atomic_save, atomic_write_text, damage, previous_path
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
+
+# The options a run cannot change when it resumes, and why (the others apply from the resumed step on)
+RESUME_FIXED = {"seed": "the data order and the latents follow it",
+                "loss": "D's outputs mean what its loss made them mean"}
 
 
 @dataclass
@@ -77,22 +83,90 @@ class TrainConfig:
     pl_decay: float = 0.01  # decay of the running mean of path lengths (StyleGAN2: 0.01)
 
     def __post_init__(self):
-        self.betas = tuple(self.betas)
-        if self.loss not in losses.GAN_LOSSES:
-            raise GanlibError(f"unknown loss {self.loss!r}: use one of {', '.join(losses.GAN_LOSSES)}.")
+        hints = typing.get_type_hints(TrainConfig)
+        for f in fields(self):
+            setattr(self, f.name, _checked_option(f.name, getattr(self, f.name), hints[f.name], f.default))
         if self.ema_beta is not None and self.ema_half_life_kimg is not None:
             raise GanlibError("give either ema_beta or ema_half_life_kimg, not both.")
-        for name in ("steps", "batch_size", "accumulate", "d_steps", "r1_every", "pl_every", "pl_batch_shrink"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise GanlibError(f"{name} must be a whole number of at least 1, got {getattr(self, name)!r}.")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known))
         if unknown:
-            raise GanlibError(f"unknown training option(s) {', '.join(unknown)}: known are {', '.join(sorted(known))}.")
+            named = [name + "".join(f" (did you mean {close}?)" for close in difflib.get_close_matches(name, known, 1))
+                     for name in unknown]
+            raise GanlibError(f"unknown training option(s) {', '.join(named)}: known are {', '.join(sorted(known))}.")
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The valid values of a numeric option: from `low` to `high` (None: no upper bound), ends included unless
+    open."""
+
+    low: float
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, v: float) -> bool:
+        return ((v > self.low if self.open_low else v >= self.low)
+                and (self.high is None or (v < self.high if self.open_high else v <= self.high)))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+
+
+_AT_LEAST_1, _POSITIVE, _NON_NEGATIVE = Interval(1), Interval(0, open_low=True), Interval(0)
+_FRACTION, _DECAY = Interval(0, 1), Interval(0, 1, open_high=True)  # [0, 1] and [0, 1)
+# The range of every numeric TrainConfig option (betas: of each of the two)
+OPTION_RANGES = {
+    "steps": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "accumulate": _AT_LEAST_1, "d_steps": _AT_LEAST_1,
+    "lr_g": _POSITIVE, "lr_d": _POSITIVE, "betas": _DECAY, "eps": _POSITIVE, "lr_decay_start": _FRACTION,
+    "gp_weight": _NON_NEGATIVE, "drift": _NON_NEGATIVE, "r1_gamma": _NON_NEGATIVE, "r1_every": _AT_LEAST_1,
+    "ortho_beta": _NON_NEGATIVE, "ema_beta": _DECAY, "ema_half_life_kimg": _POSITIVE, "ema_start": _NON_NEGATIVE,
+    "log_every": _AT_LEAST_1, "sample_every": _NON_NEGATIVE, "checkpoint_every": _NON_NEGATIVE,
+    "seed": _NON_NEGATIVE, "style_mixing": _FRACTION, "pl_weight": _NON_NEGATIVE, "pl_every": _AT_LEAST_1,
+    "pl_batch_shrink": _AT_LEAST_1, "pl_decay": Interval(0, 1, open_low=True),
+}
+
+
+def _checked_option(name: str, value, hint, default):
+    """`value` as option `name` of type `hint` holds it (ints accepted as floats, a list as the betas
+    tuple), or a GanlibError that says which values are valid."""
+    if name == "loss":
+        if value not in losses.GAN_LOSSES:
+            raise GanlibError(f"unknown loss {value!r}: use one of {', '.join(losses.GAN_LOSSES)}.")
+        return value
+    optional = type(None) in typing.get_args(hint)
+    if optional and value is None:
+        return None
+    kind = tuple if typing.get_origin(hint) is tuple else next(t for t in typing.get_args(hint) or (hint,)
+                                                                 if t is not type(None))
+    valid = OPTION_RANGES.get(name)
+
+    def number(v, whole: bool):
+        if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)):
+            return None
+        v = v if whole else float(v)
+        return v if math.isfinite(v) and (valid is None or v in valid) else None
+
+    if kind is bool:
+        checked, form = (value if isinstance(value, bool) else None), "True or False"
+    elif kind is int:
+        checked, form = number(value, whole=True), f"a whole number {valid}"
+    elif kind is float:
+        checked, form = number(value, whole=False), f"a number {valid}"
+    else:  # tuple[float, float]: Adam's betas
+        pair = tuple(number(v, whole=False) for v in value) if isinstance(value, (tuple, list)) else ()
+        checked, form = (pair if len(pair) == 2 and None not in pair else None), f"two numbers {valid}"
+    if checked is None:
+        example = f", e.g. {name}={default!r}" if default is not None else ""
+        raise GanlibError(f"{name} must be {'None or ' if optional else ''}{form}{example}; got {value!r}.")
+    return checked
 
 
 class BatchStream:
@@ -134,24 +208,40 @@ class BatchStream:
 
 
 def load_checkpoint_file(path: str | Path) -> dict:
-    """Read a ganlib checkpoint with weights_only=True; a GanlibError if it is missing, corrupt or foreign."""
+    """Read a ganlib checkpoint with weights_only=True, after checking its checksums (`files.damage`); a
+    GanlibError if it is missing, damaged or foreign, which names the previous checkpoint when that one is
+    intact."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise GanlibError(f"no checkpoint at {str(path)!r}: train first, or check the run folder.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
-        raise GanlibError(f"{str(path)!r} is not a readable ganlib checkpoint ({reason}): it is corrupt or "
-                          f"from another program; delete it and train again.") from None
+    reason = damage(path)
+    if reason is None:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+    if reason is not None:
+        raise GanlibError(f"{str(path)!r} is not a readable ganlib checkpoint ({reason}): it is damaged or from "
+                          f"another program; {_way_back(path)}.") from None
     if not isinstance(state, dict) or "format" not in state:
         raise GanlibError(f"{str(path)!r} is not a ganlib checkpoint: delete it or point to another run folder.")
     if state["format"] != CHECKPOINT_FORMAT:
         raise GanlibError(f"{str(path)!r} has checkpoint format {state['format']}, this ganlib reads format "
                           f"{CHECKPOINT_FORMAT}: use the ganlib version that wrote it, or train again.")
     return state
+
+
+def _way_back(path: Path) -> str:
+    """What to do about a damaged checkpoint: go back to the previous one when it is intact, else train again."""
+    previous = previous_path(path)
+    if previous.is_file() and damage(previous) is None:
+        with contextlib.suppress(Exception):
+            step = torch.load(previous, map_location="cpu", weights_only=True)["step"]
+            return (f"the previous checkpoint {str(previous)!r} (step {step}) is intact: rename it to {path.name} "
+                    f"to continue from there, or delete both and train again")
+    return "delete it and train again"
 
 
 class Trainer:
@@ -216,6 +306,7 @@ class Trainer:
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self.last_checkpoint_step: int | None = None
+        self.resumed_with: list[str] = []  # the options changed on resume (`option_changes`)
 
     def rank_seed(self, step: int = 0) -> int:
         """The seed of this process's latents at `step`: cfg.seed + 1 for one process (and process 0)."""
@@ -402,12 +493,18 @@ class Trainer:
         self._sums, self._count = {}, 0
         bad = [k for k, v in entry.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:
-            kept = (f"the last good checkpoint (step {self.last_checkpoint_step}) is kept in {self.run_dir}"
-                    if self.last_checkpoint_step is not None else "no checkpoint had been written yet")
-            raise TrainingDiverged(f"{bad[0]} became {entry[bad[0]]} by step {self.step}; {kept}. Lower the "
-                                   f"learning rates or add a regulariser (R1, gradient penalty), then resume.")
+            raise self.diverged(f"{bad[0]} became {entry[bad[0]]} by step {self.step}")
         self.history.append(entry)
         return entry
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        """The error for a run whose losses or weights stopped being finite (`what` happened), with the way on."""
+        fix = "Lower the learning rates or add a regulariser (R1, gradient penalty)"
+        if self.last_checkpoint_step is None:
+            return TrainingDiverged(f"{what}; no checkpoint had been written yet. {fix}, then train again.")
+        where = f" in {self.run_dir}" if self.run_dir is not None else ""
+        return TrainingDiverged(f"{what}; the last good checkpoint (step {self.last_checkpoint_step}) is kept{where}. "
+                                f"{fix}, then resume from it (--resume --set lr_g=...).")
 
     def record(self, **values: float) -> None:
         """Add values (a metric, say) to the history entry of the current step; they are saved in checkpoints,
@@ -492,6 +589,7 @@ class Trainer:
             "spec": self.spec,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.cfg).items()},
             "data": getattr(self.data, "name", "?"),
+            "resolution": getattr(self.data, "resolution", None),
             "step": self.step,
             "images_seen": self.images_seen,
             "elapsed": self.elapsed,
@@ -516,9 +614,7 @@ class Trainer:
         self.flush_stats()
         for name, module in (("G", self.G), ("D", self.D)):
             if not all(torch.isfinite(p).all() for p in module.parameters()):
-                raise TrainingDiverged(f"{name}'s weights became NaN/inf by step {self.step}; the last good "
-                                       f"checkpoint (step {self.last_checkpoint_step}) is kept. Lower the learning "
-                                       f"rates, then resume.")
+                raise self.diverged(f"{name}'s weights became NaN/inf by step {self.step}")
         if path is None:
             if self.run_dir is None:
                 raise GanlibError("this trainer has no run_dir: pass a path to save_checkpoint.")
@@ -529,7 +625,7 @@ class Trainer:
             state = self.state_dict()
             if self.world_size > 1:
                 state["processes"] = processes
-            atomic_save(state, path)
+            atomic_save(state, path, keep_previous=True)  # the one before stays as checkpoint.prev.pt
             if self.run_dir is not None and Path(path).parent == self.run_dir:
                 atomic_write_text(json.dumps({"spec": self.spec, "config": state["config"],
                                               "data": self.data.name, "step": self.step}, indent=2),
@@ -545,16 +641,18 @@ class Trainer:
                 raise GanlibError("this trainer has no run_dir: pass the checkpoint path to load_checkpoint.")
             path = self.run_dir / "checkpoint.pt"
         state = load_checkpoint_file(path)
+        self.resumed_with = self.option_changes(state, path)
         if self.spec is not None and state["spec"] is not None and state["spec"] != self.spec:
             raise GanlibError(f"{str(path)!r} was written for the model {describe(state['spec'])}, but this run "
-                              f"builds {describe(self.spec)}: use the same model settings, or another run folder.")
+                              f"builds {describe(self.spec)}: use the same model settings (--profile, "
+                              f"--resolution), or another run folder.")
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
             if self.G_ema is not None:
                 self.G_ema.load_state_dict(state["G_ema"] if state["G_ema"] is not None else state["G"])
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
+            _load_optimizer_state(self.opt_g, state["opt_g"])
+            _load_optimizer_state(self.opt_d, state["opt_d"])
         except (RuntimeError, ValueError, KeyError) as e:
             first = str(e).strip().splitlines()[0][:150]
             raise GanlibError(f"{str(path)!r} does not fit these networks ({first}): it was written for "
@@ -582,6 +680,28 @@ class Trainer:
         self.last_checkpoint_step = self.step
         return self
 
+    def option_changes(self, state: dict, path: Path) -> list[str]:
+        """The training options this run changes from the checkpoint's, as "lr_g 0.0002 -> 0.0001" (they apply
+        from now on, the optimizers' rates included); a GanlibError if the dataset or an option of
+        `RESUME_FIXED` differs."""
+        data = getattr(self.data, "name", "?")
+        if state.get("data", data) != data:
+            raise GanlibError(f"{str(path)!r} was trained on {state['data']}, this run is on {data}: resume with "
+                              f"--data {state['data']}, or start a new run in another folder.")
+        show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+        changes = []
+        for name, new in asdict(self.cfg).items():
+            old = state["config"].get(name, new)
+            old = tuple(old) if isinstance(old, list) else old
+            if old == new:
+                continue
+            if name in RESUME_FIXED:
+                raise GanlibError(f"{str(path)!r} was trained with {name}={old!r}, this run asks for {name}={new!r}: "
+                                  f"{RESUME_FIXED[name]}, so it cannot change when resuming; resume with "
+                                  f"{name}={old!r}, or start a new run in another folder.")
+            changes.append(f"{name} {show(old)} -> {show(new)}")
+        return changes
+
     def random_state(self) -> dict:
         """This process's random generators (the trainer's, torch's CPU and CUDA ones)."""
         return {"rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
@@ -592,6 +712,15 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Restore an optimizer's moments from its saved state, keeping the hyper-parameters (lr, betas, eps) it
+    was built with from the current config, so that a resumed run applies changed rates."""
+    current, groups = opt.state_dict()["param_groups"], saved["param_groups"]
+    if len(groups) == len(current):  # else load_state_dict says that the state does not fit
+        groups = [{**old, **{k: v for k, v in new.items() if k != "params"}} for old, new in zip(groups, current)]
+    opt.load_state_dict({"state": saved["state"], "param_groups": groups})
 
 
 def _accumulate(total: dict, micro: dict, k: int) -> None:

@@ -281,9 +281,15 @@ def test_sample_command_writes_labels_and_truncates(tmp_path):
     assert main(["sample", str(run), "--num", "2", "--truncation", "-1", "--out", str(out)]) == 2
 
 
-def test_unlabelled_data_is_refused_with_a_clear_message():
-    with pytest.raises(GanlibError, match="no labels"):
+def test_unlabelled_data_is_refused_with_a_clear_message(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(GanlibError, match="biggan needs images, and ring8 holds 2-D points"):
         recipes.make_trainer("biggan", profile="smoke", device="cpu", data="ring8")
+    for i in range(2):
+        Image.new("L", (16, 16), 100 * i).save(tmp_path / f"{i}.png")
+    with pytest.raises(GanlibError, match="BigGAN is class-conditional and folder:.* has no labels"):
+        recipes.make_trainer("biggan", profile="smoke", device="cpu", data=f"folder:{tmp_path}")
 
 
 def test_trains_on_shapes_rgb_three_classes():

@@ -48,7 +48,9 @@ def test_train_resume_sample_evaluate_pggan(tmp_path, capsys):
     assert code == 0, err
     assert "training pggan on shapes (20000 samples of 3x16x16)" in out
     code, out, err = run(capsys, "train", "pggan", "--out", run_dir, "--profile", "smoke", "--resume")
-    assert code == 0 and "resuming pggan from step 5" in out, err
+    assert code == 0 and "resuming pggan from step 5 of 5" in out and "nothing to train" in out, err
+    code, out, err = run(capsys, "train", "pggan", "--out", run_dir, "--profile", "smoke", "--resume", "--steps", 7)
+    assert code == 0 and "resuming pggan from step 5 of 7 with steps 5 -> 7" in out and "done: step 7" in out, err
     code, out, err = run(capsys, "sample", run_dir, "--num", 12, "--out", tmp_path / "s.npz")
     assert code == 0, err
     with np.load(tmp_path / "s.npz") as f:
@@ -124,6 +126,18 @@ def test_conditional_sampling_writes_labels(tmp_path, capsys):
     (["train", "dcgan", "--out", "{tmp}/r", "--resume"], "there is no checkpoint"),
     (["train", "dcgan", "--out", "{tmp}/r", "--set", "lr=3"], "unknown training option(s) lr"),
     (["train", "gan", "--out", "{tmp}/r", "--set", "pack=0"], "pack=0: the packing degree"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--set", "lr_gg=3"], "lr_gg (did you mean lr_g?)"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--set", "lr_g=abc"], "lr_g must be a number > 0, e.g. lr_g=0.0002"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--set", "lr_g=-1"], "lr_g must be a number > 0"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--set", "lr_g=nan"], "lr_g must be a number > 0"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--set", "betas=0.5"], "betas must be two numbers in [0, 1)"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--set", "log_every=0"], "log_every must be a whole number >= 1"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--set", "seed='x'"], "seed must be a whole number >= 0"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--steps", "0"], "steps must be a whole number >= 1"),
+    (["train", "gan", "--out", "{tmp}/r", "--data", "digits"], "the gan model is for 2-D points (ring8, grid25)"),
+    (["train", "dcgan", "--out", "{tmp}/r", "--data", "ring8"], "dcgan needs images, and ring8 holds 2-D points: "
+                                                                 "use gan for 2-D data"),
+    (["train", "pggan", "--out", "{tmp}/r", "--data", "grid25"], "pggan needs images, and grid25 holds 2-D points"),
     (["train", "dcgan", "--out", "{tmp}/r", "--data", "folder:{tmp}/nowhere"], "does not exist"),
     (["train", "dcgan", "--out", "{tmp}/r", "--data", "mnist"], "downloads are off"),
     (["sample", "{tmp}/r", "--out", "{tmp}/s.npz"], "no checkpoint"),
@@ -155,6 +169,72 @@ def test_corrupt_checkpoint(tmp_path, capsys):
     assert code == 2 and "not a readable ganlib checkpoint" in err
     code, _, err = run(capsys, "train", "dcgan", "--out", tmp_path / "r", "--resume")
     assert code == 2 and "not a readable ganlib checkpoint" in err
+
+
+def test_resume_with_changed_options(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    code, _, err = run(capsys, "train", "dcgan", "--out", run_dir, "--profile", "smoke", "--steps", 2, "--set",
+                       "lr_g=3e-4", "--seed", 5)
+    assert code == 0, err
+    # what is not given again stays as trained (lr_g 3e-4, seed 5); what is given is applied and said
+    code, out, err = run(capsys, "train", "dcgan", "--out", run_dir, "--profile", "smoke", "--resume", "--steps", 3,
+                         "--set", "lr_d=1e-4")
+    assert code == 0 and "resuming dcgan from step 2 of 3 with steps 2 -> 3, lr_d 0.0002 -> 0.0001\n" in out, err
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["opt_d"]["param_groups"][0]["lr"] == 1e-4 and state["opt_g"]["param_groups"][0]["lr"] == 3e-4
+    assert state["config"]["seed"] == 5 and state["step"] == 3
+    code, _, err = run(capsys, "train", "dcgan", "--out", run_dir, "--profile", "smoke", "--resume", "--seed", 0)
+    assert code == 2 and "was trained with seed=5, this run asks for seed=0" in err and err.count("\n") == 1
+
+
+def test_damaged_checkpoint_names_the_previous_one(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    code, _, err = run(capsys, "train", "gan", "--out", run_dir, "--profile", "smoke", "--steps", 4, "--set",
+                       "checkpoint_every=2")
+    assert code == 0, err
+    raw = bytearray((run_dir / "checkpoint.pt").read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 800] = b"\xff" * 800
+    (run_dir / "checkpoint.pt").write_bytes(bytes(raw))
+    for argv in (["sample", run_dir, "--out", tmp_path / "s.npz"],
+                 ["train", "gan", "--out", run_dir, "--profile", "smoke", "--resume", "--steps", 6]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "checkpoint.pt' is not a readable ganlib checkpoint" in err
+        assert "checkpoint.prev.pt' (step 2) is intact: rename it to checkpoint.pt" in err
+    assert not (tmp_path / "s.npz").exists()
+
+
+def test_unwritable_out_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("in the way")
+    code, _, err = run(capsys, "train", "gan", "--out", tmp_path / "file" / "r", "--profile", "smoke")
+    assert code == 2 and "cannot write to --out" in err and "(Not a directory)" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="file-size limits are POSIX")
+def test_disk_full_during_a_save_is_one_line_and_keeps_the_checkpoint(tmp_path, capsys):
+    """A full disk, simulated by a file-size limit below the checkpoint's size (SIGXFSZ ignored, so a write
+    past it fails with EFBIG as on a full disk): one line, and the previous checkpoint intact."""
+    import resource
+    import signal
+
+    run_dir = tmp_path / "r"
+    assert run(capsys, "train", "dcgan", "--out", run_dir, "--profile", "smoke", "--steps", 2)[0] == 0
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    assert len(before) > 200_000
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    r = subprocess.run([sys.executable, "-m", "ganlib", "train", "dcgan", "--out", str(run_dir), "--profile",
+                        "smoke", "--steps", "3", "--resume"], capture_output=True, text=True,
+                       preexec_fn=limit)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip().splitlines()[-1]
+    assert err.startswith(f"error: could not write {str(run_dir / 'checkpoint.pt')!r} (File too large)")
+    assert "the checkpoint.pt already there is kept" in err and "Traceback" not in r.stderr
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.json", "samples"]
 
 
 def test_grade(tmp_path, capsys):

@@ -107,9 +107,16 @@ def test_folder_grey_default_resolution(tmp_path):
 
 @pytest.mark.parametrize("case,match", [("empty", "no images"), ("mixed", "different sizes"),
                                         ("oblong", "not square"), ("missing", "does not exist"),
-                                        ("corrupt", "not a readable image")])
+                                        ("corrupt", "not a readable image"), ("tiny", "3x3, too small"),
+                                        ("stray", "stray.png' lies beside the class folders")])
 def test_folder_errors(tmp_path, case, match):
-    if case == "mixed":
+    if case == "tiny":
+        _write(tmp_path / "a.png", (3, 3))
+    elif case == "stray":  # one image outside the class folders would silently drop every label
+        for cls in ("cats", "dogs"):
+            _write(tmp_path / cls / "0.png", (16, 16))
+        _write(tmp_path / "stray.png", (16, 16))
+    elif case == "mixed":
         _write(tmp_path / "a.png", (32, 32))
         _write(tmp_path / "b.png", (64, 64))
     elif case == "oblong":
@@ -121,6 +128,14 @@ def test_folder_errors(tmp_path, case, match):
     with pytest.raises(GanlibError, match=match) as e:
         data.load(f"folder:{tmp_path}")
     assert "\n" not in str(e.value)
+
+
+def test_folder_upsampling_is_announced(tmp_path):
+    for i in range(2):
+        _write(tmp_path / f"{i}.png", (12, 12), mode="L")
+    with pytest.warns(UserWarning, match=r"12x12 images .* are upsampled to 16x16 .* pass --resolution 8"):
+        d = data.load(f"folder:{tmp_path}", resolution=16)
+    assert d.images.shape == (2, 1, 16, 16)
 
 
 def test_check_images_messages():

@@ -1,11 +1,13 @@
 import math
+import os
 
 import pytest
 import torch
 
-from ganlib import recipes
+from ganlib import files, recipes
 from ganlib.data import load
 from ganlib.errors import GanlibError, TrainingDiverged
+from ganlib.files import atomic_save
 from ganlib.models import dcgan, mlp
 from ganlib.train import BatchStream, TrainConfig, Trainer, load_checkpoint_file
 
@@ -209,3 +211,157 @@ def test_accumulated_micro_batches_equal_one_large_batch(extra):
 def test_config_rejects_nonsense_counts():
     with pytest.raises(GanlibError, match="accumulate must be a whole number"):
         TrainConfig(accumulate=0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Damaged checkpoints, leftover temporary files, resuming with changed options, bad option values
+
+
+def damage_middle(path, n=800):
+    """Overwrite n bytes in the middle of a file (a bad disk sector, a truncated copy patched up)."""
+    raw = bytearray(path.read_bytes())
+    mid = len(raw) // 2
+    raw[mid: mid + n] = bytes(range(256)) * (n // 256) + bytes(n % 256)
+    path.write_bytes(bytes(raw))
+
+
+def test_damaged_checkpoint_is_detected_and_the_previous_one_named(tmp_path):
+    t = tiny_dcgan(tmp_path, steps=4, checkpoint_every=2)
+    t.train(progress=False)
+    assert load_checkpoint_file(tmp_path / "checkpoint.prev.pt")["step"] == 2  # kept by the save at step 4
+    damage_middle(tmp_path / "checkpoint.pt")
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4  # torch alone does not notice
+    with pytest.raises(GanlibError) as e:
+        load_checkpoint_file(tmp_path)
+    message = str(e.value)
+    assert "checkpoint.pt' is not a readable ganlib checkpoint (Bad CRC-32" in message and "\n" not in message
+    assert "checkpoint.prev.pt' (step 2) is intact: rename it to checkpoint.pt" in message
+    damage_middle(tmp_path / "checkpoint.prev.pt")
+    with pytest.raises(GanlibError, match=r"from another program; delete it and train again\.$"):
+        tiny_dcgan(tmp_path, steps=4).load_checkpoint()
+
+
+def test_the_sha256_catches_what_the_crcs_miss(tmp_path):
+    """A record changed and given a matching CRC-32 (a rewritten archive): only the stored sha256 tells."""
+    import zipfile
+
+    path = tmp_path / "x.pt"
+    atomic_save({"w": torch.arange(100.0)}, path)
+    assert files.damage(path) is None
+    with zipfile.ZipFile(path) as z:
+        records = {info.filename: z.read(info) for info in z.infolist()}
+    tensor = next(name for name in records if "/data/" in name)
+    records[tensor] = bytes(len(records[tensor]))  # the weights, zeroed
+    with zipfile.ZipFile(path, "w") as z:
+        for name, raw in records.items():
+            z.writestr(name, raw)
+    assert torch.load(path, weights_only=True)["w"].sum() == 0  # loads, with the wrong weights
+    assert files.damage(path) == "its sha256 does not match the one stored in it"
+
+
+def test_leftover_temp_files_of_a_killed_save_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(gone.stdout), os.getppid()  # a finished process, and one still running (not this one)
+    (tmp_path / f".checkpoint.pt.{dead}.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / f".checkpoint.pt.{alive}.tmp").write_bytes(b"being written")
+    tiny_dcgan(tmp_path, steps=1).train(progress=False)
+    assert not (tmp_path / f".checkpoint.pt.{dead}.tmp").exists()
+    assert (tmp_path / f".checkpoint.pt.{alive}.tmp").exists()  # another live process's save is left alone
+    assert sorted(p.name for p in tmp_path.glob(".*")) == [f".checkpoint.pt.{alive}.tmp"]
+
+
+@pytest.mark.parametrize("model", recipes.RECIPES)
+def test_resume_applies_changed_learning_rates_to_the_optimizers(tmp_path, model):
+    """Saved Adam state restores the old rates; resuming with new ones must use them, for every family."""
+    first = recipes.make_trainer(model, profile="smoke", run_dir=tmp_path, device="cpu", steps=2)
+    first.train(progress=False)
+    old = {name: [g["lr"] for g in getattr(first, name).param_groups] for name in ("opt_g", "opt_d")}
+    lr_g, lr_d = first.cfg.lr_g / 4, first.cfg.lr_d / 2
+    resumed = recipes.make_trainer(model, profile="smoke", run_dir=tmp_path, device="cpu", steps=3, lr_g=lr_g,
+                                   lr_d=lr_d, log_every=1)
+    wanted = {name: [g["lr"] for g in getattr(resumed, name).param_groups] for name in ("opt_g", "opt_d")}
+    resumed.load_checkpoint()
+    assert resumed.resumed_with == ["steps 2 -> 3", f"lr_g {first.cfg.lr_g:g} -> {lr_g:g}",
+                                    f"lr_d {first.cfg.lr_d:g} -> {lr_d:g}", f"log_every {first.cfg.log_every} -> 1"]
+    for name in ("opt_g", "opt_d"):
+        opt = getattr(resumed, name)
+        assert [g["lr"] for g in opt.param_groups] == wanted[name] != old[name]
+        saved = getattr(first, name).state_dict()["state"]
+        assert all(torch.equal(opt.state_dict()["state"][k]["exp_avg"], saved[k]["exp_avg"]) for k in saved)
+    resumed.train(progress=False)
+    assert resumed.step == 3 and resumed.cfg.lr_g == lr_g
+
+
+def test_resume_refuses_another_dataset_seed_or_loss(tmp_path):
+    from PIL import Image
+
+    tiny_dcgan(tmp_path / "run", steps=1).train(progress=False)
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):  # grey 16x16 images: the same networks as for digits, another dataset
+        Image.new("L", (16, 16), 60 * i).save(images / f"{i}.png")
+    other = recipes.make_trainer("dcgan", profile="smoke", data=f"folder:{images}", run_dir=tmp_path / "run",
+                                 device="cpu")
+    assert other.spec == tiny_dcgan(tmp_path / "run").spec
+    with pytest.raises(GanlibError, match=r"was trained on digits, this run is on folder:.*resume with --data digits"):
+        other.load_checkpoint()
+    with pytest.raises(GanlibError, match=r"was trained with seed=0, this run asks for seed=1: the data order"):
+        tiny_dcgan(tmp_path / "run", seed=1).load_checkpoint()
+    with pytest.raises(GanlibError, match=r"trained with loss='nonsaturating', this run asks for loss='hinge'"):
+        tiny_dcgan(tmp_path / "run", loss="hinge").load_checkpoint()
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("lr_g", "abc", "lr_g must be a number > 0, e.g. lr_g=0.0002; got 'abc'."),
+    ("betas", 0.5, "betas must be two numbers in [0, 1), e.g. betas=(0.5, 0.999); got 0.5."),
+    ("betas", (0.5, 1.0), "betas must be two numbers in [0, 1), e.g. betas=(0.5, 0.999); got (0.5, 1.0)."),
+    ("log_every", 0, "log_every must be a whole number >= 1, e.g. log_every=50; got 0."),
+    ("lr_g", -1, "lr_g must be a number > 0, e.g. lr_g=0.0002; got -1."),
+    ("lr_g", float("nan"), "lr_g must be a number > 0, e.g. lr_g=0.0002; got nan."),
+    ("lr_d", float("inf"), "lr_d must be a number > 0, e.g. lr_d=0.0002; got inf."),
+    ("seed", "x", "seed must be a whole number >= 0, e.g. seed=0; got 'x'."),
+    ("steps", 2.5, "steps must be a whole number >= 1, e.g. steps=1000; got 2.5."),
+    ("amp", "yes", "amp must be True or False, e.g. amp=False; got 'yes'."),
+    ("ema_beta", 1.0, "ema_beta must be None or a number in [0, 1); got 1.0."),
+])
+def test_every_option_is_type_and_range_checked(option, value, message):
+    with pytest.raises(GanlibError) as e:
+        TrainConfig.from_dict({option: value})
+    assert str(e.value) == message
+
+
+def test_option_ranges_cover_every_numeric_option_and_typos_get_a_suggestion():
+    import typing
+
+    from ganlib.train import OPTION_RANGES
+
+    hints = typing.get_type_hints(TrainConfig)
+    numeric = {name for name, hint in hints.items() if {int, float} & {hint, *typing.get_args(hint)}}
+    assert numeric == set(OPTION_RANGES)
+    cfg = TrainConfig(lr_g=1, betas=[0.0, 0.99])  # an int as a rate, a list as the betas
+    assert cfg.lr_g == 1.0 and isinstance(cfg.lr_g, float) and cfg.betas == (0.0, 0.99)
+    with pytest.raises(GanlibError, match=r"unknown training option\(s\) lr_gg \(did you mean lr_g\?\), zzz: known"):
+        TrainConfig.from_dict({"lr_gg": 1e-4, "zzz": 1})
+
+
+def test_nan_before_any_checkpoint_says_train_again(tmp_path):
+    t = tiny_dcgan(tmp_path, steps=10, log_every=2)
+    with torch.no_grad():
+        next(t.D.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingDiverged) as e:
+        t.train(progress=False)
+    assert "became nan by step 2; no checkpoint had been written yet" in str(e.value)
+    assert str(e.value).endswith("then train again.") and "resume" not in str(e.value)
+
+
+def test_a_save_is_synced_to_disk_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(files.os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_ino)), fsync(fd)))
+    monkeypatch.setattr(files.os, "replace", lambda a, b: (events.append(("replace", str(b))), replace(a, b)))
+    path = tmp_path / "x.pt"
+    atomic_save({"w": torch.ones(3)}, path)
+    assert events == [("fsync", path.stat().st_ino), ("replace", str(path)), ("fsync", tmp_path.stat().st_ino)]

@@ -8,6 +8,7 @@ A recipe is a module with
               "trainer" dict holds extra keyword arguments for it (PGGAN: the growth schedule);
     NET_OPTIONS: optionally, {name: "G" or "D"}: network arguments that `make_trainer`'s keyword arguments
               (and so the command line's `--set NAME=VALUE`) reach next to the training options (gan: pack);
+    DATA_KIND: "points" for a model of 2-D points (default "images");
 and optionally `model_spec(preset, data)` when the networks' arguments depend on the data in a special way.
 
 `make_trainer("dcgan", profile="cpu")` is what both the command line and the notebooks call.
@@ -88,6 +89,13 @@ def make_trainer(name: str, profile: str | None = None, data: str | None = None,
     p["data"] = data or p["data"]
     p["resolution"] = resolution or p.get("resolution")
     ds = datasets.load(p["data"], resolution=p["resolution"], split="train", seed=p["train"].get("seed", 0))
+    kind = getattr(recipe, "DATA_KIND", "images")
+    if ds.kind != kind:
+        if kind == "points":
+            raise GanlibError(f"the {name} model is for 2-D points (ring8, grid25), and {ds.name} holds images: "
+                              f"train an image model on it (dcgan, pggan, stylegan, biggan), or pass --data ring8.")
+        raise GanlibError(f"{name} needs images, and {ds.name} holds 2-D points: use gan for 2-D data, or pass "
+                          f"an image dataset (--data digits, shapes, or folder:PATH).")
     spec_fn = getattr(recipe, "model_spec", None) or (lambda pr, d: default_spec(recipe.FAMILY, pr, d))
     spec = spec_fn(p, ds)
     G, D = build(spec)

@@ -9,6 +9,7 @@ preset is the cpu one (2-D points gain nothing from a GPU).
 
 FAMILY = "gan"
 NET_OPTIONS = {"pack": "D"}  # --set pack=2 (make_trainer(..., pack=2)): PacGAN2
+DATA_KIND = "points"
 
 _NETS = {"G": dict(z_dim=16, hidden=128, depth=2), "D": dict(hidden=128, depth=2, pack=1)}
 _TRAIN = dict(batch_size=256, lr_g=1e-3, lr_d=3e-4, betas=(0.5, 0.999), lr_decay_start=0.5)
