@@ -60,6 +60,9 @@ def _train(args) -> None:
         known = {f.name for f in fields(TrainConfig)}
         overrides = {**{k: v for k, v in saved["config"].items() if k in known}, **overrides}
         data_name, resolution = data_name or saved["data"], resolution or saved.get("resolution")
+        for option, net in getattr(recipes.get(args.model), "NET_OPTIONS", {}).items():  # e.g. gan's pack
+            if option not in overrides and option in (saved.get("spec") or {}).get(net, {}):
+                overrides[option] = saved["spec"][net][option]
     if distributed.world_size() > 1:  # process 0 downloads the dataset, if it must, before the others read it
         preset = recipes.preset(args.model, args.profile)
         failed = None
@@ -71,7 +74,8 @@ def _train(args) -> None:
         failed = distributed.gather_objects(failed)[0]  # every process stops alike
         if failed:
             raise GanlibError(failed)
-    seed_everything(TrainConfig.from_dict({**recipes.preset(args.model, args.profile)["train"], **overrides}).seed)
+    train_options = {k: v for k, v in overrides.items() if k in {f.name for f in fields(TrainConfig)}}
+    seed_everything(TrainConfig.from_dict({**recipes.preset(args.model, args.profile)["train"], **train_options}).seed)
     trainer = recipes.make_trainer(args.model, profile=args.profile, data=data_name, resolution=resolution,
                                    run_dir=run_dir, device=args.device, **overrides)
     say = print if trainer.is_main else (lambda *a, **k: None)  # one voice for all processes

@@ -643,9 +643,9 @@ class Trainer:
         state = load_checkpoint_file(path)
         self.resumed_with = self.option_changes(state, path)
         if self.spec is not None and state["spec"] is not None and state["spec"] != self.spec:
-            raise GanlibError(f"{str(path)!r} was written for the model {describe(state['spec'])}, but this run "
-                              f"builds {describe(self.spec)}: use the same model settings (--profile, "
-                              f"--resolution), or another run folder.")
+            raise GanlibError(f"{str(path)!r} was written for another model than this run builds "
+                              f"({spec_difference(state['spec'], self.spec)}): use the same model settings "
+                              f"(--profile, --resolution, --set), or another run folder.")
         try:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
@@ -726,6 +726,16 @@ def _load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
 def _accumulate(total: dict, micro: dict, k: int) -> None:
     for name, value in micro.items():
         total[name] = total.get(name, 0.0) + value / k
+
+
+def spec_difference(saved: dict, built: dict) -> str:
+    """What differs between two model specs, e.g. "family gan vs dcgan" or "D pack 2 vs 1" (saved first)."""
+    if saved.get("family") != built.get("family"):
+        return f"family {saved.get('family')} vs {built.get('family')}"
+    parts = [f"{net} {key} {saved.get(net, {}).get(key)} vs {built.get(net, {}).get(key)}" for net in ("G", "D")
+             for key in sorted(set(saved.get(net, {})) | set(built.get(net, {})))
+             if saved.get(net, {}).get(key) != built.get(net, {}).get(key)]
+    return ", ".join(parts) or f"{describe(saved)} vs {describe(built)}"
 
 
 def describe(spec: dict | None) -> str:

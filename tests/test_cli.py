@@ -86,6 +86,13 @@ def test_set_pack_trains_pacgan(tmp_path, capsys):
         assert D["pack"] == pack
     state = torch.load(tmp_path / "pack2" / "checkpoint.pt", weights_only=True)
     assert state["D"]["net.0.weight"].shape[1] == 4  # two 2-D points per row
+    # --resume keeps the saved packing without being told again; another packing is refused, naming both
+    code, out, err = run(capsys, "train", "gan", "--out", tmp_path / "pack2", "--steps", 4, "--resume")
+    assert code == 0 and "resuming gan from step 2" in out, err
+    assert recipes.load_generator(tmp_path / "pack2")[1]["D"]["pack"] == 2
+    code, _, err = run(capsys, "train", "gan", "--out", tmp_path / "pack2", "--steps", 6, "--resume",
+                       "--set", "pack=1")
+    assert code != 0 and "D pack 2 vs 1" in err and len(err.strip().splitlines()) == 1
 
 
 def test_evaluate_catches_a_copying_generator(tmp_path, capsys):
