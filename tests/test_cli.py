@@ -241,7 +241,7 @@ def test_disk_full_during_a_save_is_one_line_and_keeps_the_checkpoint(tmp_path, 
     assert err.startswith(f"error: could not write {str(run_dir / 'checkpoint.pt')!r} (File too large)")
     assert "the checkpoint.pt already there is kept" in err and "Traceback" not in r.stderr
     assert (run_dir / "checkpoint.pt").read_bytes() == before
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.json", "samples"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.json", "history.csv", "samples"]
 
 
 def test_grade(tmp_path, capsys):
@@ -250,10 +250,10 @@ def test_grade(tmp_path, capsys):
     shutil.copy(solution, tmp_path / "subs" / "ada.ipynb")
     code, out, err = run(capsys, "grade", tmp_path / "subs", "--out", tmp_path / "g.csv", "--jobs", 1)
     assert code == 0, err
-    assert "grading 1 submission(s) of 01_vanilla_gan" in out and "ada  3/3  ok" in out
+    assert "grading 1 submission(s) of 01_vanilla_gan" in out and "ada  4/4  ok" in out
     digest = hashlib.sha256(solution.read_bytes()).hexdigest()  # what --resume compares
-    assert (tmp_path / "g.csv").read_text().splitlines()[1] == f"ada,1,1,1,3,3,ok,ada.ipynb,{digest}"
-    assert "**3 of 3 points**" in (tmp_path / "g-feedback" / "ada.md").read_text()
+    assert (tmp_path / "g.csv").read_text().splitlines()[1] == f"ada,1,1,1,1,4,4,ok,ada.ipynb,{digest}"
+    assert "**4 of 4 points**" in (tmp_path / "g-feedback" / "ada.md").read_text()
 
 
 def test_help_for_every_command():
