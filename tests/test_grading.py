@@ -363,3 +363,20 @@ def test_csv_cells_and_feedback_names():
     names = grading.feedback_names(["k a b", "k_a_b", "Ann", "ann", "bob", "../etc"])
     assert len(set(names.values())) == 6 and names["bob"] == "bob.md"
     assert all("/" not in n and not n.startswith(".") for n in names.values())
+
+
+def test_a_user_id_per_job_only_where_it_can_reach_python(tmp_path):
+    """Without namespaces, a root grader switches each submission to its own user id only when that user id
+    can enter the folders that hold Python and ganlib; otherwise the confinement line says why not."""
+    from ganlib.grading import sandbox
+
+    shut = tmp_path / "private"
+    (shut / "venv").mkdir(parents=True)
+    shut.chmod(0o700)
+    tmp_path.chmod(0o755)
+    assert not sandbox.reachable_by_others([str(shut / "venv")])
+    assert sandbox.reachable_by_others(["/usr"])  # only / above it, which every user may enter
+    if os.geteuid() == 0:
+        line = sandbox.Confinement(namespaces=False, switch_user=False).describe()
+        assert "chmod o+x" in line and "cannot enter" in line
+

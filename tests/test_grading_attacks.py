@@ -19,7 +19,7 @@ import pytest
 from test_grading import EXERCISE, PRIVATE_CHECKS, ROOT, SOLUTION, code_cell, load, save
 
 from ganlib import grading
-from ganlib.grading import sandbox
+from ganlib.grading import runner, sandbox
 
 TIMEOUT = 8
 SECRET = "SECRET-PRIVATE-4b1f"  # in the private checks file only
@@ -29,7 +29,7 @@ RUN_TAG = f"GANLIB_ATTACK_TEST={uuid.uuid4().hex}"  # in the environment of ever
 DAEMON_TAG = f"ATTACK-DAEMON-{uuid.uuid4().hex}"
 EXERCISES = len(grading.read_chapter(SOLUTION).exercises)  # chapter 01's, the points of a correct submission
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not sandbox.probe().namespaces,
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or not sandbox.probe([]).namespaces,
                                 reason="the attacks on siblings need the Linux namespaces the grader confines with")
 
 
@@ -299,6 +299,9 @@ def test_a_killed_run_keeps_its_rows_and_resumes(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                     reason="without namespaces, only a grader running as root gives submissions user ids of their own")
+@pytest.mark.skipif(not sandbox.reachable_by_others(runner.imported_lazily()),
+                    reason="Python lies in a folder other user ids cannot enter, so no user id of their own (the "
+                           "confinement line says so; test_grading checks that line)")
 def test_without_namespaces_a_user_id_per_job_still_protects_the_others(tmp_path, monkeypatch):
     """The fallback (GANLIB_NAMESPACES=0, as on kernels that forbid namespaces) when root: killing every
     process, a detached daemon and a forged results file still leave the others' marks honest and nothing

@@ -175,7 +175,7 @@ def zygote(control_fd: int) -> None:
     from .. import checks  # noqa: F401
     from . import remote  # noqa: F401
 
-    confinement = sandbox.probe()
+    confinement = sandbox.probe(imported_lazily())
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # checkers are reaped by the kernel
     sandbox.Channel(control).send(json.dumps([confinement.namespaces, confinement.switch_user]).encode())
     control.setblocking(True)
@@ -271,6 +271,12 @@ def keep_visible() -> list[str]:
     dirs = {sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parents[1])}
     dirs |= {str(Path(m.__file__).resolve().parents[1]) for m in (torch, numpy)}
     return sorted(dirs)
+
+
+def imported_lazily() -> list[str]:
+    """The folders a submission still reads modules from after the fork (the environment's packages and ganlib);
+    the base interpreter's own library is loaded by then."""
+    return [p for p in keep_visible() if p != str(Path(sys.base_prefix).resolve()) or sys.base_prefix == sys.prefix]
 
 
 def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_TIMEOUT, jobs: int | None = None,

@@ -181,6 +181,9 @@ class Confinement:
                          "read, and reach the network")
         if self.switch_user:
             parts.append("a separate user id per job")
+        elif os.name == "posix" and os.geteuid() == 0 and not self.namespaces:
+            parts.append("the grader's own user id, as Python or ganlib lies in a folder that other user ids cannot "
+                         "enter (make its parent folders world-executable, chmod o+x, for a user id per job)")
         elif os.name == "posix":
             parts.append("the grader's own user id")
         return "; ".join(parts) + "; resource limits; every process it starts is killed at its end"
@@ -191,12 +194,19 @@ class Confinement:
         return user | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC
 
 
-def probe() -> Confinement:
+def reachable_by_others(paths: list[str]) -> bool:
+    """Whether another user id may enter every folder above each of `paths` (o+x), as a submission switched to
+    its own user id must, to run Python and import ganlib without the namespaces' help (`_expose`)."""
+    return all(os.stat(parent).st_mode & 0o001 for path in paths for parent in Path(path).resolve().parents)
+
+
+def probe(keep_visible: list[str]) -> Confinement:
     """Try the namespaces in a throw-away child (they cannot be undone in this process). GANLIB_NAMESPACES=0
-    leaves them out (for a kernel where they misbehave)."""
+    leaves them out (for a kernel where they misbehave). Without them, a root grader switches each submission
+    to its own user id only when that user id can reach `keep_visible` (Python, torch, ganlib)."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     if _LIBC is None or not hasattr(os, "fork") or os.environ.get("GANLIB_NAMESPACES") == "0":
-        return Confinement(False, root)
+        return Confinement(False, root and reachable_by_others(keep_visible))
     wanted = Confinement(True, root)
     pid = os.fork()
     if pid == 0:  # what a jail needs: the namespaces, a read-only remount, a tmpfs, and /proc in the pid namespace
@@ -220,7 +230,8 @@ def probe() -> Confinement:
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    return wanted if os.waitstatus_to_exitcode(status) == 0 else Confinement(False, root)
+    return wanted if os.waitstatus_to_exitcode(status) == 0 else Confinement(False, root and reachable_by_others(
+        keep_visible))
 
 
 def _read_only(points: list[str]) -> None:
@@ -468,8 +479,12 @@ def _build_mounts(layout: Layout, uid: int | None) -> str:
     for path in ("/", *layout.keep_visible):  # the system and the course must be read-only, or there is no jail
         if not os.statvfs(path).f_flag & MS_RDONLY:
             raise OSError(f"{path} stays writable")
+    tmp_free = not any(_inside(keep, "/tmp") for keep in layout.keep_visible)
+    # when the course lives under /tmp, the job's own folder (inside the hidden scratch folder) stays reachable
+    # as the mount point of its scratch tmpfs (below); the other jobs' folders stay hidden
+    reachable = layout.keep_visible if tmp_free else [*layout.keep_visible, layout.scratch]
     for path in sorted(layout.hidden, key=lambda p: p.count("/")):  # a folder before what is inside it
-        inner = [k for k in layout.keep_visible if _inside(k, path)]
+        inner = [k for k in reachable if _inside(k, path)]
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 _cover(path, inner)
@@ -480,7 +495,6 @@ def _build_mounts(layout: Layout, uid: int | None) -> str:
     if uid is not None:
         _expose(layout.keep_visible)
     owner = f",uid={uid},gid={uid}" if uid is not None else ""
-    tmp_free = not any(_inside(keep, "/tmp") for keep in layout.keep_visible)
     for path in ("/tmp", "/var/tmp", "/dev/shm") if tmp_free else ("/var/tmp", "/dev/shm"):
         if os.path.isdir(path) and not any(_inside(keep, path) for keep in layout.keep_visible):
             mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={QUOTA_MB}m,mode=1777")
