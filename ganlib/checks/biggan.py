@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import layers, losses
-from .core import CheckResult, Mistake, as_scalar, backward, close, run_check, show
+from .core import CheckResult, Mistake, as_scalar, backward, close, diagnose, run_check, show
 
 
 def check_hinge_loss(fn: Callable) -> CheckResult:
@@ -319,9 +319,7 @@ def check_power_iteration(fn: Callable) -> CheckResult:
                 (w.abs().max(), "that is W's largest entry, what weight clipping bounds: the largest singular value "
                                 "is estimated by u_new^T W v."),
             ]
-            for value, message in known:
-                if close(sigma, value):
-                    raise Mistake(message)
+            diagnose(sigma, known)
             raise Mistake(f"sigma is {float(sigma):.4f}, it should be u_new^T W v = {float(ref_sigma):.4f}.")
         w = torch.randn(6, 4, generator=g)
         u = F.normalize(torch.randn(6, generator=g), dim=0)

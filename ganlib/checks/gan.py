@@ -10,7 +10,7 @@ from torch import nn
 
 from .. import losses
 from ..models import mlp
-from .core import CheckResult, Mistake, as_scalar, backward, close, run_check, show
+from .core import CheckResult, Mistake, as_scalar, backward, close, diagnose, run_check, show
 
 
 def _logits(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,9 +271,7 @@ def check_pack_samples(fn: Callable) -> CheckResult:
                  "each row holds the right samples, but their coordinates are interleaved (all first coordinates, "
                  "then all second ones): keep each sample's D coordinates together, x.reshape(N // m, m * D)."),
             ]
-            for value, message in known:
-                if close(out, value):
-                    raise Mistake(message)
+            diagnose(out, known)
             raise Mistake("the rows differ from x.reshape(N // m, m * D): row j should be samples j*m, ..., "
                           "j*m + m - 1, one after the other.")
         return "m consecutive samples per row, for every packing degree tried."

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .. import layers
 from ..models import pggan
 from ..progressive import GrowthSchedule
-from .core import CheckResult, Mistake, close, run_check
+from .core import CheckResult, Mistake, close, diagnose, run_check
 
 
 def _tensor_out(out, what: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -220,9 +220,7 @@ def check_fade_reals(fn: Callable) -> CheckResult:
                                                      "each pixel 2x2 up (nearest), exactly as G's fade-in does."),
                 (low, "alpha is ignored: the blurred image is only the alpha = 0 end of the blend."),
             ]
-            for value, message in known:
-                if close(out, value):
-                    raise Mistake(message)
+            diagnose(out, known)
             raise Mistake(f"for alpha={alpha} the result differs from (1 - alpha) * upsample(downsample(x)) + alpha "
                           f"* x (largest difference {float((out - ref).abs().max()):.3g}).")
         return "reals blurred and blended exactly as G's output, for every alpha tried."

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from .. import layers
 from ..models import stylegan as sg
-from .core import CheckResult, Mistake, close, run_check
+from .core import CheckResult, Mistake, close, diagnose, run_check
 
 
 def _tensor(out, what: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -24,9 +24,7 @@ def _tensor(out, what: str, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _diagnose(out: torch.Tensor, known: list[tuple[torch.Tensor, str]], fallback: str) -> None:
-    for value, message in known:
-        if value.shape == out.shape and close(out, value):
-            raise Mistake(message)
+    diagnose(out, known)
     raise Mistake(fallback)
 
 
@@ -298,9 +296,7 @@ def check_modulated_conv2d(fn: Callable) -> CheckResult:
             ] + [(value, "the styles are not used: scale each input channel i of the weight by the sample's style "
                          "s_i.") for value in unstyled]
             if demodulate:
-                for value, message in known:
-                    if close(out, value):
-                        raise Mistake(message)
+                diagnose(out, known)
             elif close(out, layers.modulated_conv2d(x, weight, styles, True)):
                 raise Mistake("with demodulate=False the weights are only modulated, not divided by their norm.")
             raise Mistake(f"the result differs from the per-sample convolution with the modulated"

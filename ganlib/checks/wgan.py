@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import layers, losses
-from .core import CheckResult, Mistake, as_scalar, close, run_check
+from .core import CheckResult, Mistake, as_scalar, close, diagnose, run_check
 
 
 class _Critic(nn.Module):
@@ -139,9 +139,7 @@ def check_critic_loss(fn: Callable) -> CheckResult:
                     (logistic + weight * gp, "you used the logistic (sigmoid) loss: a Wasserstein critic's output "
                                              "is a score, not a probability: E[critic(fake)] - E[critic(real)]."),
                 ]
-                for value, message in known:
-                    if close(out, value):
-                        raise Mistake(message)
+                diagnose(out, known)
                 raise Mistake(f"the loss is {float(out):.4f}, it should be {float(ref):.4f} = E[critic(fake)] - "
                               f"E[critic(real)] + gp_weight * penalty.")
         return "the Wasserstein critic loss with the weighted gradient penalty."
@@ -219,9 +217,7 @@ def check_projection_logits(fn: Callable) -> CheckResult:
                                                                    "product, (embed(labels) * h).sum(dim=1)."),
                 (uncond - proj, "the projection term has the wrong sign: it is added."),
             ]
-            for value, message in known:
-                if close(out, value.detach()):
-                    raise Mistake(message)
+            diagnose(out, [(value.detach(), message) for value, message in known])
             raise Mistake("the logits differ from linear(h).squeeze(1) + (embed(labels) * h).sum(dim=1).")
         embed, linear = nn.Embedding(4, 3), nn.Linear(3, 1)
         labels = torch.tensor([2, 2])
