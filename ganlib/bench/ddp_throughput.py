@@ -1,0 +1,68 @@
+"""Several processes: torchrun with 1 and 2 processes on the CPU (gloo), and accumulation on one."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from .. import recipes
+
+
+def _torchrun_images_per_second(folder: Path, processes: int, steps: int, accumulate: int = 1) -> float:
+    """Train the dcgan cpu preset with `python -m torch.distributed.run`; images/s over all processes."""
+    import shutil
+    import subprocess
+
+    from ..train import load_checkpoint_file
+
+    shutil.rmtree(folder, ignore_errors=True)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "ganlib", "train", "dcgan", "--profile", "cpu", "--device", "cpu", "--steps", str(steps),
+               "--accumulate", str(accumulate), "--out", str(folder)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # one thread per process
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    state = load_checkpoint_file(folder)
+    return state["images_seen"] / state["elapsed"]
+
+
+def bench_ddp_throughput(quick: bool = False) -> str:
+    import tempfile
+
+    steps, repeats = (10, 1) if quick else (300, 2)
+    load_before = os.getloadavg()[0]
+    setups = [("1 process", 1, 1), ("2 processes (torchrun, gloo)", 2, 1), ("1 process, --accumulate 2", 1, 2)]
+    runs: dict[str, list[float]] = {name: [] for name, _, _ in setups}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):  # interleaved, so that drifts in machine load hit all alike
+            for name, processes, accumulate in setups:
+                runs[name].append(_torchrun_images_per_second(Path(tmp) / "run", processes, steps, accumulate))
+    load_after = os.getloadavg()[0]
+    batch = recipes.preset("dcgan", "cpu")["train"]["batch_size"]
+    median = {name: statistics.median(values) for name, values in runs.items()}
+    base = median[setups[0][0]]
+    rows = [f"| {name} | {batch} | {batch * processes * accumulate} | {median[name]:.0f} | {median[name] / base:.2f} "
+            f"| {_join(runs[name])} |" for name, processes, accumulate in setups]
+    return f"""`python -m torch.distributed.run --standalone --nproc_per_node=N -m ganlib train dcgan --profile cpu
+--device cpu --steps {steps} [--accumulate 2]` (the `dcgan` cpu preset: digits 16x16, EMA, lazy R1), one CPU
+thread per process (OMP_NUM_THREADS=1), processes talking through gloo; images per second over all processes, from the
+checkpoint's images seen and training time (start-up, sample grids and checkpoints excluded); {repeats} run(s)
+of each, interleaved, median. The machine's load average was {load_before:.1f} before and {load_after:.1f} after
+(other work shares its cores, so compare the rows with each other rather than with other sections). No GPU was
+available for this measurement: on GPUs the processes use NCCL, and these figures say nothing about GPU
+scaling.
+
+| setup | batch per process | global batch | images/s | ratio to 1 process | runs |
+|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Two processes deliver **{median[setups[1][0]] / base:.2f}x** the images per second of one (2.00x
+would be perfect scaling). Accumulating two micro-batches in one process trains with the global batch of two
+processes at {median[setups[2][0]] / base:.2f}x the images per second of one: it saves memory, not time."""
+
+
+def _join(values: list[float]) -> str:
+    return ", ".join(f"{v:.0f}" for v in values)
