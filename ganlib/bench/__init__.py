@@ -61,7 +61,7 @@ def update_section(text: str, name: str, body: str) -> str:
 
 
 def main(names: list[str], out: str | Path = "docs/benchmarks.md", quick: bool = False) -> None:
-    from .errors import GanlibError
+    from ..errors import GanlibError
 
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:

@@ -24,7 +24,7 @@ def pggan_race(profile: str, device: str, resolution: int, every: int, n_eval: i
     training time). A run stops once its shape_ok reaches the highest threshold at the final resolution, or at
     `budget` times the preset's image budget scaled to `resolution`. Returns each run's curve of
     [train seconds, images, resolution, alpha, shape_ok, recognisable]."""
-    from .recipes.pggan import steps_at
+    from ..recipes.pggan import steps_at
 
     preset = recipes.preset("pggan", profile)
     steps = round(budget * steps_at(preset, resolution))
