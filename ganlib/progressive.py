@@ -5,10 +5,11 @@ follows it.
 `start_resolution`, each resolution is trained *stable* for `stable_kimg` thousand images, then the next one
 is *faded in* over `fade_kimg` thousand images (alpha rising linearly from 0 to 1), until `final_resolution`
 is reached, which then trains until the end. The paper's setting is 800k + 800k images per
-phase; the authors' released code defaults to 600 + 600 kimg.
+phase; the authors' released code defaults to 600 + 600 kimg. As in their `minibatch_dict`, the minibatch can
+depend on the resolution (larger where the networks are small and cheap).
 
-`ProgressiveTrainer` is the shared `Trainer` with four of its hooks filled in: before each step it reads the
-resolution and alpha from the schedule (and, when the stage changes, resets both Adam optimisers, as the
+`ProgressiveTrainer` is the shared `Trainer` with five of its hooks filled in: before each step it reads the
+resolution, alpha and minibatch size from the schedule (and, when the stage changes, resets both Adam optimisers, as the
 authors' `reset_opt_for_new_lod` does); G and D run at that resolution and alpha; real images are
 box-downsampled to it and faded exactly like G's output. Checkpoints store the stage, so a run resumes
 exactly, also across a resolution change.
@@ -36,6 +37,8 @@ class GrowthSchedule:
     start_resolution: int = 4  # where growing starts (= final_resolution: no growing, the fixed baseline)
     stable_kimg: float = 600.0  # thousands of images per resolution before the next one fades in (paper: 600)
     fade_kimg: float = 600.0  # thousands of images over which a new resolution fades in (paper: 600)
+    minibatch: dict[int, int] | None = None  # {resolution: minibatch} (the authors' minibatch_dict, e.g. {4: 128,
+    # ..., 32: 64, 64: 32}); a resolution not listed trains with the trainer's batch_size (their minibatch_base)
 
     def __post_init__(self):
         check_resolution(self.final_resolution, 4, 1024, "final_resolution")
@@ -43,6 +46,14 @@ class GrowthSchedule:
         if self.stable_kimg < 0 or self.fade_kimg <= 0:
             raise GanlibError(f"stable_kimg must be >= 0 and fade_kimg > 0, got {self.stable_kimg} and "
                               f"{self.fade_kimg}.")
+        for resolution, batch in (self.minibatch or {}).items():
+            if isinstance(resolution, bool) or not isinstance(resolution, int):
+                raise GanlibError(f"the minibatch's keys are resolutions (whole numbers), got {resolution!r}: e.g. "
+                                  f"minibatch={{4: 64, 8: 32}}.")
+            check_resolution(resolution, 4, 1024, "a minibatch resolution")
+            if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+                raise GanlibError(f"the minibatch at {resolution}x{resolution} must be a whole number >= 1, got "
+                                  f"{batch!r}: e.g. minibatch={{4: 64, 8: 32}}.")
 
     @property
     def levels(self) -> int:
@@ -74,6 +85,27 @@ class GrowthSchedule:
         """Images shown before the final resolution is fully faded in."""
         return round(self.levels * (self.stable_kimg + self.fade_kimg) * 1000)
 
+    def batch(self, resolution: int, default: int) -> int:
+        """The minibatch while the networks run at `resolution`: `minibatch`'s entry for it, else `default` (the
+        trainer's batch_size)."""
+        return (self.minibatch or {}).get(resolution, default)
+
+    def images_before(self, step: int, default: int, per_batch: int = 1) -> int:
+        """Images shown before (0-based) step `step`, with `default` as in `batch` and `per_batch` images per
+        minibatch entry (accumulation times processes times D steps)."""
+        images = 0
+        for _ in range(step):
+            images += per_batch * self.batch(self.at(images)[0], default)
+        return images
+
+    def steps_until(self, images: int, default: int, per_batch: int = 1) -> int:
+        """The fewest steps after which at least `images` images have been shown (arguments as `images_before`)."""
+        steps, seen = 0, 0
+        while seen < images:
+            seen += per_batch * self.batch(self.at(seen)[0], default)
+            steps += 1
+        return steps
+
 
 def box_downsample(x: torch.Tensor, resolution: int) -> torch.Tensor:
     """Images [N, C, R, R] -> [N, C, resolution, resolution] by averaging R/resolution-square boxes."""
@@ -85,7 +117,8 @@ class ProgressiveTrainer(Trainer):
     """The shared `Trainer`, growing G and D (`ganlib.models.pggan`) along a `GrowthSchedule`.
 
     Args: those of `Trainer`, plus `growth`: a dict of `GrowthSchedule` arguments (its final_resolution
-    defaults to the data's resolution). Warns when cfg.steps end before the final resolution is faded in.
+    defaults to the data's resolution; its minibatch replaces cfg.batch_size at the resolutions it names). Warns
+    when cfg.steps end before the final resolution is faded in.
     """
 
     def __init__(self, G, D, data, cfg, run_dir=None, device=None, spec=None, growth: dict | None = None):
@@ -99,12 +132,14 @@ class ProgressiveTrainer(Trainer):
         self.resolution, self.alpha = self.schedule.at(0)
         self.stage = self.schedule.stage(0)
         self.optimizer_resets = 0
-        final = self.schedule.final_resolution
-        last, alpha = self.schedule.at((cfg.steps - 1) * self.global_batch)  # where the last step trains
-        if (last, alpha) != (final, 1.0):
-            needed = math.ceil(self.schedule.images_until_final() / self.global_batch) + 1
-            warnings.warn(f"{cfg.steps} steps of batch {self.global_batch} end at {last}x{last} (alpha {alpha:.2f}), "
-                          f"before {final}x{final} is faded in: that takes {needed} steps; raise steps, or shorten "
+        final, per_batch = self.schedule.final_resolution, cfg.accumulate * self.world_size * cfg.d_steps
+        last, alpha = self.schedule.at(self.schedule.images_before(cfg.steps - 1, cfg.batch_size, per_batch))
+        if (last, alpha) != (final, 1.0):  # the last step trains before the final resolution is in
+            needed = self.schedule.steps_until(self.schedule.images_until_final(), cfg.batch_size, per_batch) + 1
+            batch = f"{cfg.batch_size}" + (f" (by resolution {self.schedule.minibatch})" if self.schedule.minibatch
+                                          else "")
+            warnings.warn(f"{cfg.steps} steps of batch {batch} end at {last}x{last} (alpha {alpha:.2f}), before "
+                          f"{final}x{final} is faded in: that takes {needed} steps; raise steps, or shorten "
                           f"stable_kimg / fade_kimg.",
                           stacklevel=2)
 
@@ -116,6 +151,9 @@ class ProgressiveTrainer(Trainer):
             self.opt_d = self.make_optimizer(self.D, self.cfg.lr_d)
             self.stage = stage
             self.optimizer_resets += 1
+
+    def micro_batch(self) -> int:
+        return self.schedule.batch(self.resolution, self.cfg.batch_size)
 
     def generate(self, G, z, labels):
         return G(z, resolution=self.resolution, alpha=self.alpha)

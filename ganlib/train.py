@@ -187,8 +187,9 @@ class BatchStream:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.n, generator=g)
 
-    def next(self) -> torch.Tensor:
-        need, parts = self.batch_size * self.world_size, []
+    def next(self, batch_size: int | None = None) -> torch.Tensor:
+        """The next batch of indices [batch_size] (default: the stream's own batch_size)."""
+        need, parts = (batch_size or self.batch_size) * self.world_size, []
         while need:
             take = min(need, self.n - self.pos)
             parts.append(self._perm[self.pos: self.pos + take])
@@ -312,10 +313,15 @@ class Trainer:
         """The seed of this process's latents at `step`: cfg.seed + 1 for one process (and process 0)."""
         return self.cfg.seed + 1 + 1_000_003 * self.rank + 7_919 * step
 
+    def micro_batch(self) -> int:
+        """Real images per D forward pass in this process at the current step: cfg.batch_size (a chapter may
+        vary it: PGGAN's depends on the resolution)."""
+        return self.cfg.batch_size
+
     @property
     def global_batch(self) -> int:
-        """Real images per D update over all processes and micro-batches."""
-        return self.cfg.batch_size * self.cfg.accumulate * self.world_size
+        """Real images per D update over all processes and micro-batches (at the current step)."""
+        return self.micro_batch() * self.cfg.accumulate * self.world_size
 
     # ------------------------------------------------------------------------------------------------------
     # What a step does (override these in a chapter)
@@ -341,7 +347,7 @@ class Trainer:
         return self.D(x, labels) if self.conditional else self.D(x)
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, labels = self.data.batch(self.stream.next())
+        x, labels = self.data.batch(self.stream.next(self.micro_batch()))
         x = x.to(self.device, non_blocking=True)
         if x.ndim == 4:
             x = x.contiguous(memory_format=self.memory_format)
@@ -420,7 +426,7 @@ class Trainer:
         self.D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
         stats: dict[str, torch.Tensor] = {}
         for _ in range(k):
-            z, fake_labels = self.sample_latents(self.cfg.batch_size)
+            z, fake_labels = self.sample_latents(self.micro_batch())
             with self.autocast():
                 fake = self.generate(self.G, z, fake_labels)
             loss, micro = self.g_loss(fake, fake_labels)

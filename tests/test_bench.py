@@ -61,3 +61,33 @@ def test_committed_pggan_figures_follow_from_their_curves():
         assert pggan_growing.summarise_race(race) == race
         assert race["curves"]["fixed"][0][2] == race["resolution"]  # the fixed run never grows
         assert race["curves"]["progressive"][0][2] == 4  # the progressive one starts at 4x4
+
+
+def test_pggan_report_renders_from_its_figures_alone(monkeypatch):
+    """`report` needs nothing but the measured dict: no preset, no judge, no training."""
+    def unreachable(*args, **kwargs):
+        raise AssertionError("report must not look beyond the figures it is given")
+
+    monkeypatch.setattr(pggan_growing.recipes, "preset", unreachable)
+    monkeypatch.setattr(pggan_growing.metrics, "judge_for", unreachable)
+    # [train seconds, images, resolution, alpha, shape_ok, recognisable]
+    race16 = {"resolution": 16, "images": 52000, "real_shape_ok": 0.93, "per_image": 1.875,
+              "to_threshold": {"0.5": [30, 60], "0.8": [40, None]},
+              "curves": {"progressive": [[30, 4000, 16, 1.0, 0.6, 0], [40, 5000, 16, 1.0, 0.85, 0]],
+                         "fixed": [[60, 4000, 16, 1.0, 0.7, 0], [95, 6000, 16, 1.0, 0.75, 0]]}}
+    race8 = {"resolution": 8, "images": 40000, "real_shape_ok": 0.88, "per_image": 1.1,
+             "to_threshold": {"0.5": [50, 45], "0.8": [None, None]},
+             "curves": {"progressive": [[50, 4000, 8, 1.0, 0.55, 0]], "fixed": [[45, 4000, 8, 1.0, 0.52, 0]]}}
+    measured = {"profile": "cpu", "date": "2026-01-01", "machine": "test", "n_eval": 500, "load_average": [1.5, 2.25],
+                "thresholds": [0.5, 0.8], "target": 0.8, "races": [race16, race8],
+                "settings": {"growth": {"stable_kimg": 6.0, "fade_kimg": 3.0, "minibatch": {"4": 64, "8": 32}},
+                             "batch_size": 16, "lr": 0.003, "betas": [0.0, 0.99]}}
+    text = pggan_growing.report(measured)
+    rows = [line for line in text.splitlines() if line.startswith("| ")]  # the header, then one row per race
+    assert rows[0].startswith("| final resolution |")
+    assert rows[1] == "| 8x8 | 40k | 1.10x | 50 / 45 (**0.90x**) | - | 0.55 / 0.52 | 0.88 |"  # smaller first
+    assert rows[2] == "| 16x16 | 52k | 1.88x | 30 / 60 (**2.00x**) | 40 / not by 95 (> 2.38x) | 0.85 / 0.75 | 0.93 |"
+    flat = " ".join(text.split())  # the prose, without its line breaks
+    assert "4x4: 64, 8x8: 32; 16 elsewhere" in flat and "6k images stable, then 3k fading in" in flat
+    assert "Adam 0.003" in flat and "load average 1.5 and 2.2" in flat
+    assert pggan_growing.speedup(race16, 0.8) == (95 / 40, True) and pggan_growing.speedup(race8, 0.8) == (None, False)

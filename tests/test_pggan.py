@@ -221,13 +221,73 @@ def test_trainer_rejects_a_schedule_that_does_not_fit(tmp_path):
 
 
 def test_budget_scaled_to_another_final_resolution():
-    """steps_at keeps the phases per doubling and the images at the final resolution of the preset."""
-    from ganlib.recipes.pggan import steps_at
+    """budget_images keeps the phases per doubling and the images at the final resolution of the preset."""
+    from ganlib.recipes.pggan import budget_images
 
     p = recipes.preset("pggan", "cpu")
-    growth, batch = p["trainer"]["growth"], p["train"]["batch_size"]
-    phase = growth["stable_kimg"] + growth["fade_kimg"]  # thousand images per doubling
-    assert steps_at(p, p["resolution"]) == p["train"]["steps"]
-    final_kimg = p["train"]["steps"] * batch / 1000 - 3 * phase  # 32x32 is 3 doublings above 4x4
-    assert steps_at(p, 16) == round((2 * phase + final_kimg) * 1000 / batch)
-    assert steps_at(p, 64) == round((4 * phase + final_kimg) * 1000 / batch)
+    growth, batch, steps = p["trainer"]["growth"], p["train"]["batch_size"], p["train"]["steps"]
+    phase = round((growth["stable_kimg"] + growth["fade_kimg"]) * 1000)  # images per doubling
+    shown = GrowthSchedule(32, **growth).images_before(steps, batch)  # what the preset's steps show at 32x32
+    assert p["resolution"] == 32 and budget_images(p, 32) == shown
+    assert budget_images(p, 16) == shown - phase and budget_images(p, 64) == shown + phase
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The minibatch per resolution
+
+
+def test_the_minibatch_follows_the_resolution_the_networks_run_at():
+    """With minibatch {4: 8, 8: 32} (16 elsewhere), every step shows D as many real images as the schedule gives
+    for the stage it starts at, and G draws as many latents, in D's step and in its own."""
+    t = _trainer(steps=12, minibatch={4: 8, 8: 32})
+    latents = []
+    t.G.register_forward_pre_hook(lambda module, args, kwargs: latents.append(args[0].shape[0]), with_kwargs=True)
+    log = []
+
+    def watch(tr):
+        log.append((tr.resolution, tr.images_seen))
+
+    t.train(callback=watch, every=1, progress=False)
+    # 32 images stable at 4x4 in batches of 8, then 8x8 fades in (at 40 images: alpha 0.25) in batches of 32;
+    # at 104 images 16x16 fades in, with the default batch of 16
+    assert [r for r, _ in log] == [4] * 5 + [8] * 2 + [16] * 5
+    assert [n for _, n in log] == [8, 16, 24, 32, 40, 72, 104, 120, 136, 152, 168, 184]
+    assert latents == [b for b in [8] * 5 + [32] * 2 + [16] * 5 for _ in "dg"]  # one batch for D's step, one for G's
+    s = t.schedule
+    assert [s.images_before(k, 16) for k in (0, 5, 7, 12)] == [0, 40, 104, 184]
+    assert s.steps_until(104, 16) == 7 and s.steps_until(105, 16) == 8 and s.steps_until(0, 16) == 0
+    assert s.images_before(2, 16, per_batch=2) == 32  # two micro-batches (or processes) of 8 per step
+    assert t.real_batch()[0].shape[0] == 16
+
+
+def test_resume_with_a_minibatch_per_resolution_is_exact(tmp_path):
+    a = _trainer(tmp_path / "a", steps=10, minibatch={4: 8, 8: 32})
+    a.train(progress=False)
+    b = _trainer(tmp_path / "b", steps=10, minibatch={4: 8, 8: 32})
+    b.train(steps=6, progress=False)  # the next step is the last at 8x8, in a batch of 32
+    assert b.resolution == 8 and b.micro_batch() == 32
+    b.save_checkpoint()
+    c = _trainer(tmp_path / "b", steps=10, minibatch={4: 8, 8: 32}).load_checkpoint()
+    assert c.resolution == 8 and c.micro_batch() == 32 and c.images_seen == b.images_seen == 72
+    c.train(progress=False)
+    assert c.images_seen == a.images_seen == 152
+    for p, q in zip(a.G_ema.state_dict().values(), c.G_ema.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    for p, q in zip(a.D.state_dict().values(), c.D.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    with pytest.raises(GanlibError, match="resume with the same schedule"):
+        _trainer(tmp_path / "b", steps=10, minibatch={4: 8, 8: 32, 16: 32}).load_checkpoint()
+
+
+def test_bad_minibatches_get_one_line_errors():
+    with pytest.raises(GanlibError, match="minibatch at 8x8 must be a whole number >= 1, got 0"):
+        GrowthSchedule(32, minibatch={8: 0})
+    with pytest.raises(GanlibError, match="a minibatch resolution 12 is not supported"):
+        GrowthSchedule(32, minibatch={12: 8})
+    with pytest.raises(GanlibError, match="keys are resolutions"):
+        GrowthSchedule(32, minibatch={"8": 8})
+    # 5 steps of 8 images, then 8x8 fades in with batches of 16: the 6th step starts after 40 images, and
+    # 16x16 is in after 128 images, 11 steps, so the 12th step is the first there
+    with pytest.warns(UserWarning, match=r"6 steps of batch 16 \(by resolution \{4: 8\}\) end at 8x8 \(alpha 0.25\)"
+                                         r".* that takes 12 steps"):
+        _trainer(steps=6, minibatch={4: 8})

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 
 from ..files import atomic_write_text
+from . import pggan_growing
 from .biggan_tricks import bench_biggan_tricks
 from .core import THREADS, machine, threads
 from .dcgan_digits import bench_dcgan_digits
 from .ddp_throughput import bench_ddp_throughput
 from .grading_class import bench_grading
-from .pggan_growing import bench_pggan_growing
 from .ring8 import bench_ring8
 from .stylegan_mixing import bench_stylegan_mixing
 from .throughput import bench_throughput
@@ -43,8 +43,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], str]]] = {
     "grading": ("Grading a class of 30 submissions", bench_grading),
     "biggan-tricks": ("BigGAN on digits, cpu profile: each trick, batch size, truncation", bench_biggan_tricks),
     "ddp-throughput": ("Several processes: torchrun on the CPU with 1 and 2 processes", bench_ddp_throughput),
-    "pggan-growing": ("PGGAN on shapes: progressive growing against the full resolution from the start",
-                      bench_pggan_growing),
+    "pggan-growing": (pggan_growing.TITLE, lambda quick: pggan_growing.report(pggan_growing.measure(quick))),
     "stylegan-mixing": ("StyleGAN on shapes: coarse and fine styles, with and without mixing regularisation",
                         bench_stylegan_mixing),
 }
