@@ -34,7 +34,7 @@ def budget_images(preset: dict, resolution: int) -> int:
 
 
 _SMOKE = dict(stable_kimg=0.064, fade_kimg=0.064, minibatch={4: 32})
-_CPU = dict(stable_kimg=6.0, fade_kimg=6.0, minibatch={4: 64, 8: 32, 16: 32})
+_CPU = dict(stable_kimg=8.0, fade_kimg=8.0, minibatch={4: 64, 8: 32, 16: 32})
 _GPU = dict(stable_kimg=150.0, fade_kimg=150.0, minibatch={4: 128, 8: 128, 16: 128})  # the authors': 128 to 16x16
 
 PRESETS = {
