@@ -9,10 +9,10 @@ phase; the authors' released code defaults to 600 + 600 kimg. As in their `minib
 depend on the resolution (larger where the networks are small and cheap).
 
 `ProgressiveTrainer` is the shared `Trainer` with five of its hooks filled in: before each step it reads the
-resolution, alpha and minibatch size from the schedule (and, when the stage changes, resets both Adam optimisers, as the
-authors' `reset_opt_for_new_lod` does); G and D run at that resolution and alpha; real images are
-box-downsampled to it and faded exactly like G's output. Checkpoints store the stage, so a run resumes
-exactly, also across a resolution change.
+resolution and alpha from the schedule (and, when the stage changes, resets both Adam optimisers, as the
+authors' `reset_opt_for_new_lod` does); G and D run at that resolution and alpha, with the schedule's minibatch
+for it; real images are box-downsampled to it and faded exactly like G's output. Checkpoints store the stage,
+so a run resumes exactly, also across a resolution change.
 """
 
 from __future__ import annotations
