@@ -98,7 +98,7 @@ def test_judge_is_cached_on_disk(monkeypatch, tmp_path):
     def train_classifier(*args, **kwargs):
         raise RuntimeError("trained again")
 
-    monkeypatch.setattr(metrics, "train_classifier", train_classifier)
+    monkeypatch.setattr(metrics.judges, "train_classifier", train_classifier)  # where ImageJudge looks it up
     with pytest.raises(RuntimeError, match="trained again"):
         metrics.ImageJudge("digits", 8)
 
@@ -255,7 +255,7 @@ def test_inception_features_shapes_and_grey_images(monkeypatch):
 
     torch.manual_seed(0)
     random_weights = Inception3(num_classes=1000, aux_logits=True, init_weights=False).state_dict()
-    monkeypatch.setattr(metrics, "_inception_state_dict", lambda: random_weights)  # no download in tests
+    monkeypatch.setattr(metrics.extractors, "_inception_state_dict", lambda: random_weights)  # no download
     extractor = metrics.InceptionFeatures(device="cpu")
     grey = torch.rand(2, 1, 16, 16) * 2 - 1
     f = extractor(grey)
