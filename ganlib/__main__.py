@@ -123,6 +123,7 @@ def cmd_sample(args) -> None:
 
     from . import recipes
     from .data import to_uint8
+    from .files import atomic_write
 
     x, labels, kind = recipes.sample_from_run(args.run_dir, args.num, seed=args.seed, label=args.label,
                                               truncation=args.truncation, device=args.device)
@@ -136,13 +137,7 @@ def cmd_sample(args) -> None:
         arrays["images"] = to_uint8(x).permute(0, 2, 3, 1).numpy()  # [N, H, W, C] uint8
     if labels is not None:
         arrays["labels"] = labels.numpy().astype(np.int64)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(lambda f: np.savez_compressed(f, **arrays), out)
     key = "points" if kind == "points" else "images"
     print(f"wrote {args.num} samples to {out} ({key} {list(arrays[key].shape)}"
           f"{', labels' if labels is not None else ''})")

@@ -42,6 +42,7 @@ from .chapters import (
     check_calls,
     columns,
     course_chapters,
+    course_notebooks,
     find_chapter,
     match,
     notebook_code,
@@ -54,8 +55,8 @@ from .submissions import MAX_NOTEBOOK_BYTES, Submission, collect, find_submissio
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "MAX_NOTEBOOK_BYTES", "STATUSES", "Chapter", "Exercise",
            "Graded", "Outcome", "PrivateChecks", "Submission", "best_chapter", "check_calls", "collect", "columns",
-           "course_chapters", "feedback", "feedback_names", "find_chapter", "find_submissions", "grade", "match",
-           "notebook_code", "read_chapter", "read_submission", "run"]
+           "course_chapters", "course_notebooks", "feedback", "feedback_names", "find_chapter", "find_submissions",
+           "grade", "match", "notebook_code", "read_chapter", "read_submission", "run"]
 
 
 def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeout: float = DEFAULT_TIMEOUT,
