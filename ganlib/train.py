@@ -377,7 +377,7 @@ class Trainer:
             loss = self.g_loss_fn(self.discriminate(fake, fake_labels).float())
         stats = {"loss_g": loss.detach()}
         if self.cfg.ortho_beta > 0:
-            ortho = layers.orthogonal_regularization(self.G, self.cfg.ortho_beta)
+            ortho = losses.orthogonal_regularization(self.G, self.cfg.ortho_beta)
             loss = loss + ortho
             stats["ortho"] = ortho.detach()
         return loss, stats

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlib import layers, recipes
+from ganlib import layers, losses, recipes
 from ganlib.__main__ import main
 from ganlib.errors import GanlibError
 from ganlib.models import biggan
@@ -76,25 +76,25 @@ def test_orthogonal_regularization_matches_a_direct_computation_and_skips_biases
     torch.manual_seed(0)
     net = nn.Sequential(nn.Embedding(4, 6), nn.Linear(6, 5), nn.BatchNorm2d(5), nn.Conv2d(5, 3, 3))
     expected = 1e-4 * (off_diagonal_penalty(net[1].weight) + off_diagonal_penalty(net[3].weight))
-    out = layers.orthogonal_regularization(net)
+    out = losses.orthogonal_regularization(net)
     assert out.ndim == 0 and out.item() == pytest.approx(expected, rel=1e-5)
-    assert layers.orthogonal_regularization(net, beta=1.0).item() == pytest.approx(expected * 1e4, rel=1e-5)
+    assert losses.orthogonal_regularization(net, beta=1.0).item() == pytest.approx(expected * 1e4, rel=1e-5)
     # orthogonal rows with any norms are not penalised (only the off-diagonal terms count)
     q = torch.linalg.qr(torch.randn(6, 6))[0][:4] * torch.tensor([[1.0], [2.0], [3.0], [0.5]])
     lin = nn.Linear(6, 4)
     with torch.no_grad():
         lin.weight.copy_(q)
-    assert layers.orthogonal_regularization(lin, beta=1.0).item() < 1e-9
+    assert losses.orthogonal_regularization(lin, beta=1.0).item() < 1e-9
     # a spectrally normalised weight is penalised in its stored form
     sn = nn.utils.parametrizations.spectral_norm(nn.Linear(6, 5))
-    assert layers.orthogonal_regularization(sn, beta=1.0).item() == pytest.approx(
+    assert losses.orthogonal_regularization(sn, beta=1.0).item() == pytest.approx(
         off_diagonal_penalty(sn.parametrizations.weight.original), rel=1e-5)
 
 
 def test_orthogonal_regularization_gradient_is_four_beta_times_offdiag_gram_times_w():
     torch.manual_seed(0)
     lin = nn.Linear(7, 4, bias=False)
-    layers.orthogonal_regularization(lin, beta=1e-2).backward()
+    losses.orthogonal_regularization(lin, beta=1e-2).backward()
     w = lin.weight.detach()
     gram = w @ w.T
     expected = 4 * 1e-2 * (gram * (1 - torch.eye(4))) @ w  # BigGAN-PyTorch adds half of this (beta / 2)
