@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlib import layers, losses, recipes
+from ganlib import layers, losses, models, recipes
 from ganlib.__main__ import main
 from ganlib.errors import GanlibError
 from ganlib.models import biggan
@@ -268,7 +268,7 @@ def test_sample_command_writes_labels_and_truncates(tmp_path):
     with np.load(out) as f:
         assert f["images"].shape == (12, 16, 16, 1) and f["labels"].tolist() == [3] * 12
     G, _, _ = recipes.load_generator(run, device="cpu")
-    x1, y1 = recipes.get("biggan").sample(G, 12, seed=0, labels=torch.full((12,), 3), truncation=0.5)
+    x1, y1 = models.sample(G, 12, seed=0, labels=torch.full((12,), 3), truncation=0.5)
     z = biggan.truncated_z(12, G.z_dim, 0.5, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         x2 = G(z, torch.full((12,), 3))
@@ -276,7 +276,7 @@ def test_sample_command_writes_labels_and_truncates(tmp_path):
     with np.load(out) as f:
         assert np.abs(f["images"].astype(int) - ((x2.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255)
                       .numpy().astype(int)).max() <= 1
-    x3, y3 = recipes.get("biggan").sample(G, 12, seed=0)
+    x3, y3 = models.sample(G, 12, seed=0)
     assert y3 is not None and y3.min() >= 0 and y3.max() < 10 and len(set(y3.tolist())) > 1
     assert main(["sample", str(run), "--num", "2", "--truncation", "-1", "--out", str(out)]) == 2
 
@@ -297,5 +297,5 @@ def test_trains_on_shapes_rgb_three_classes():
     t = recipes.make_trainer("biggan", profile="smoke", device="cpu", data="shapes", steps=2)
     t.train(progress=False)
     assert t.G.img_channels == 3 and t.G.num_classes == 3 and t.D.num_classes == 3
-    x, y = t.sample(6, torch.tensor([0, 1, 2, 0, 1, 2]), truncation=1.0)
+    x, y = t.sample(6, labels=torch.tensor([0, 1, 2, 0, 1, 2]), truncation=1.0)
     assert x.shape == (6, 3, 16, 16) and y.tolist() == [0, 1, 2, 0, 1, 2]

@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlib import layers, losses, recipes
+from ganlib import layers, losses, models, recipes, stylegan_training
 from ganlib.models import stylegan as sg
-from ganlib.recipes import stylegan as sg_recipe
 from ganlib.train import TrainConfig
 
 
@@ -359,11 +358,11 @@ def test_sampling_with_truncation(tmp_path):
     t.train(progress=False)
     with torch.no_grad():
         t.G_ema.mapping.w_avg.normal_()
-    x, labels = sg_recipe.sample(t.G_ema, 6, seed=1, truncation=0.0)
+    x, labels = models.sample(t.G_ema, 6, seed=1, truncation=0.0)
     assert labels is None and x.shape == (6, 1, 16, 16)
     torch.testing.assert_close(x, x[:1].expand(6, -1, -1, -1))
-    a, _ = sg_recipe.sample(t.G_ema, 6, seed=1)
-    b, _ = sg_recipe.sample(t.G_ema, 6, seed=1)
+    a, _ = models.sample(t.G_ema, 6, seed=1)
+    b, _ = models.sample(t.G_ema, 6, seed=1)
     assert torch.equal(a, b) and (a - a[:1]).abs().amax() > 0
 
 
@@ -387,13 +386,14 @@ def test_pretrained_generator_is_the_cpu_preset():
 
     preset = recipes.preset("stylegan", "cpu")
     expected = recipes.default_spec("stylegan", preset, data.load("shapes", resolution=preset["resolution"]))
-    G, spec, state = recipes.load_generator(sg_recipe.pretrained_path(), device="cpu")  # weights_only
+    G, spec, state = recipes.load_generator(stylegan_training.pretrained_path(), device="cpu")  # weights_only
     assert spec == expected and state["data"] == "shapes" and state["config"]["style_mixing"] == 0.9
     # the record is the preset's, and the run went all the way: what `train stylegan --profile cpu` does today
     ran = {**state["config"], "betas": tuple(state["config"]["betas"])}
-    assert ran == asdict(TrainConfig.from_dict(preset["train"]))
+    assert ran == {**asdict(TrainConfig.from_dict(preset["train"])),
+                   **asdict(stylegan_training.StyleGANOptions(**preset["trainer"]))}
     assert state["step"] == preset["train"]["steps"] and "D" not in state and "opt_g" not in state
     assert state["images_seen"] == state["step"] * preset["train"]["batch_size"]
-    G, history = sg_recipe.pretrained()
+    G, history = stylegan_training.pretrained()
     assert isinstance(G, sg.Generator) and not G.training and history[-1]["step"] == state["step"]
-    assert sg_recipe.pretrained_path().stat().st_size < 1_000_000
+    assert stylegan_training.pretrained_path().stat().st_size < 1_000_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import data as datasets
-from .. import metrics, recipes
+from .. import metrics, models, recipes
 
 
 def bench_stylegan_mixing(quick: bool = False) -> str:
@@ -32,7 +32,7 @@ def bench_stylegan_mixing(quick: bool = False) -> str:
     shares = []
     for name, t in runs.items():
         G = t.G_ema.eval()
-        s = judge.score(sgr.sample(G, n, seed=1)[0])
+        s = judge.score(models.sample(G, n, seed=1)[0])
         ppl = [sgr.perceptual_path_length(G, judge, space, n=n // 2) for space in ("z", "w")]
         quality.append(f"| StyleGAN2 {name} | {t.elapsed:.0f} | {s['shape_ok']:.3f} | {s['recognisable']:.3f} | "
                        f"{s['classes']} | {s['fd']:.1f} | {ppl[0]:.1f} | {ppl[1]:.1f} |")
