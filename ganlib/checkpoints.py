@@ -63,7 +63,8 @@ def _way_back(path: Path) -> str:
 
 
 class Checkpointing:
-    """The part of `Trainer` that saves and restores the whole training state (exact resume)."""
+    """The part of `Trainer` (a base class of it, on its attributes) that saves and restores the whole training
+    state, for exact resume."""
 
     def state_dict(self) -> dict:
         return {

@@ -4,7 +4,8 @@ One *step* is `d_steps` discriminator updates followed by one generator update. 
 keeps an exponential moving average of G's weights (`G_ema`, what you sample from), a resumable stream of
 minibatches, sample grids, atomic checkpoints and a NaN guard. Chapters change what a step does by
 overriding a few small methods (`generate`, `discriminate`, `real_batch`, `d_loss`, `g_loss`,
-`begin_step`), never by copying the loop.
+`begin_step`), never by copying the loop. Its options are `options.TrainConfig`; what a checkpoint holds
+and how it is read back is `checkpoints` (`TrainConfig` and `load_checkpoint_file` are importable from here too).
 
 Exact resume: all randomness (data order, latents, labels, penalty mixing) comes from generators whose
 state is saved in the checkpoint, so N steps in one go and N/2 + resume + N/2 give the same weights on CPU.
