@@ -138,7 +138,7 @@ def test_grading_report_from_its_figures():
     from ganlib.bench import grading_class
 
     def kind(name, count, seconds, points, status):
-        return {"kind": name, "count": count, "seconds": [seconds] * count, "points": points, "exercises": 4,
+        return {"kind": name, "count": count, "seconds": [seconds] * count, "points": points, "out_of": 4,
                 "status": status}
 
     ordinary = [kind("solution", 12, 0.25, 4, "ok"), kind(grading_class.LOOP_KIND, 2, 15.0, 0, "timeout")]

@@ -91,7 +91,7 @@ def measure(quick: bool = False, *, solution: str | Path, exercise: str | Path) 
         for kind in kinds:
             mine = [g for g in graded if g.student.startswith(names[kind])]
             rows.append({"kind": kind, "count": len(mine), "seconds": [g.seconds for g in mine],
-                         "points": statistics.mean(g.total for g in mine), "exercises": len(mine[0].outcomes),
+                         "points": statistics.mean(g.total for g in mine), "out_of": len(mine[0].outcomes),
                          "status": mine[0].status})
         confinement = next((line.split(": ", 1)[1] for line in log if line.startswith("confinement: ")), "?")
         return {"wall": wall, "confinement": confinement, "kinds": rows}, graded
@@ -109,7 +109,7 @@ def report(measured: dict) -> str:
 
     def table(kinds: list[dict]) -> str:
         return "\n".join(f"| {k['kind']} | {k['count']} | {statistics.median(k['seconds']):.2f} | "
-                         f"{k['points']:.0f} of {k['exercises']} | {k['status']} |" for k in kinds)
+                         f"{k['points']:.0f} of {k['out_of']} | {k['status']} |" for k in kinds)
 
     n = sum(k["count"] for k in graded["kinds"])
     ordinary = [s for k in graded["kinds"] if k["kind"] != LOOP_KIND for s in k["seconds"]]

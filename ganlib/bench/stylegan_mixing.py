@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 
 from .. import data as datasets
-from .. import metrics, recipes
+from .. import metrics, models, recipes
 
 
 def bench_stylegan_mixing(quick: bool = False) -> str:
     from ..files import cache_dir
-    from ..recipes import stylegan as sgr
 
     steps = 20 if quick else recipes.preset("stylegan", "cpu")["train"]["steps"]
     n = 100 if quick else 1000
@@ -32,7 +31,7 @@ def bench_stylegan_mixing(quick: bool = False) -> str:
     shares = []
     for name, t in runs.items():
         G = t.G_ema.eval()
-        s = judge.score(sgr.sample(G, n, seed=1)[0])
+        s = judge.score(models.sample(G, n, seed=1)[0])
         ppl = [metrics.perceptual_path_length(G, judge, space, n=n // 2) for space in ("z", "w")]
         quality.append(f"| StyleGAN2 {name} | {t.elapsed:.0f} | {s['shape_ok']:.3f} | {s['recognisable']:.3f} | "
                        f"{s['classes']} | {s['fd']:.1f} | {ppl[0]:.1f} | {ppl[1]:.1f} |")

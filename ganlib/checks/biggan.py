@@ -178,7 +178,7 @@ def check_orthogonal_regularization(fn: Callable) -> CheckResult:
             net = _ortho_net(seed)
             out = as_scalar(fn(net, beta), "orthogonal_regularization")
             with torch.no_grad():
-                ref = layers.orthogonal_regularization(net, beta)
+                ref = losses.orthogonal_regularization(net, beta)
                 if close(out, ref):
                     continue
                 def term(weights, form, net=net, beta=beta):
