@@ -30,12 +30,11 @@ def cmd_train(args) -> None:
 
 
 def _train(args) -> None:
-    from dataclasses import fields
-
     from . import distributed, recipes
+    from .checkpoints import load_checkpoint_file
     from .data import load as load_data
     from .env import seed_everything
-    from .train import TrainConfig, load_checkpoint_file
+    from .options import TrainConfig
 
     run_dir = Path(args.out)
     checkpoint = run_dir / "checkpoint.pt"
@@ -55,9 +54,9 @@ def _train(args) -> None:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     data_name, resolution = args.data, args.resolution
-    known = {f.name for f in fields(TrainConfig)}
     if args.resume:  # what is not given again is what the run was trained with
         saved = load_checkpoint_file(checkpoint)  # checked before anything is built
+        known = recipes.option_names(args.model)  # TrainConfig's and the model's trainer's own
         overrides = {**{k: v for k, v in saved["config"].items() if k in known}, **overrides}
         data_name, resolution = data_name or saved["data"], resolution or saved.get("resolution")
         for option, net in getattr(recipes.get(args.model), "NET_OPTIONS", {}).items():  # e.g. gan's pack
@@ -74,7 +73,7 @@ def _train(args) -> None:
         failed = distributed.gather_objects(failed)[0]  # every process stops alike
         if failed:
             raise GanlibError(failed)
-    train_options = {k: v for k, v in overrides.items() if k in known}  # not the recipe's NET_OPTIONS
+    train_options = {k: v for k, v in overrides.items() if k in TrainConfig.names()}  # not the trainer's own
     seed_everything(TrainConfig.from_dict({**recipes.preset(args.model, args.profile)["train"], **train_options}).seed)
     trainer = recipes.make_trainer(args.model, profile=args.profile, data=data_name, resolution=resolution,
                                    run_dir=run_dir, device=args.device, **overrides)
@@ -123,6 +122,7 @@ def cmd_sample(args) -> None:
 
     from . import recipes
     from .data import to_uint8
+    from .files import atomic_write
 
     x, labels, kind = recipes.sample_from_run(args.run_dir, args.num, seed=args.seed, label=args.label,
                                               truncation=args.truncation, device=args.device)
@@ -136,13 +136,7 @@ def cmd_sample(args) -> None:
         arrays["images"] = to_uint8(x).permute(0, 2, 3, 1).numpy()  # [N, H, W, C] uint8
     if labels is not None:
         arrays["labels"] = labels.numpy().astype(np.int64)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(lambda f: np.savez_compressed(f, **arrays), out)
     key = "points" if kind == "points" else "images"
     print(f"wrote {args.num} samples to {out} ({key} {list(arrays[key].shape)}"
           f"{', labels' if labels is not None else ''})")

@@ -13,13 +13,18 @@ import hashlib
 import os
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
 from .errors import GanlibError
 
 CHECKSUM_RECORD = "ganlib.sha256"  # the record of an `atomic_save` archive that holds the sha256 of the others
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # the files shipped with ganlib: the judges'
+# classifiers (written by `metrics.ship_judge`: trained weights depend on the machine's thread count, so tests and
+# benchmarks that score with a judge need the same file everywhere) and small trained generators
 
 
 def cache_dir() -> Path:
@@ -168,6 +173,15 @@ def damage(path: str | Path) -> str | None:
     except Exception as e:  # a damaged header can fail in many ways (struct, unicode, compression type)
         return f"{type(e).__name__}: {e}"[:120]
     return None
+
+
+def atomic_write(write: Callable[[BinaryIO], None], path: str | Path) -> None:
+    """Write `path` atomically and durably (see `_replacing`): `write(f)` writes the whole contents to `f`, a
+    binary file beside `path` that replaces it once complete (and is deleted when `write` fails)."""
+    path = Path(path)
+    with _replacing(path) as tmp:
+        with open(tmp, "wb") as f:
+            write(f)
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:

@@ -3,7 +3,7 @@
 Sections, in the order the course meets them:
     PGGAN (Karras et al. 2018): equalized learning rate, pixel normalisation, minibatch standard deviation
     StyleGAN (Karras et al. 2019, 2020): AdaIN, noise injection, modulated convolution
-    BigGAN (Brock et al. 2019): conditional batch norm, self-attention, orthogonal regularisation
+    BigGAN (Brock et al. 2019): conditional batch norm, self-attention (orthogonal regularisation: `losses`)
 """
 
 from __future__ import annotations
@@ -349,37 +349,6 @@ class SelfAttention(nn.Module):
         beta = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)  # [N, HW, HW/4], each row sums to 1
         attended = (g @ beta.transpose(1, 2)).reshape(n, c // 2, h, w)  # [N, C/2, H, W]
         return x + self.gamma * self.o(attended)
-
-
-def orthogonal_regularization(module: nn.Module, beta: float = 1e-4) -> torch.Tensor:
-    r"""BigGAN's orthogonal regularisation: beta * sum_W || W W^T * (1 - I) ||_F^2.
-
-    Every weight with at least two dimensions is reshaped to W [out, -1]; only the *off-diagonal* entries of
-    its Gram matrix W W^T are penalised (the filters should be orthogonal to each other, their norms are
-    free), unlike the original form ||W^T W - I||^2 (Brock et al. 2017), which also pins every norm to 1.
-    Biases, normalisation parameters and embeddings are excluded (BigGAN skips the shared embedding).
-
-    Its gradient is 4 beta (W W^T * (1 - I)) W. BigGAN-PyTorch adds 2 beta (W W^T * (1 - I)) W straight to
-    the gradient, i.e. it regularises with beta / 2 in this notation.
-
-    Weights under a spectral-norm parametrisation are penalised in their stored, unnormalised form, as in
-    the BigGAN code. Returns a scalar tensor (0 when the module has no such weight).
-    """
-    excluded = {id(p) for m in module.modules() if isinstance(m, (nn.Embedding, nn.modules.batchnorm._NormBase,
-                                                                    nn.GroupNorm, nn.LayerNorm))
-                for p in m.parameters()}
-    total = None
-    for p in module.parameters():
-        if p.ndim < 2 or id(p) in excluded:
-            continue
-        w = p.flatten(1)  # [out, in * kh * kw]
-        gram = w @ w.T  # [out, out]
-        off_diagonal = gram * (1 - torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype))
-        term = off_diagonal.pow(2).sum()
-        total = term if total is None else total + term
-    if total is None:
-        return torch.zeros((), device=next(module.parameters(), torch.zeros(())).device)
-    return beta * total
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def d_loss_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -128,3 +129,34 @@ def path_length_penalty(lengths: torch.Tensor, pl_mean: torch.Tensor,
     """
     pl_mean = pl_mean.lerp(lengths.detach().mean(), decay)
     return (lengths - pl_mean).square().mean(), pl_mean
+
+
+def orthogonal_regularization(module: nn.Module, beta: float = 1e-4) -> torch.Tensor:
+    r"""BigGAN's orthogonal regularisation: beta * sum_W || W W^T * (1 - I) ||_F^2.
+
+    Every weight with at least two dimensions is reshaped to W [out, -1]; only the *off-diagonal* entries of
+    its Gram matrix W W^T are penalised (the filters should be orthogonal to each other, their norms are
+    free), unlike the original form ||W^T W - I||^2 (Brock et al. 2017), which also pins every norm to 1.
+    Biases, normalisation parameters and embeddings are excluded (BigGAN skips the shared embedding).
+
+    Its gradient is 4 beta (W W^T * (1 - I)) W. BigGAN-PyTorch adds 2 beta (W W^T * (1 - I)) W straight to
+    the gradient, i.e. it regularises with beta / 2 in this notation.
+
+    Weights under a spectral-norm parametrisation are penalised in their stored, unnormalised form, as in
+    the BigGAN code. Returns a scalar tensor (0 when the module has no such weight).
+    """
+    excluded = {id(p) for m in module.modules() if isinstance(m, (nn.Embedding, nn.modules.batchnorm._NormBase,
+                                                                    nn.GroupNorm, nn.LayerNorm))
+                for p in m.parameters()}
+    total = None
+    for p in module.parameters():
+        if p.ndim < 2 or id(p) in excluded:
+            continue
+        w = p.flatten(1)  # [out, in * kh * kw]
+        gram = w @ w.T  # [out, out]
+        off_diagonal = gram * (1 - torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype))
+        term = off_diagonal.pow(2).sum()
+        total = term if total is None else total + term
+    if total is None:
+        return torch.zeros((), device=next(module.parameters(), torch.zeros(())).device)
+    return beta * total

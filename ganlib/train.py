@@ -4,7 +4,9 @@ One *step* is `d_steps` discriminator updates followed by one generator update. 
 keeps an exponential moving average of G's weights (`G_ema`, what you sample from), a resumable stream of
 minibatches, sample grids, atomic checkpoints and a NaN guard. Chapters change what a step does by
 overriding a few small methods (`generate`, `discriminate`, `real_batch`, `d_loss`, `g_loss`,
-`begin_step`, `micro_batch`), never by copying the loop.
+`begin_step`, `micro_batch`), never by copying the loop. Its options are `options.TrainConfig`; what a checkpoint
+holds and how it is read back is `checkpoints` (`TrainConfig` and `load_checkpoint_file` are importable from here
+too).
 
 Exact resume: all randomness (data order, latents, labels, penalty mixing) comes from generators whose
 state is saved in the checkpoint, so N steps in one go and N/2 + resume + N/2 give the same weights on CPU.
@@ -21,152 +23,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
-import json
 import math
 import time
-import typing
-import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import distributed, layers, losses, models, viz
+from . import distributed, losses, models
+from .checkpoints import CHECKPOINT_FORMAT, Checkpointing, load_checkpoint_file
 from .errors import GanlibError, TrainingDiverged
-from .files import atomic_save, atomic_write_text, damage, previous_path
+from .options import OPTION_RANGES, Options, TrainConfig
 
-CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
-
-# The options a run cannot change when it resumes, and why (the others apply from the resumed step on)
-RESUME_FIXED = {"seed": "the data order and the latents follow it",
-                "loss": "D's outputs mean what its loss made them mean"}
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of the loop, with the value used when you don't say otherwise."""
-
-    steps: int = 1000  # generator updates in total (training stops when `step` reaches this)
-    batch_size: int = 64  # real images per discriminator forward pass (a micro-batch when accumulating)
-    accumulate: int = 1  # micro-batches per update: gradients are averaged, effective batch = batch_size * this
-    loss: str = "nonsaturating"  # a key of losses.GAN_LOSSES
-    d_steps: int = 1  # discriminator updates per generator update
-    lr_g: float = 2e-4  # Adam learning rate of G
-    lr_d: float = 2e-4  # Adam learning rate of D
-    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (DCGAN; PGGAN/StyleGAN use (0, 0.99))
-    eps: float = 1e-8  # Adam epsilon
-    lr_decay_start: float | None = None  # fraction of `steps` after which both rates fall linearly to 0
-    gp_weight: float = 0.0  # WGAN-GP lambda (10 in WGAN-GP and PGGAN); 0 = off
-    drift: float = 0.0  # PGGAN's drift epsilon (0.001); 0 = off
-    r1_gamma: float = 0.0  # R1 gamma (StyleGAN: 10); 0 = off
-    r1_every: int = 1  # lazy R1: apply every k D steps, scaled by k (StyleGAN2: 16)
-    ortho_beta: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4); 0 = off
-    ema_beta: float | None = None  # G_ema decay per G update (PGGAN 0.999, BigGAN 0.9999) ...
-    ema_half_life_kimg: float | None = None  # ... or a half-life in thousands of images (StyleGAN: 10)
-    ema_start: int = 0  # before this step G_ema just copies G (BigGAN)
-    log_every: int = 50  # steps between loss logs (and NaN checks)
-    sample_every: int = 0  # steps between sample grids in the run folder (0: only at the end)
-    checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
-    amp: bool = False  # mixed precision (CUDA only: bf16 where supported, else fp16 with loss scaling)
-    channels_last: bool = False  # channels_last memory format (CUDA only)
-    sync_batchnorm: bool = False  # several GPUs: batch norm statistics over the global batch (SyncBatchNorm);
-    # off, each process normalises its own batch (as BigGAN-PyTorch does)
-    seed: int = 0  # seeds data order, latents and labels
-    # StyleGAN (used by recipes.stylegan.StyleGANTrainer)
-    style_mixing: float = 0.0  # probability that a batch gets mixed styles (StyleGAN: 0.9); 0 = off
-    pl_weight: float = 0.0  # path-length regularisation weight (StyleGAN2: 2); 0 = off
-    pl_every: int = 4  # lazy path-length regularisation: every k G steps, scaled by k (StyleGAN2: 4)
-    pl_batch_shrink: int = 2  # the path-length pass uses batch_size / this samples (StyleGAN2: 2)
-    pl_decay: float = 0.01  # decay of the running mean of path lengths (StyleGAN2: 0.01)
-
-    def __post_init__(self):
-        hints = typing.get_type_hints(TrainConfig)
-        for f in fields(self):
-            setattr(self, f.name, _checked_option(f.name, getattr(self, f.name), hints[f.name], f.default))
-        if self.ema_beta is not None and self.ema_half_life_kimg is not None:
-            raise GanlibError("give either ema_beta or ema_half_life_kimg, not both.")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            named = [name + "".join(f" (did you mean {close}?)" for close in difflib.get_close_matches(name, known, 1))
-                     for name in unknown]
-            raise GanlibError(f"unknown training option(s) {', '.join(named)}: known are {', '.join(sorted(known))}.")
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class Interval:
-    """The valid values of a numeric option: from `low` to `high` (None: no upper bound), ends included unless
-    open."""
-
-    low: float
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-
-    def __contains__(self, v: float) -> bool:
-        return ((v > self.low if self.open_low else v >= self.low)
-                and (self.high is None or (v < self.high if self.open_high else v <= self.high)))
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
-        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
-
-
-_AT_LEAST_1, _POSITIVE, _NON_NEGATIVE = Interval(1), Interval(0, open_low=True), Interval(0)
-_FRACTION, _DECAY = Interval(0, 1), Interval(0, 1, open_high=True)  # [0, 1] and [0, 1)
-# The range of every numeric TrainConfig option (betas: of each of the two)
-OPTION_RANGES = {
-    "steps": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "accumulate": _AT_LEAST_1, "d_steps": _AT_LEAST_1,
-    "lr_g": _POSITIVE, "lr_d": _POSITIVE, "betas": _DECAY, "eps": _POSITIVE, "lr_decay_start": _FRACTION,
-    "gp_weight": _NON_NEGATIVE, "drift": _NON_NEGATIVE, "r1_gamma": _NON_NEGATIVE, "r1_every": _AT_LEAST_1,
-    "ortho_beta": _NON_NEGATIVE, "ema_beta": _DECAY, "ema_half_life_kimg": _POSITIVE, "ema_start": _NON_NEGATIVE,
-    "log_every": _AT_LEAST_1, "sample_every": _NON_NEGATIVE, "checkpoint_every": _NON_NEGATIVE,
-    "seed": _NON_NEGATIVE, "style_mixing": _FRACTION, "pl_weight": _NON_NEGATIVE, "pl_every": _AT_LEAST_1,
-    "pl_batch_shrink": _AT_LEAST_1, "pl_decay": Interval(0, 1, open_low=True),
-}
-
-
-def _checked_option(name: str, value, hint, default):
-    """`value` as option `name` of type `hint` holds it (ints accepted as floats, a list as the betas
-    tuple), or a GanlibError that says which values are valid."""
-    if name == "loss":
-        if value not in losses.GAN_LOSSES:
-            raise GanlibError(f"unknown loss {value!r}: use one of {', '.join(losses.GAN_LOSSES)}.")
-        return value
-    optional = type(None) in typing.get_args(hint)
-    if optional and value is None:
-        return None
-    kind = tuple if typing.get_origin(hint) is tuple else next(t for t in typing.get_args(hint) or (hint,)
-                                                                 if t is not type(None))
-    valid = OPTION_RANGES.get(name)
-
-    def number(v, whole: bool):
-        if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)):
-            return None
-        v = v if whole else float(v)
-        return v if math.isfinite(v) and (valid is None or v in valid) else None
-
-    if kind is bool:
-        checked, form = (value if isinstance(value, bool) else None), "True or False"
-    elif kind is int:
-        checked, form = number(value, whole=True), f"a whole number {valid}"
-    elif kind is float:
-        checked, form = number(value, whole=False), f"a number {valid}"
-    else:  # tuple[float, float]: Adam's betas
-        pair = tuple(number(v, whole=False) for v in value) if isinstance(value, (tuple, list)) else ()
-        checked, form = (pair if len(pair) == 2 and None not in pair else None), f"two numbers {valid}"
-    if checked is None:
-        example = f", e.g. {name}={default!r}" if default is not None else ""
-        raise GanlibError(f"{name} must be {'None or ' if optional else ''}{form}{example}; got {value!r}.")
-    return checked
+__all__ = ["BatchStream", "CHECKPOINT_FORMAT", "OPTION_RANGES", "TrainConfig", "Trainer", "load_checkpoint_file"]
 
 
 class BatchStream:
@@ -208,44 +78,7 @@ class BatchStream:
         self._perm = self._permutation(self.epoch)
 
 
-def load_checkpoint_file(path: str | Path) -> dict:
-    """Read a ganlib checkpoint with weights_only=True, after checking its checksums (`files.damage`); a
-    GanlibError if it is missing, damaged or foreign, which names the previous checkpoint when that one is
-    intact."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise GanlibError(f"no checkpoint at {str(path)!r}: train first, or check the run folder.")
-    reason = damage(path)
-    if reason is None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
-    if reason is not None:
-        raise GanlibError(f"{str(path)!r} is not a readable ganlib checkpoint ({reason}): it is damaged or from "
-                          f"another program; {_way_back(path)}.") from None
-    if not isinstance(state, dict) or "format" not in state:
-        raise GanlibError(f"{str(path)!r} is not a ganlib checkpoint: delete it or point to another run folder.")
-    if state["format"] != CHECKPOINT_FORMAT:
-        raise GanlibError(f"{str(path)!r} has checkpoint format {state['format']}, this ganlib reads format "
-                          f"{CHECKPOINT_FORMAT}: use the ganlib version that wrote it, or train again.")
-    return state
-
-
-def _way_back(path: Path) -> str:
-    """What to do about a damaged checkpoint: go back to the previous one when it is intact, else train again."""
-    previous = previous_path(path)
-    if previous.is_file() and damage(previous) is None:
-        with contextlib.suppress(Exception):
-            step = torch.load(previous, map_location="cpu", weights_only=True)["step"]
-            return (f"the previous checkpoint {str(previous)!r} (step {step}) is intact: rename it to {path.name} "
-                    f"to continue from there, or delete both and train again")
-    return "delete it and train again"
-
-
-class Trainer:
+class Trainer(Checkpointing):
     """Trains generator `G` against discriminator `D` on `data` (a `ganlib.data` dataset).
 
     Args:
@@ -258,7 +91,13 @@ class Trainer:
 
     Under torchrun (a process group is initialised), `rank` and `world_size` say which process this is and
     how many train together; `cfg.batch_size` is then the batch of one process.
+
+    A chapter's trainer with settings of its own declares their dataclass (an `options.Options`) as `OPTIONS`
+    and keeps its instance in `options` (StyleGAN's regularisers); they are checkpointed and resumed with cfg.
     """
+
+    OPTIONS: type[Options] | None = None
+    options: Options | None = None
 
     def __init__(self, G: nn.Module, D: nn.Module, data, cfg: TrainConfig, run_dir: str | Path | None = None,
                  device: str | torch.device | None = None, spec: dict | None = None):
@@ -383,7 +222,7 @@ class Trainer:
             loss = self.g_loss_fn(self.discriminate(fake, fake_labels).float())
         stats = {"loss_g": loss.detach()}
         if self.cfg.ortho_beta > 0:
-            ortho = layers.orthogonal_regularization(self.G, self.cfg.ortho_beta)
+            ortho = losses.orthogonal_regularization(self.G, self.cfg.ortho_beta)
             loss = loss + ortho
             stats["ortho"] = ortho.detach()
         return loss, stats
@@ -558,20 +397,21 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------------
     # Sampling
 
-    def sample(self, n: int, labels: torch.Tensor | None = None, seed: int = 0,
+    def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None, truncation: float | None = None,
                ema: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`n` samples (images in [-1, 1] or points) on the CPU, with their labels if conditional.
+        """`n` samples (images in [-1, 1] or points) on the CPU, with their labels if conditional: `models.sample`
+        (the same arguments) with this trainer's `generate`, at the current stage of training.
 
-        Uses G_ema when there is one (and `ema`), in eval mode, at the current stage of training.
+        Uses G_ema when there is one (and `ema`), in eval mode.
         """
         G = self.G_ema if (ema and self.G_ema is not None) else self.G
-        return models.sample(G, n, seed, labels, generate_fn=self.generate, device=self.device)
+        return models.sample(G, n, seed, labels, truncation, generate_fn=self.generate, device=self.device)
 
     def write_samples(self) -> Path:
         """Write a grid of 64 samples (fixed latents, so grids are comparable over time) to run_dir/samples/."""
         from . import viz
 
-        x, labels = self.sample(64, labels=self.grid_labels(64), seed=self.cfg.seed + 12345)
+        x, labels = self.sample(64, seed=self.cfg.seed + 12345, labels=self.grid_labels(64))
         path = self.run_dir / "samples" / f"step{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         if x.ndim == 4:
@@ -586,167 +426,7 @@ class Trainer:
             return None
         return (torch.arange(n) // 8) % self.G.num_classes
 
-    # ------------------------------------------------------------------------------------------------------
-    # Checkpoints
-
-    def state_dict(self) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "spec": self.spec,
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.cfg).items()},
-            "data": getattr(self.data, "name", "?"),
-            "resolution": getattr(self.data, "resolution", None),
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "elapsed": self.elapsed,
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
-            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
-            "stream": self.stream.state_dict(),
-            **self.random_state(),
-            "history": self.history,
-            "extra": self.extra_state(),
-        }
-
-    def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write the whole training state atomically (default: run_dir/checkpoint.pt), after checking that
-        the losses and weights are finite, so the file on disk is always a good state to resume from.
-
-        With several processes, every process must call this (they exchange their random and chapter
-        states); process 0 writes the file."""
-        self.flush_stats()
-        for name, module in (("G", self.G), ("D", self.D)):
-            if not all(torch.isfinite(p).all() for p in module.parameters()):
-                raise self.diverged(f"{name}'s weights became NaN/inf by step {self.step}")
-        if path is None:
-            if self.run_dir is None:
-                raise GanlibError("this trainer has no run_dir: pass a path to save_checkpoint.")
-            path = self.run_dir / "checkpoint.pt"
-        # each process's random state and chapter state (StyleGAN's path-length mean), for exact resume
-        processes = distributed.gather_objects({**self.random_state(), "extra": self.extra_state()})
-        if self.is_main:
-            state = self.state_dict()
-            if self.world_size > 1:
-                state["processes"] = processes
-            atomic_save(state, path, keep_previous=True)  # the one before stays as checkpoint.prev.pt
-            if self.run_dir is not None and Path(path).parent == self.run_dir:
-                atomic_write_text(json.dumps({"spec": self.spec, "config": state["config"],
-                                              "data": self.data.name, "step": self.step}, indent=2),
-                                  self.run_dir / "config.json")
-                viz.write_history(self.history, self.run_dir / viz.HISTORY_FILE)  # the curves, readable without torch
-        self.last_checkpoint_step = self.step
-        return Path(path)
-
-    def load_checkpoint(self, path: str | Path | None = None) -> Trainer:
-        """Restore the whole training state; training then continues exactly where it stopped."""
-        if path is None:
-            if self.run_dir is None:
-                raise GanlibError("this trainer has no run_dir: pass the checkpoint path to load_checkpoint.")
-            path = self.run_dir / "checkpoint.pt"
-        state = load_checkpoint_file(path)
-        self.resumed_with = self.option_changes(state, path)
-        if self.spec is not None and state["spec"] is not None and state["spec"] != self.spec:
-            raise GanlibError(f"{str(path)!r} was written for another model than this run builds "
-                              f"({spec_difference(state['spec'], self.spec)}): use the same model settings "
-                              f"(--profile, --resolution, --set), or another run folder.")
-        try:
-            self.G.load_state_dict(state["G"])
-            self.D.load_state_dict(state["D"])
-            if self.G_ema is not None:
-                self.G_ema.load_state_dict(state["G_ema"] if state["G_ema"] is not None else state["G"])
-            _load_optimizer_state(self.opt_g, state["opt_g"])
-            _load_optimizer_state(self.opt_d, state["opt_d"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            first = str(e).strip().splitlines()[0][:150]
-            raise GanlibError(f"{str(path)!r} does not fit these networks ({first}): it was written for "
-                              f"another model; use the same model settings, or another run folder.") from None
-        for k, s in self.scalers.items():
-            s.load_state_dict(state["scalers"][k])
-        self.stream.load_state_dict(state["stream"])
-        self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
-        processes = state.get("processes") or [{k: state[k] for k in ("rng", "torch_rng", "cuda_rng", "extra")}]
-        extra = state["extra"]
-        if len(processes) == self.world_size:
-            self.set_random_state(processes[self.rank])
-            extra = processes[self.rank]["extra"]
-        else:  # another number of processes than the run had: fresh, distinct latents in every process
-            self.rng.manual_seed(self.rank_seed(self.step))
-            torch.manual_seed(self.rank_seed(self.step) + 1)
-            if self.is_main:
-                before = state["config"]["batch_size"] * state["config"].get("accumulate", 1) * len(processes)
-                warnings.warn(f"{str(path)!r} was trained by {len(processes)} process(es) and continues with "
-                              f"{self.world_size}: the global batch changes from {before} to {self.global_batch} "
-                              f"(adjust --batch-size or --accumulate to keep it), and the run is no longer "
-                              f"exactly reproducible.", stacklevel=2)
-        self.history = list(state["history"])
-        self.load_extra_state(extra)
-        self.last_checkpoint_step = self.step
-        return self
-
-    def option_changes(self, state: dict, path: Path) -> list[str]:
-        """The training options this run changes from the checkpoint's, as "lr_g 0.0002 -> 0.0001" (they apply
-        from now on, the optimizers' rates included); a GanlibError if the dataset or an option of
-        `RESUME_FIXED` differs."""
-        data = getattr(self.data, "name", "?")
-        if state.get("data", data) != data:
-            raise GanlibError(f"{str(path)!r} was trained on {state['data']}, this run is on {data}: resume with "
-                              f"--data {state['data']}, or start a new run in another folder.")
-        show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
-        changes = []
-        for name, new in asdict(self.cfg).items():
-            old = state["config"].get(name, new)
-            old = tuple(old) if isinstance(old, list) else old
-            if old == new:
-                continue
-            if name in RESUME_FIXED:
-                raise GanlibError(f"{str(path)!r} was trained with {name}={old!r}, this run asks for {name}={new!r}: "
-                                  f"{RESUME_FIXED[name]}, so it cannot change when resuming; resume with "
-                                  f"{name}={old!r}, or start a new run in another folder.")
-            changes.append(f"{name} {show(old)} -> {show(new)}")
-        return changes
-
-    def random_state(self) -> dict:
-        """This process's random generators (the trainer's, torch's CPU and CUDA ones)."""
-        return {"rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-    def set_random_state(self, state: dict) -> None:
-        self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-
-
-def _load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
-    """Restore an optimizer's moments from its saved state, keeping the hyper-parameters (lr, betas, eps) it
-    was built with from the current config, so that a resumed run applies changed rates."""
-    current, groups = opt.state_dict()["param_groups"], saved["param_groups"]
-    if len(groups) == len(current):  # else load_state_dict says that the state does not fit
-        groups = [{**old, **{k: v for k, v in new.items() if k != "params"}} for old, new in zip(groups, current)]
-    opt.load_state_dict({"state": saved["state"], "param_groups": groups})
-
 
 def _accumulate(total: dict, micro: dict, k: int) -> None:
     for name, value in micro.items():
         total[name] = total.get(name, 0.0) + value / k
-
-
-def spec_difference(saved: dict, built: dict) -> str:
-    """What differs between two model specs, e.g. "family gan vs dcgan" or "D pack 2 vs 1" (saved first)."""
-    if saved.get("family") != built.get("family"):
-        return f"family {saved.get('family')} vs {built.get('family')}"
-    parts = [f"{net} {key} {saved.get(net, {}).get(key)} vs {built.get(net, {}).get(key)}" for net in ("G", "D")
-             for key in sorted(set(saved.get(net, {})) | set(built.get(net, {})))
-             if saved.get(net, {}).get(key) != built.get(net, {}).get(key)]
-    return ", ".join(parts) or f"{describe(saved)} vs {describe(built)}"
-
-
-def describe(spec: dict | None) -> str:
-    """'dcgan(resolution=32, img_channels=1, ...)' for error messages."""
-    if not spec:
-        return "(unknown)"
-    args = ", ".join(f"{k}={v}" for k, v in spec.get("G", {}).items())
-    return f"{spec.get('family')}({args})"

@@ -91,3 +91,126 @@ def test_pggan_report_renders_from_its_figures_alone(monkeypatch):
     assert "4x4: 64, 8x8: 32; 16 elsewhere" in flat and "6k images stable, then 3k fading in" in flat
     assert "Adam 0.003" in flat and "load average 1.5 and 2.2" in flat
     assert pggan_growing.speedup(race16, 0.8) == (95 / 40, True) and pggan_growing.speedup(race8, 0.8) == (None, False)
+
+
+def test_runner_calls_report_of_measure_and_gives_the_grading_benchmark_the_course_notebooks(monkeypatch, tmp_path):
+    """`main` writes each section as `## TITLE`, the command, then `report(measure(quick))`; a benchmark named
+    in `NOTEBOOKS` gets the course's solution and exercise notebooks of its chapter."""
+    import types
+
+    calls = []
+
+    def fake(name: str, title: str) -> types.ModuleType:
+        module = types.ModuleType(name)
+        module.TITLE = title
+        module.measure = lambda quick, **notebooks: calls.append((name, quick, notebooks)) or {"figure": 41.5}
+        module.report = lambda measured: f"{name} measured {measured['figure']:.1f}"
+        return module
+
+    monkeypatch.setattr(bench, "BENCHMARKS", {"ring8": fake("ring8", "Ring"), "grading": fake("grading", "Class")})
+    out = tmp_path / "b.md"
+    bench.main(["ring8", "grading"], out=out, quick=True)
+    text = out.read_text()
+    assert "<!-- bench:ring8 -->\n## Ring\n\nCommand: `" in text and "python -m ganlib bench --quick ring8`" in text
+    assert "ring8 measured 41.5\n<!-- /bench:ring8 -->" in text and "grading measured 41.5" in text
+    assert [(n, q) for n, q, _ in calls] == [("ring8", True), ("grading", True)] and calls[0][2] == {}
+    notebooks = calls[1][2]
+    assert sorted(notebooks) == ["exercise", "solution"]
+    assert notebooks["solution"].parts[-2:] == ("solutions", "01_vanilla_gan.ipynb") and notebooks["solution"].is_file()
+    assert notebooks["exercise"].parts[-2:] == ("exercises", "01_vanilla_gan.ipynb") and notebooks["exercise"].is_file()
+
+
+def test_every_registered_benchmark_is_a_module_with_the_interface():
+    for name in ("ring8", "throughput", "grading", "ddp-throughput", "pggan-growing"):
+        module = bench.BENCHMARKS[name]
+        assert isinstance(module.TITLE, str) and callable(module.measure) and callable(module.report), name
+
+
+def test_ring8_report_from_its_figures():
+    runs = [{"pack": pack, "seed": seed, "modes": modes, "hq": hq, "reverse_kl": kl, "seconds": 30 + seed}
+            for pack, (modes, hq, kl) in ((1, (3, 0.5, 0.9)), (2, (7, 0.875, float("nan")))) for seed in range(3)]
+    text = ring8.report({"profile": "cpu", "threads": 2, "G": {"z_dim": 2, "depth": 3, "hidden": 64},
+                         "D": {"depth": 2, "hidden": 32}, "train": {"betas": [0.5, 0.999], "lr_g": 1e-3, "lr_d": 2e-3,
+                                                                    "batch_size": 128, "steps": 4000,
+                                                                    "lr_decay_start": 0.5}, "runs": runs})
+    assert "| vanilla GAN | 2 | 3 | 50.0 | 0.90 | 32 |" in text and "| PacGAN2 | 0 | 7 | 87.5 | - | 30 |" in text
+    assert "vanilla GAN 3.0 modes, 50.0 % HQ" in text and "**7.0 modes, 87.5 % HQ**" in text
+    assert "G (z 2, 3x64 ReLU) and D (2x32 LeakyReLU)" in text and "betas (0.5, 0.999)" in text
+    assert "batch\n128, 4000 steps" in text and "after 50 %" in text and "2 at a time" in text
+
+
+def test_throughput_report_from_its_figures():
+    from ganlib.bench import throughput
+
+    seconds = {"ganlib": [1.0, 1.0], "fresh": [0.8, 1.2], "tutorial": [0.5, 0.5]}
+    text = throughput.report({"resolution": 16, "batch": 64, "chunk": 25, "rounds": 2, "seconds": seconds})
+    # images/s: 25 * 2 * 64 / 2 s = 1600 for ganlib and fresh, 3200 for the tutorial's loop
+    assert "| 1600 | |" in text and "| 1600 | **1.00** |" in text and "| 3200 | 0.50 |" in text
+    assert "per-round ratios: median 1.00, range 0.80 to 1.20" in text  # fresh / ganlib per round
+    assert "digits 16x16, batch 64" in text and "25 steps at a time, for 2 rounds" in text
+
+
+def test_ddp_throughput_report_from_its_figures():
+    from ganlib.bench import ddp_throughput
+
+    setups = [{"name": "1 process", "processes": 1, "accumulate": 1, "runs": [100.0, 120.0]},
+              {"name": "2 processes (torchrun, gloo)", "processes": 2, "accumulate": 1, "runs": [180.0, 200.0]},
+              {"name": "1 process, --accumulate 2", "processes": 1, "accumulate": 2, "runs": [105.0, 115.0]}]
+    text = ddp_throughput.report({"steps": 300, "repeats": 2, "load_before": 1.25, "load_after": 3.0, "batch": 64,
+                                  "setups": setups})
+    assert "| 1 process | 64 | 64 | 110 | 1.00 | 100, 120 |" in text
+    assert "| 2 processes (torchrun, gloo) | 64 | 128 | 190 | 1.73 | 180, 200 |" in text
+    assert "| 1 process, --accumulate 2 | 64 | 128 | 110 | 1.00 |" in text
+    assert "**1.73x**" in text and "load average was 1.2 before and\n3.0 after" in text and "--steps 300" in text
+
+
+def test_grading_report_from_its_figures():
+    from ganlib.bench import grading_class
+
+    def kind(name, count, seconds, points, status):
+        return {"kind": name, "count": count, "seconds": [seconds] * count, "points": points, "out_of": 4,
+                "status": status}
+
+    ordinary = [kind("solution", 12, 0.25, 4, "ok"), kind(grading_class.LOOP_KIND, 2, 15.0, 0, "timeout")]
+    attacked = [*ordinary, kind("attack: forges a results file, then exits", 1, 0.5, 0, "crashed")]
+    text = grading_class.report({"jobs": 2, "timeout": 60.0, "fresh": [2.0, 3.0, 2.5], "same_marks": False,
+                                 "class": {"wall": 22.14, "confinement": "no namespaces", "kinds": ordinary},
+                                 "attacked": {"wall": 25.0, "confinement": "no namespaces", "kinds": attacked}})
+    assert "a class of 14 chapter 01 notebooks, `--jobs 2`" in text and "`--timeout 60`" in text
+    assert "| solution | 12 | 0.25 | 4 of 4 | ok |" in text and "| 2 | 15.00 | 0 of 4 | timeout |" in text
+    assert "**22.1 s**" in text and "The 12 submissions without a loop took 3.0 s in all" in text
+    assert "takes 2.5 s (median of\n3): 14 of them would cost 35 s" in text and "Confinement:\nno namespaces." in text
+    assert "with 1 hostile submissions added" in text and "**25.0 s**" in text and "NOT the same as above" in text
+    assert "| attack: forges a results file, then exits | 1 | 0.50 | 0 of 4 | crashed |" in text
+
+
+def test_grading_benchmark_builds_its_wrong_submissions_by_redefining_functions():
+    """The class's wrong answers are the course's notebooks with a cell appended that redefines one function;
+    the grader's extraction then sees the wrong function and keeps the notebook's others."""
+    import json
+    import time
+
+    import torch
+
+    from ganlib import grading
+    from ganlib.bench import grading_class
+
+    notebooks = grading.course_notebooks("01_vanilla_gan")
+
+    def extracted(text: str):
+        module, notes, _ = grading._define(grading.notebook_code(json.loads(text)),
+                                           ["generator_loss", "discriminator_loss"], time.time() + 30, 1)
+        return module, notes
+
+    logits = torch.tensor([-1.0, 0.5, 2.0])
+    right = torch.nn.functional.softplus(-logits).mean()
+    wrong, notes = extracted(grading_class._with_cell(notebooks["solution"], grading_class.WRONG_SIGN))
+    assert not notes and torch.allclose(wrong.generator_loss(logits), -right)
+    solution, _ = extracted(notebooks["solution"].read_text())
+    assert torch.allclose(solution.generator_loss(logits), right)
+    assert torch.equal(wrong.discriminator_loss(logits, logits), solution.discriminator_loss(logits, logits))
+    looping_text = grading_class._with_cell(notebooks["exercise"], grading_class.ENDLESS)
+    looping, _ = extracted(looping_text)
+    last_cell = grading.notebook_code(json.loads(looping_text))[-1][0]
+    assert looping.discriminator_loss.__code__.co_filename == f"<cell {last_cell}>"  # the loop, not the stub
+    assert "while True" in grading_class.ENDLESS

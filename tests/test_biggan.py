@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlib import layers, recipes
+from ganlib import layers, losses, models, recipes
 from ganlib.__main__ import main
 from ganlib.errors import GanlibError
 from ganlib.models import biggan
@@ -76,25 +76,25 @@ def test_orthogonal_regularization_matches_a_direct_computation_and_skips_biases
     torch.manual_seed(0)
     net = nn.Sequential(nn.Embedding(4, 6), nn.Linear(6, 5), nn.BatchNorm2d(5), nn.Conv2d(5, 3, 3))
     expected = 1e-4 * (off_diagonal_penalty(net[1].weight) + off_diagonal_penalty(net[3].weight))
-    out = layers.orthogonal_regularization(net)
+    out = losses.orthogonal_regularization(net)
     assert out.ndim == 0 and out.item() == pytest.approx(expected, rel=1e-5)
-    assert layers.orthogonal_regularization(net, beta=1.0).item() == pytest.approx(expected * 1e4, rel=1e-5)
+    assert losses.orthogonal_regularization(net, beta=1.0).item() == pytest.approx(expected * 1e4, rel=1e-5)
     # orthogonal rows with any norms are not penalised (only the off-diagonal terms count)
     q = torch.linalg.qr(torch.randn(6, 6))[0][:4] * torch.tensor([[1.0], [2.0], [3.0], [0.5]])
     lin = nn.Linear(6, 4)
     with torch.no_grad():
         lin.weight.copy_(q)
-    assert layers.orthogonal_regularization(lin, beta=1.0).item() < 1e-9
+    assert losses.orthogonal_regularization(lin, beta=1.0).item() < 1e-9
     # a spectrally normalised weight is penalised in its stored form
     sn = nn.utils.parametrizations.spectral_norm(nn.Linear(6, 5))
-    assert layers.orthogonal_regularization(sn, beta=1.0).item() == pytest.approx(
+    assert losses.orthogonal_regularization(sn, beta=1.0).item() == pytest.approx(
         off_diagonal_penalty(sn.parametrizations.weight.original), rel=1e-5)
 
 
 def test_orthogonal_regularization_gradient_is_four_beta_times_offdiag_gram_times_w():
     torch.manual_seed(0)
     lin = nn.Linear(7, 4, bias=False)
-    layers.orthogonal_regularization(lin, beta=1e-2).backward()
+    losses.orthogonal_regularization(lin, beta=1e-2).backward()
     w = lin.weight.detach()
     gram = w @ w.T
     expected = 4 * 1e-2 * (gram * (1 - torch.eye(4))) @ w  # BigGAN-PyTorch adds half of this (beta / 2)
@@ -268,7 +268,7 @@ def test_sample_command_writes_labels_and_truncates(tmp_path):
     with np.load(out) as f:
         assert f["images"].shape == (12, 16, 16, 1) and f["labels"].tolist() == [3] * 12
     G, _, _ = recipes.load_generator(run, device="cpu")
-    x1, y1 = recipes.get("biggan").sample(G, 12, seed=0, labels=torch.full((12,), 3), truncation=0.5)
+    x1, y1 = models.sample(G, 12, seed=0, labels=torch.full((12,), 3), truncation=0.5)
     z = biggan.truncated_z(12, G.z_dim, 0.5, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         x2 = G(z, torch.full((12,), 3))
@@ -276,7 +276,7 @@ def test_sample_command_writes_labels_and_truncates(tmp_path):
     with np.load(out) as f:
         assert np.abs(f["images"].astype(int) - ((x2.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255)
                       .numpy().astype(int)).max() <= 1
-    x3, y3 = recipes.get("biggan").sample(G, 12, seed=0)
+    x3, y3 = models.sample(G, 12, seed=0)
     assert y3 is not None and y3.min() >= 0 and y3.max() < 10 and len(set(y3.tolist())) > 1
     assert main(["sample", str(run), "--num", "2", "--truncation", "-1", "--out", str(out)]) == 2
 
@@ -297,5 +297,11 @@ def test_trains_on_shapes_rgb_three_classes():
     t = recipes.make_trainer("biggan", profile="smoke", device="cpu", data="shapes", steps=2)
     t.train(progress=False)
     assert t.G.img_channels == 3 and t.G.num_classes == 3 and t.D.num_classes == 3
-    x, y = t.sample(6, torch.tensor([0, 1, 2, 0, 1, 2]), truncation=1.0)
+    x, y = t.sample(6, labels=torch.tensor([0, 1, 2, 0, 1, 2]), truncation=1.0)
     assert x.shape == (6, 3, 16, 16) and y.tolist() == [0, 1, 2, 0, 1, 2]
+    # the trainer samples G_ema through the model's own sampling: standing statistics, then the truncated normal
+    direct, _ = models.sample(t.G_ema, 6, labels=torch.tensor([0, 1, 2, 0, 1, 2]), truncation=1.0)
+    torch.testing.assert_close(x, direct)
+    z = biggan.truncated_z(6, t.G.z_dim, 1.0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(x, t.G_ema(z, torch.tensor([0, 1, 2, 0, 1, 2])))

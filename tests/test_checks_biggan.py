@@ -17,7 +17,7 @@ def reference_cbn(x, c, gain, bias, eps=1e-5):
 def test_reference_answers_pass():
     assert checks.check_hinge_loss(losses.d_loss_hinge).passed
     assert checks.check_conditional_batch_norm(reference_cbn).passed
-    assert checks.check_orthogonal_regularization(layers.orthogonal_regularization).passed
+    assert checks.check_orthogonal_regularization(losses.orthogonal_regularization).passed
     assert checks.check_truncated_z(truncated_z).passed
 
 
@@ -82,10 +82,10 @@ def test_orthogonal_regularization_mistakes():
         "not its square": penalty(lambda w: off(w @ w.T).norm(), weights),
         "embedding is included": penalty(lambda w: off(w @ w.T).pow(2).sum(), lambda m, p: p.ndim >= 2),
         "biases": penalty(lambda w: off(w @ w.T).pow(2).sum(), lambda m, p: True),
-        "beta is missing": lambda module, beta: layers.orthogonal_regularization(module, 1.0),
-        "fixed beta": lambda module, beta: layers.orthogonal_regularization(module),
-        "half": lambda module, beta: layers.orthogonal_regularization(module, beta / 2),
-        "gradient is not": lambda module, beta: layers.orthogonal_regularization(module, beta).detach()
+        "beta is missing": lambda module, beta: losses.orthogonal_regularization(module, 1.0),
+        "fixed beta": lambda module, beta: losses.orthogonal_regularization(module),
+        "half": lambda module, beta: losses.orthogonal_regularization(module, beta / 2),
+        "gradient is not": lambda module, beta: losses.orthogonal_regularization(module, beta).detach()
         + 0 * sum(p.sum() for p in module.parameters()),
     }
     for expected, fn in cases.items():

@@ -217,6 +217,6 @@ def test_trainer_mixes_styles_with_the_library_function():
     trainer = recipes.make_trainer("stylegan", profile="smoke")
     z = torch.randn(4, trainer.G.z_dim)
     G_copy, rng_copy = copy.deepcopy(trainer.G), copy.deepcopy(trainer.rng)
-    expected = sg.mixing_regularisation(G_copy, z, trainer.cfg.style_mixing, rng_copy)
+    expected = sg.mixing_regularisation(G_copy, z, trainer.options.style_mixing, rng_copy)
     torch.testing.assert_close(trainer.styles(trainer.G, z), expected)
-    assert trainer.cfg.style_mixing == 0.9
+    assert trainer.options.style_mixing == 0.9

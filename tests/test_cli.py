@@ -73,6 +73,33 @@ def test_train_sample_evaluate_points(tmp_path, capsys):
     assert int(real.split()[2]) >= 22 and float(real.split()[-2]) > 0.9  # 100 real points: most modes, realistic
 
 
+def test_sample_writes_its_file_atomically(tmp_path, capsys, monkeypatch):
+    """`sample` writes through files.atomic_write: the file is fsync'd before it replaces the old one, and a write
+    that fails half-way (a full disk) is one line, keeps the samples file already there and leaves no temporary."""
+    import errno
+    import os
+
+    run_dir, out = tmp_path / "gan", tmp_path / "p.npz"
+    assert run(capsys, "train", "gan", "--out", run_dir, "--profile", "smoke")[0] == 0
+    assert run(capsys, "sample", run_dir, "--num", 100, "--out", out)[0] == 0
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), fsync(fd)))
+    assert run(capsys, "sample", run_dir, "--num", 100, "--out", out, "--seed", 1)[0] == 0
+    assert synced  # the new file's data, and the folder's entry, reached the disk
+    before = out.read_bytes()
+
+    def full_disk(f, **arrays):
+        f.write(b"PK\x03\x04 half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez_compressed", full_disk)
+    code, _, err = run(capsys, "sample", run_dir, "--num", 100, "--out", out, "--seed", 2)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"could not write {str(out)!r} (No space left on device)" in err and "p.npz already there is kept" in err
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gan", "p.npz"]
+
+
 def test_set_pack_trains_pacgan(tmp_path, capsys):
     """--set pack=2 reaches the discriminator of the gan recipe: it judges pairs (input 2 x 2 coordinates)."""
     from ganlib import recipes

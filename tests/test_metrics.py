@@ -98,7 +98,7 @@ def test_judge_is_cached_on_disk(monkeypatch, tmp_path):
     def train_classifier(*args, **kwargs):
         raise RuntimeError("trained again")
 
-    monkeypatch.setattr(metrics, "train_classifier", train_classifier)
+    monkeypatch.setattr(metrics.judges, "train_classifier", train_classifier)  # where ImageJudge looks it up
     with pytest.raises(RuntimeError, match="trained again"):
         metrics.ImageJudge("digits", 8)
 
@@ -255,7 +255,7 @@ def test_inception_features_shapes_and_grey_images(monkeypatch):
 
     torch.manual_seed(0)
     random_weights = Inception3(num_classes=1000, aux_logits=True, init_weights=False).state_dict()
-    monkeypatch.setattr(metrics, "_inception_state_dict", lambda: random_weights)  # no download in tests
+    monkeypatch.setattr(metrics.extractors, "_inception_state_dict", lambda: random_weights)  # no download
     extractor = metrics.InceptionFeatures(device="cpu")
     grey = torch.rand(2, 1, 16, 16) * 2 - 1
     f = extractor(grey)
@@ -414,6 +414,28 @@ def test_shapes_judge_real_data_and_what_is_not_a_shape(shapes_judge, shapes_tes
     assert blended["recognisable"] < 0.2
     circles = shapes_judge.score(x[factors["shape"][:1000] == 0])
     assert 6 <= circles["classes"] <= 7 and circles["fd"] > 3 * real["fd"]  # one shape of 3: 6 pairs, far off
+
+
+def test_read_factors_reads_real_shapes_back(shapes_judge, shapes_test):
+    """Chapter 03's factors read off real images are the ones they were drawn with: shape and colour from the
+    judge (`ShapesJudge.shape_colour` sums the pairs' probabilities), background and position from
+    `shape_geometry`."""
+    x, factors = shapes_test
+    n = len(x)
+    read = metrics.read_factors(x, shapes_judge)
+    assert set(read) == set(metrics.FACTORS)
+    assert (read["shape"] == factors["shape"][:n]).float().mean() > 0.9  # the judge's held-out accuracy: 0.935
+    assert (read["colour"] == factors["colour"][:n]).float().mean() > 0.98
+    assert torch.equal(read["background"], factors["background"][:n])
+    drawn = torch.stack([factors["x"][:n], factors["y"][:n]], dim=1)
+    assert (read["position"] - drawn).norm(dim=1).mean() < 0.01  # centroids of 32x32 pixels vs the drawn centres
+    geometry = metrics.shape_geometry(x)
+    assert torch.equal(read["position"], torch.stack([geometry["x"], geometry["y"]], dim=1))
+    _, probs = metrics.classify(shapes_judge.model, shapes_judge.prepare(x))
+    shape_p, colour_p = shapes_judge.shape_colour(probs)
+    assert shape_p.shape == (n, 3) and colour_p.shape == (n, 6)
+    assert torch.allclose(shape_p.sum(1) + probs[:, -1], torch.ones(n)) and torch.allclose(shape_p.sum(1),
+                                                                                          colour_p.sum(1))
 
 
 def test_shapes_judge_serves_every_resolution(shapes_judge):

@@ -95,3 +95,17 @@ def test_sample_is_deterministic_and_restores_mode():
     b, lb = models.sample(G, 5, seed=1)
     assert torch.equal(a, b) and torch.equal(la, lb) and G.training
     assert a.shape == (5, 1, 16, 16) and la.shape == (5,)
+
+
+def test_sample_draws_z_then_labels_and_refuses_a_truncation_the_family_lacks():
+    G = dcgan.Generator(16, 1, z_dim=8, width=8, num_classes=10).eval()
+    x, labels = models.sample(G, 5, seed=3, batch=2)  # in batches of 2: the same as one batch
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(5, 8, generator=g)
+    expected_labels = torch.randint(10, (5,), generator=g)
+    with torch.no_grad():
+        expected = G(z, expected_labels)
+    assert torch.equal(labels, expected_labels)
+    torch.testing.assert_close(x, expected)
+    with pytest.raises(GanlibError, match="ganlib.models.dcgan.Generator has no truncation trick"):
+        models.sample(G, 5, truncation=0.5)

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlib import layers, losses, recipes
+from ganlib import layers, losses, models, recipes, stylegan_training
+from ganlib.errors import GanlibError
 from ganlib.models import stylegan as sg
-from ganlib.recipes import stylegan as sg_recipe
 from ganlib.train import TrainConfig
 
 
@@ -359,12 +359,63 @@ def test_sampling_with_truncation(tmp_path):
     t.train(progress=False)
     with torch.no_grad():
         t.G_ema.mapping.w_avg.normal_()
-    x, labels = sg_recipe.sample(t.G_ema, 6, seed=1, truncation=0.0)
+    x, labels = models.sample(t.G_ema, 6, seed=1, truncation=0.0)
     assert labels is None and x.shape == (6, 1, 16, 16)
     torch.testing.assert_close(x, x[:1].expand(6, -1, -1, -1))
-    a, _ = sg_recipe.sample(t.G_ema, 6, seed=1)
-    b, _ = sg_recipe.sample(t.G_ema, 6, seed=1)
+    a, _ = models.sample(t.G_ema, 6, seed=1)
+    b, _ = models.sample(t.G_ema, 6, seed=1)
     assert torch.equal(a, b) and (a - a[:1]).abs().amax() > 0
+    # the trainer samples through the same function: its G_ema, the same seed, the same truncation
+    torch.testing.assert_close(t.sample(6, seed=1, truncation=0.0)[0], x)
+    torch.testing.assert_close(t.sample(6, seed=1)[0], a)
+    direct = t.G_ema(torch.randn(6, t.G.z_dim, generator=torch.Generator().manual_seed(1)), truncation_psi=0.5,
+                     noise_mode="const")
+    torch.testing.assert_close(models.sample(t.G_ema, 6, seed=1, truncation=0.5)[0], direct)
+
+
+def test_stylegan_options_are_run_options_checked_like_train_options():
+    import typing
+
+    assert {"style_mixing", "pl_weight", "lr_g"} <= recipes.option_names("stylegan")
+    assert "style_mixing" not in recipes.option_names("dcgan")
+    hints = typing.get_type_hints(stylegan_training.StyleGANOptions)
+    numeric = {f for f in stylegan_training.StyleGANOptions.names() if hints[f] in (int, float)}
+    assert numeric == set(stylegan_training.StyleGANOptions.RANGES) == {"style_mixing", "pl_weight", "pl_every",
+                                                                       "pl_batch_shrink", "pl_decay"}
+    t = tiny_trainer(style_mixing=0.25, pl_every=2, lr_g=1e-3)  # the trainer's own and the loop's, side by side
+    assert t.options.style_mixing == 0.25 and t.options.pl_every == 2 and t.cfg.lr_g == 1e-3
+    assert t.options.pl_weight == recipes.preset("stylegan", "smoke")["trainer"]["pl_weight"] == 2.0  # the preset's
+    assert t.opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * 2 / 3)  # the Adam correction follows pl_every
+    for options, message in [({"style_mixing": 1.5}, "style_mixing must be a number in [0, 1], e.g. style_mixing=0.0"),
+                             ({"pl_every": 0}, "pl_every must be a whole number >= 1"),
+                             ({"pl_decay": 0}, "pl_decay must be a number in (0, 1]"),
+                             ({"style_mixin": 0.5}, "style_mixin (did you mean style_mixing?)")]:
+        with pytest.raises(GanlibError) as e:
+            tiny_trainer(**options)
+        assert message in str(e.value), str(e.value)
+    with pytest.raises(GanlibError, match=r"unknown training option\(s\) style_mixing: known are"):
+        recipes.make_trainer("dcgan", profile="smoke", device="cpu", style_mixing=0.5)
+
+
+def test_command_line_sets_and_resumes_stylegan_options(tmp_path, capsys):
+    from ganlib.__main__ import main
+
+    run_dir = tmp_path / "sg"
+    base = ["train", "stylegan", "--data", "digits", "--out", str(run_dir), "--profile", "smoke"]
+    assert main([*base, "--steps", "2", "--set", "style_mixing=0.5", "--set", "pl_every=2"]) == 0
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["config"]["style_mixing"] == 0.5 and state["config"]["pl_every"] == 2
+    capsys.readouterr()
+    # resumed: what is not given again stays as trained, what is given is applied and said
+    assert main([*base, "--resume", "--steps", "3", "--set", "pl_every=1"]) == 0
+    assert "resuming stylegan from step 2 of 3 with steps 2 -> 3, pl_every 2 -> 1\n" in capsys.readouterr().out
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["config"]["style_mixing"] == 0.5 and state["config"]["pl_every"] == 1 and state["step"] == 3
+    for option, message in [("style_mixing=2", "style_mixing must be a number in [0, 1]"),
+                            ("pl_wieght=1", "pl_wieght (did you mean pl_weight?)")]:
+        assert main([*base, "--resume", "--set", option]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
 
 
 def test_command_line_trains_and_samples_with_truncation(tmp_path, capsys):
@@ -387,13 +438,14 @@ def test_pretrained_generator_is_the_cpu_preset():
 
     preset = recipes.preset("stylegan", "cpu")
     expected = recipes.default_spec("stylegan", preset, data.load("shapes", resolution=preset["resolution"]))
-    G, spec, state = recipes.load_generator(sg_recipe.pretrained_path(), device="cpu")  # weights_only
+    G, spec, state = recipes.load_generator(stylegan_training.pretrained_path(), device="cpu")  # weights_only
     assert spec == expected and state["data"] == "shapes" and state["config"]["style_mixing"] == 0.9
     # the record is the preset's, and the run went all the way: what `train stylegan --profile cpu` does today
     ran = {**state["config"], "betas": tuple(state["config"]["betas"])}
-    assert ran == asdict(TrainConfig.from_dict(preset["train"]))
+    assert ran == {**asdict(TrainConfig.from_dict(preset["train"])),
+                   **asdict(stylegan_training.StyleGANOptions(**preset["trainer"]))}
     assert state["step"] == preset["train"]["steps"] and "D" not in state and "opt_g" not in state
     assert state["images_seen"] == state["step"] * preset["train"]["batch_size"]
-    G, history = sg_recipe.pretrained()
+    G, history = stylegan_training.pretrained()
     assert isinstance(G, sg.Generator) and not G.training and history[-1]["step"] == state["step"]
-    assert sg_recipe.pretrained_path().stat().st_size < 1_000_000
+    assert stylegan_training.pretrained_path().stat().st_size < 1_000_000

@@ -1,8 +1,12 @@
 """Benchmarks: quality and speed figures that take minutes, written to docs/benchmarks.md.
 
 ``python -m ganlib bench [NAME ...]`` runs the named benchmarks (default: all) and replaces their sections of
-the benchmarks file, each with the command that produced it, the machine and the date. A chapter adds its
-benchmark by registering a function in `BENCHMARKS` that returns the section's markdown body.
+the benchmarks file, each with the command that produced it, the machine and the date.
+
+A benchmark is a module of this package with `TITLE` (its section's title), `measure(quick) -> dict` (runs it;
+every figure its section reports, JSON-serialisable) and `report(measured) -> str` (the section's markdown body,
+from those figures alone). A chapter adds its benchmark by registering the module in `BENCHMARKS`; one that grades
+a chapter's notebooks is also named in `NOTEBOOKS`, and its `measure` gets their paths (see `measure`).
 """
 
 from __future__ import annotations
@@ -11,21 +15,23 @@ import datetime
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from ..files import atomic_write_text
-from . import pggan_growing
-from .biggan_tricks import bench_biggan_tricks
+from . import (
+    biggan_tricks,
+    dcgan_digits,
+    ddp_throughput,
+    grading_class,
+    pggan_growing,
+    ring8,
+    stylegan_mixing,
+    throughput,
+)
 from .core import THREADS, machine, threads
-from .dcgan_digits import bench_dcgan_digits
-from .ddp_throughput import bench_ddp_throughput
-from .grading_class import bench_grading
-from .ring8 import bench_ring8
-from .stylegan_mixing import bench_stylegan_mixing
-from .throughput import bench_throughput
 
 HEADER = """# Benchmarks
 
@@ -34,19 +40,28 @@ one, so each states its own command, machine and date). Timings on shared machin
 claim is a comparison, both sides were measured in the same run, and the ratio is the figure to trust.
 """
 
-
-
-BENCHMARKS: dict[str, tuple[str, Callable[[bool], str]]] = {
-    "dcgan-digits": ("DCGAN on digits, cpu profile: ganlib against a tutorial-style DCGAN", bench_dcgan_digits),
-    "ring8": ("Mode collapse on ring8: vanilla GAN against PacGAN2", bench_ring8),
-    "throughput": ("Training-loop throughput: ganlib against a plain loop", bench_throughput),
-    "grading": ("Grading a class of 30 submissions", bench_grading),
-    "biggan-tricks": ("BigGAN on digits, cpu profile: each trick, batch size, truncation", bench_biggan_tricks),
-    "ddp-throughput": ("Several processes: torchrun on the CPU with 1 and 2 processes", bench_ddp_throughput),
-    "pggan-growing": (pggan_growing.TITLE, lambda quick: pggan_growing.report(pggan_growing.measure(quick))),
-    "stylegan-mixing": ("StyleGAN on shapes: coarse and fine styles, with and without mixing regularisation",
-                        bench_stylegan_mixing),
+BENCHMARKS: dict[str, ModuleType] = {
+    "dcgan-digits": dcgan_digits,
+    "ring8": ring8,
+    "throughput": throughput,
+    "grading": grading_class,
+    "biggan-tricks": biggan_tricks,
+    "ddp-throughput": ddp_throughput,
+    "pggan-growing": pggan_growing,
+    "stylegan-mixing": stylegan_mixing,
 }
+NOTEBOOKS = {"grading": "01_vanilla_gan"}  # benchmarks that grade a chapter of the course: which one
+
+
+def measure(name: str, quick: bool = False) -> dict:
+    """The figures of benchmark `name`: its module's `measure(quick)`, given the course's solution and exercise
+    notebooks (as `solution=` and `exercise=`) when `NOTEBOOKS` names its chapter."""
+    module = BENCHMARKS[name]
+    if name in NOTEBOOKS:
+        from ..grading import course_notebooks
+
+        return module.measure(quick, **course_notebooks(NOTEBOOKS[name]))
+    return module.measure(quick)
 
 
 def update_section(text: str, name: str, body: str) -> str:
@@ -76,13 +91,13 @@ def main(names: list[str], out: str | Path = "docs/benchmarks.md", quick: bool =
     names = names or list(BENCHMARKS)
     bar = tqdm(names, desc="benchmarks", unit="section", disable=quick)  # the training runs show bars of their own
     for name in bar:
-        title, fn = BENCHMARKS[name]
+        module = BENCHMARKS[name]
         bar.set_postfix_str(name)
         print(f"running {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        body = fn(quick)
+        body = module.report(measure(name, quick))
         stamp = datetime.date.today().isoformat()
-        section = (f"## {title}\n\nCommand: `{command} {name}` · {stamp} · {machine()} · "
+        section = (f"## {module.TITLE}\n\nCommand: `{command} {name}` · {stamp} · {machine()} · "
                    f"{time.perf_counter() - start:.0f} s in all\n\n{body}")
         text = update_section(text, name, section)
         atomic_write_text(text, out)  # after each benchmark, so a long run keeps what it measured

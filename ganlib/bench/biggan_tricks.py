@@ -59,7 +59,7 @@ def bench_biggan_tricks(quick: bool = False) -> str:
     fmt = lambda m, k, f: f"{m[k][0]:{f}} ± {m[k][1]:{f}}"
 
     def scores(t: Trainer, ema: bool) -> dict:
-        return _conditional_scores(lambda labels, seed: t.sample(len(labels), labels, seed=seed, ema=ema)[0],
+        return _conditional_scores(lambda labels, seed: t.sample(len(labels), seed, labels, ema=ema)[0],
                                    judge, n)
 
     def row(name: str, t: Trainer, cpu: float, m: dict) -> str:
@@ -87,7 +87,7 @@ def bench_biggan_tricks(quick: bool = False) -> str:
     curve = []
     labels = torch.arange(n) % judge.num_classes
     for psi in (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, None):
-        x, _ = full.sample(n, labels, seed=0, truncation=psi)
+        x, _ = full.sample(n, 0, labels, truncation=psi)
         m = judge.score(x, labels)
         curve.append(f"| {psi if psi is not None else 'none'} | {m['label_accuracy']:.3f} | {m['confidence']:.3f} | "
                      f"{m['fd']:.1f} | {_pixel_variety(x, labels):.3f} |")

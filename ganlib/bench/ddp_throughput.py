@@ -29,39 +29,50 @@ def _torchrun_images_per_second(folder: Path, processes: int, steps: int, accumu
     return state["images_seen"] / state["elapsed"]
 
 
-def bench_ddp_throughput(quick: bool = False) -> str:
+TITLE = "Several processes: torchrun on the CPU with 1 and 2 processes"
+SETUPS = [("1 process", 1, 1), ("2 processes (torchrun, gloo)", 2, 1), ("1 process, --accumulate 2", 1, 2)]
+# (name, processes, micro-batches accumulated per step)
+
+
+def measure(quick: bool = False) -> dict:
+    """Each of `SETUPS` trained `repeats` times, interleaved: images/s of each run, the machine's load average
+    before and after, and the preset's batch per process."""
     import tempfile
 
     steps, repeats = (10, 1) if quick else (300, 2)
     load_before = os.getloadavg()[0]
-    setups = [("1 process", 1, 1), ("2 processes (torchrun, gloo)", 2, 1), ("1 process, --accumulate 2", 1, 2)]
-    runs: dict[str, list[float]] = {name: [] for name, _, _ in setups}
+    runs: dict[str, list[float]] = {name: [] for name, _, _ in SETUPS}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):  # interleaved, so that drifts in machine load hit all alike
-            for name, processes, accumulate in setups:
+            for name, processes, accumulate in SETUPS:
                 runs[name].append(_torchrun_images_per_second(Path(tmp) / "run", processes, steps, accumulate))
-    load_after = os.getloadavg()[0]
-    batch = recipes.preset("dcgan", "cpu")["train"]["batch_size"]
-    median = {name: statistics.median(values) for name, values in runs.items()}
-    base = median[setups[0][0]]
-    rows = [f"| {name} | {batch} | {batch * processes * accumulate} | {median[name]:.0f} | {median[name] / base:.2f} "
-            f"| {_join(runs[name])} |" for name, processes, accumulate in setups]
+    return {"steps": steps, "repeats": repeats, "load_before": load_before, "load_after": os.getloadavg()[0],
+            "batch": recipes.preset("dcgan", "cpu")["train"]["batch_size"],
+            "setups": [{"name": name, "processes": processes, "accumulate": accumulate, "runs": runs[name]}
+                       for name, processes, accumulate in SETUPS]}
+
+
+def report(measured: dict) -> str:
+    setups, batch, steps, repeats = (measured[k] for k in ("setups", "batch", "steps", "repeats"))
+    median = [statistics.median(s["runs"]) for s in setups]
+    rows = [f"| {s['name']} | {batch} | {batch * s['processes'] * s['accumulate']} | {m:.0f} | {m / median[0]:.2f} "
+            f"| {_join(s['runs'])} |" for s, m in zip(setups, median)]
     return f"""`python -m torch.distributed.run --standalone --nproc_per_node=N -m ganlib train dcgan --profile cpu
 --device cpu --steps {steps} [--accumulate 2]` (the `dcgan` cpu preset: digits 16x16, EMA, lazy R1), one CPU
 thread per process (OMP_NUM_THREADS=1), processes talking through gloo; images per second over all processes, from the
 checkpoint's images seen and training time (start-up, sample grids and checkpoints excluded); {repeats} run(s)
-of each, interleaved, median. The machine's load average was {load_before:.1f} before and {load_after:.1f} after
-(other work shares its cores, so compare the rows with each other rather than with other sections). No GPU was
-available for this measurement: on GPUs the processes use NCCL, and these figures say nothing about GPU
-scaling.
+of each, interleaved, median. The machine's load average was {measured['load_before']:.1f} before and
+{measured['load_after']:.1f} after (other work shares its cores, so compare the rows with each other rather than
+with other sections). No GPU was available for this measurement: on GPUs the processes use NCCL, and these figures
+say nothing about GPU scaling.
 
 | setup | batch per process | global batch | images/s | ratio to 1 process | runs |
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Two processes deliver **{median[setups[1][0]] / base:.2f}x** the images per second of one (2.00x
+Two processes deliver **{median[1] / median[0]:.2f}x** the images per second of one (2.00x
 would be perfect scaling). Accumulating two micro-batches in one process trains with the global batch of two
-processes at {median[setups[2][0]] / base:.2f}x the images per second of one: it saves memory, not time."""
+processes at {median[2] / median[0]:.2f}x the images per second of one: it saves memory, not time."""
 
 
 def _join(values: list[float]) -> str:

@@ -8,15 +8,22 @@ import time
 from pathlib import Path
 
 
-def _edited(path: Path, old: str, new: str) -> str:
-    """A notebook's JSON text with `old` replaced by `new` in the one cell that contains it."""
+def _with_cell(path: Path, source: str) -> str:
+    """A notebook's JSON text with a code cell appended: a later definition of a function replaces the
+    notebook's own, as when a student edits it (the grader defines every cell's functions in order)."""
     import json
 
-    nb = json.loads(path.read_text())
-    cells = [c for c in nb["cells"] if old in "".join(c["source"])]
-    assert len(cells) == 1, f"{old!r} is in {len(cells)} cells of {path}"
-    cells[0]["source"] = "".join(cells[0]["source"]).replace(old, new)
+    nb = json.loads(Path(path).read_text())
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                        "source": source})
     return json.dumps(nb)
+
+
+WRONG_SIGN = "import torch.nn.functional as F\n\n\ndef generator_loss(fake_logits):\n" \
+             "    return -F.softplus(-fake_logits).mean()\n"  # chapter 01's generator loss, with the wrong sign
+ENDLESS = "def discriminator_loss(real_logits, fake_logits):\n    while True:\n        pass\n"
+LOOP_KIND = "endless loop in discriminator_loss"
+TITLE = "Grading a class of 30 submissions"
 
 
 _ATTACKS = {  # what a hostile notebook does when the grader defines its classes (as in tests/test_grading_attacks.py)
@@ -44,21 +51,20 @@ def _with_attack(path: Path, code: str) -> str:
     return json.dumps(nb)
 
 
-def bench_grading(quick: bool = False) -> str:
+def measure(quick: bool = False, *, solution: str | Path, exercise: str | Path) -> dict:
+    """Grade a class of chapter 01 notebooks built from its `solution` and `exercise` notebooks (the course's,
+    passed by the runner), then the same class with the attacks added: for each kind of submission its count,
+    median seconds, mean points and status; the wall times; the start of a fresh Python process for comparison."""
     import subprocess
     import tempfile
 
     from .. import grading
 
-    root = Path(__file__).resolve().parents[2]
-    solution, exercise = root / "solutions" / "01_vanilla_gan.ipynb", root / "exercises" / "01_vanilla_gan.ipynb"
     kinds = {  # kind: (notebook text, how many of a class of 30)
-        "solution": (solution.read_text(), 12),
-        "untouched exercise": (exercise.read_text(), 8),
-        "generator loss with the wrong sign": (_edited(solution, "return F.softplus(-fake_logits)",
-                                                       "return -F.softplus(-fake_logits)"), 8),
-        "endless loop in discriminator_loss": (_edited(exercise, 'raise NotImplementedError("discriminator_loss',
-                                                       'while True: pass  # ("'), 2),
+        "solution": (Path(solution).read_text(), 12),
+        "untouched exercise": (Path(exercise).read_text(), 8),
+        "generator loss with the wrong sign": (_with_cell(solution, WRONG_SIGN), 8),
+        LOOP_KIND: (_with_cell(exercise, ENDLESS), 2),
     }
     attacks = {f"attack: {what}": (_with_attack(exercise, code), 1) for what, code in _ATTACKS.items()}
     jobs, timeout = 2, grading.DEFAULT_TIMEOUT
@@ -68,7 +74,7 @@ def bench_grading(quick: bool = False) -> str:
         subprocess.run([sys.executable, "-c", "import ganlib.checks"], check=True)
         fresh.append(time.perf_counter() - start)
 
-    def grade_class(kinds: dict) -> tuple[list, float, str, str]:
+    def grade_class(kinds: dict) -> tuple[dict, list]:  # (the figures, the graded submissions)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "submissions"
             folder.mkdir()
@@ -84,36 +90,50 @@ def bench_grading(quick: bool = False) -> str:
         rows = []
         for kind in kinds:
             mine = [g for g in graded if g.student.startswith(names[kind])]
-            rows.append(f"| {kind} | {len(mine)} | {statistics.median(g.seconds for g in mine):.2f} | "
-                        f"{statistics.mean(g.total for g in mine):.0f} of {len(mine[0].outcomes)} | {mine[0].status} |")
+            rows.append({"kind": kind, "count": len(mine), "seconds": [g.seconds for g in mine],
+                         "points": statistics.mean(g.total for g in mine), "out_of": len(mine[0].outcomes),
+                         "status": mine[0].status})
         confinement = next((line.split(": ", 1)[1] for line in log if line.startswith("confinement: ")), "?")
-        return graded, wall, "\n".join(rows), confinement
+        return {"wall": wall, "confinement": confinement, "kinds": rows}, graded
 
-    graded, wall, rows, confinement = grade_class(kinds)
-    with_attacks, attacked_wall, attacked_rows, _ = grade_class({**kinds, **attacks})
-    ordinary = [g.seconds for g in graded if not g.student.startswith("k03")]
-    marks = lambda results: sorted((g.student, g.total, g.status) for g in results if g.student < "k04")
-    same = "the same as above" if marks(with_attacks) == marks(graded) else "NOT the same as above"
-    return f"""`python -m ganlib grade` on a class of {len(graded)} chapter 01 notebooks, `--jobs {jobs}`,
-`--timeout {timeout:g}` (each exercise gets an equal share of the time left). Seconds per submission are
+    graded, in_class = grade_class(kinds)
+    attacked, with_attacks = grade_class({**kinds, **attacks})
+    marks = lambda results: sorted((g.student, g.total, g.status) for g in results  # the class's own submissions
+                                   if g.student < f"k{len(kinds):02d}")
+    return {"jobs": jobs, "timeout": timeout, "fresh": fresh, "class": graded, "attacked": attacked,
+            "same_marks": marks(with_attacks) == marks(in_class)}
+
+
+def report(measured: dict) -> str:
+    graded, attacked, fresh = measured["class"], measured["attacked"], measured["fresh"]
+
+    def table(kinds: list[dict]) -> str:
+        return "\n".join(f"| {k['kind']} | {k['count']} | {statistics.median(k['seconds']):.2f} | "
+                         f"{k['points']:.0f} of {k['out_of']} | {k['status']} |" for k in kinds)
+
+    n = sum(k["count"] for k in graded["kinds"])
+    ordinary = [s for k in graded["kinds"] if k["kind"] != LOOP_KIND for s in k["seconds"]]
+    same = "the same as above" if measured["same_marks"] else "NOT the same as above"
+    return f"""`python -m ganlib grade` on a class of {n} chapter 01 notebooks, `--jobs {measured['jobs']}`,
+`--timeout {measured['timeout']:g}` (each exercise gets an equal share of the time left). Seconds per submission are
 measured in its checker, from the start of the submission's confined process to its end. Confinement:
-{confinement}.
+{graded['confinement']}.
 
 | submission | count | s each (median) | points | status |
 |---|---|---|---|---|
-{rows}
+{table(graded['kinds'])}
 
-Wall time for the whole class: **{wall:.1f} s** (including the grading server's start, which imports torch
+Wall time for the whole class: **{graded['wall']:.1f} s** (including the grading server's start, which imports torch
 once). The {len(ordinary)} submissions without a loop took {sum(ordinary):.1f} s in all; an endless
 loop costs its exercise's share of the time limit and the other exercises are still graded. For comparison, a
 fresh Python process that only imports torch and the checks takes {statistics.median(fresh):.1f} s (median of
-{len(fresh)}): {len(graded)} of them would cost {len(graded) * statistics.median(fresh):.0f} s of CPU before the
+{len(fresh)}): {n} of them would cost {n * statistics.median(fresh):.0f} s of CPU before the
 first check.
 
-The same class with {len(with_attacks) - len(graded)} hostile submissions added (each the untouched exercise,
-so every answer is wrong, plus the attack): wall time **{attacked_wall:.1f} s**; the other submissions' marks
-and statuses are {same}.
+The same class with {sum(k['count'] for k in attacked['kinds']) - n} hostile submissions added (each the untouched
+exercise, so every answer is wrong, plus the attack): wall time **{attacked['wall']:.1f} s**; the other
+submissions' marks and statuses are {same}.
 
 | submission | count | s each (median) | points | status |
 |---|---|---|---|---|
-{attacked_rows}"""
+{table(attacked['kinds'])}"""

@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 
 from .. import data as datasets
-from .. import metrics, recipes
+from .. import metrics, models, recipes
 
 
 def bench_stylegan_mixing(quick: bool = False) -> str:
     from ..files import cache_dir
-    from ..recipes import stylegan as sgr
 
     steps = 20 if quick else recipes.preset("stylegan", "cpu")["train"]["steps"]
     n = 100 if quick else 1000
@@ -32,14 +31,14 @@ def bench_stylegan_mixing(quick: bool = False) -> str:
     shares = []
     for name, t in runs.items():
         G = t.G_ema.eval()
-        s = judge.score(sgr.sample(G, n, seed=1)[0])
-        ppl = [sgr.perceptual_path_length(G, judge, space, n=n // 2) for space in ("z", "w")]
+        s = judge.score(models.sample(G, n, seed=1)[0])
+        ppl = [metrics.perceptual_path_length(G, judge, space, n=n // 2) for space in ("z", "w")]
         quality.append(f"| StyleGAN2 {name} | {t.elapsed:.0f} | {s['shape_ok']:.3f} | {s['recognisable']:.3f} | "
                        f"{s['classes']} | {s['fd']:.1f} | {ppl[0]:.1f} | {ppl[1]:.1f} |")
         for k in range(2, G.num_ws, 2):
-            m = sgr.mixing_shares(G, judge, k, n=n, seed=1)
+            m = metrics.mixing_shares(G, judge, k, n=n, seed=1)
             shares.append(f"| {name} | {k} | " + " | ".join(f"{m[f]['coarse']:.2f} / {m[f]['fine']:.2f}"
-                                                            for f in sgr.FACTORS) + " |")
+                                                            for f in metrics.FACTORS) + " |")
     t = next(iter(runs.values()))
     return f"""The `stylegan` cpu preset (G: w {t.G.w_dim}, {len(t.G.mapping.fcs)} mapping layers, {t.G.num_ws} ws;
 batch {t.cfg.batch_size}, {t.step} steps) on shapes at {res}x{res}, trained twice, with style-mixing regularisation
@@ -59,6 +58,6 @@ Style mixing at each crossover k (ws rows 0..k-1 from latent A, the rest from B)
 share of mixed images whose factor is A's / B's, over the pairs where A and B differ in it (position: whose
 centroid is nearer).
 
-| model | crossover | {' | '.join(sgr.FACTORS)} |
-|---|---|{'---|' * len(sgr.FACTORS)}
+| model | crossover | {' | '.join(metrics.FACTORS)} |
+|---|---|{'---|' * len(metrics.FACTORS)}
 {chr(10).join(shares)}"""

@@ -48,7 +48,13 @@ class PlainLoop:
         return time.perf_counter() - start
 
 
-def bench_throughput(quick: bool = False) -> str:
+TITLE = "Training-loop throughput: ganlib against a plain loop"
+
+
+def measure(quick: bool = False) -> dict:
+    """Three loops on the `dcgan` cpu preset's networks (``ganlib``: `Trainer`; ``fresh``: the same algorithm by
+    hand; ``tutorial``: the tutorial's, by hand), in turn, `chunk` steps at a time for `rounds` rounds after one
+    of warm-up: each round's seconds per loop."""
     chunk, rounds = (5, 2) if quick else (25, 16)
     preset = recipes.preset("dcgan", "cpu")
     data = datasets.load("digits", preset["resolution"])
@@ -75,15 +81,21 @@ def bench_throughput(quick: bool = False) -> str:
             s = run(chunk)
             if r > 0:  # the first round warms up
                 seconds[name].append(s)
+    return {"resolution": preset["resolution"], "batch": batch, "chunk": chunk, "rounds": rounds, "seconds": seconds}
+
+
+def report(measured: dict) -> str:
+    resolution, batch, chunk, rounds, seconds = (measured[k] for k in ("resolution", "batch", "chunk", "rounds",
+                                                                       "seconds"))
     speed = {name: chunk * rounds * batch / sum(s) for name, s in seconds.items()}  # images per second
 
-    def ratio(name: str) -> str:  # ganlib's speed over this loop's, and the spread of the per-round ratios
+    def ratio(name: str) -> tuple[str, str]:  # ganlib's speed over this loop's, and the spread of the per-round ratios
         rs = [o / p for o, p in zip(seconds[name], seconds["ganlib"])]
         return (f"{speed['ganlib'] / speed[name]:.2f}",
                 f"per-round ratios: median {statistics.median(rs):.2f}, range {min(rs):.2f} to {max(rs):.2f}")
 
     same, tutorial = ratio("fresh"), ratio("tutorial")
-    return f"""The `dcgan` cpu preset's networks on digits {preset['resolution']}x{preset['resolution']}, batch {batch},
+    return f"""The `dcgan` cpu preset's networks on digits {resolution}x{resolution}, batch {batch},
 one D and one G update per step, non-saturating loss, no EMA and no regulariser; the three loops train in turn,
 {chunk} steps at a time, for {rounds} rounds after one round of warm-up; real images per second over all rounds.
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .. import latent
-from .core import CheckResult, Mistake, run_check
+from .core import CheckResult, Mistake, diagnose, run_check
 
 
 def _probe_problem(seed: int, n: int = 400, d: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -43,15 +43,13 @@ def check_probe_direction(fn: Callable) -> CheckResult:
             zc, vc = z - z.mean(0), values - values.mean()
             no_intercept = torch.linalg.lstsq(z.double(), values.double()[:, None]).solution.squeeze(1).float()
             correlation = zc.T @ vc
-            for wrong, message in [
+            diagnose(out, [
                 (no_intercept, "fit an intercept too (values ~ z @ w + b): without b, the line is forced through "
                                "z = 0 and the mean of the latents tilts the direction."),
                 (correlation, "this is each coordinate's covariance with the factor, which points along the "
                               "regression direction only when the coordinates of z are uncorrelated: solve the "
                               "least-squares problem (torch.linalg.lstsq) instead."),
-            ]:
-                if abs(float(out @ wrong / (out.norm() * wrong.norm()))) > 0.999:
-                    raise Mistake(message)
+            ], lambda out, wrong: abs(float(out @ wrong / (out.norm() * wrong.norm()))) > 0.999)
             raise Mistake(f"the direction is off: its cosine with the least-squares direction is {cos:.3f} (it "
                           f"should be 1).")
         return "correct on every test input."

@@ -46,9 +46,7 @@ def check_hinge_loss(fn: Callable) -> CheckResult:
                 (F.relu(1 - real).mean(), "only the real term is there: add E[relu(1 + l(G(z)))]."),
                 (F.relu(1 + fake).mean(), "only the fake term is there: add E[relu(1 - l(x))]."),
             ]
-            for value, message in known:
-                if close(out, value):
-                    raise Mistake(message)
+            diagnose(out, known)
             raise Mistake(f"for real_logits={show(real)} and fake_logits={show(fake)} the loss should be "
                           f"{ref.item():.4f}, yours is {out.item():.4f}.")
         real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, 0.0, 1.0])
@@ -124,9 +122,7 @@ def check_conditional_batch_norm(fn: Callable) -> CheckResult:
                     (x * (1 + g) + b, "x is not normalised: subtract each channel's batch mean and divide by "
                                       "sqrt(var + eps) first."),
                 ]
-                for value, message in known:
-                    if close(out, value):
-                        raise Mistake(message)
+                diagnose(out, known)
             raise Mistake(f"for a batch of {n} the output differs from BN(x) * (1 + gain(c)) + bias(c) by up to "
                           f"{(out - ref).abs().max().item():.3g}.")
         x, c, gain, bias = _cbn_inputs(3, 4)
@@ -182,7 +178,7 @@ def check_orthogonal_regularization(fn: Callable) -> CheckResult:
             net = _ortho_net(seed)
             out = as_scalar(fn(net, beta), "orthogonal_regularization")
             with torch.no_grad():
-                ref = layers.orthogonal_regularization(net, beta)
+                ref = losses.orthogonal_regularization(net, beta)
                 if close(out, ref):
                     continue
                 def term(weights, form, net=net, beta=beta):
@@ -209,9 +205,7 @@ def check_orthogonal_regularization(fn: Callable) -> CheckResult:
                     (ref / 2, "half the expected value: the penalty is beta * sum ||.||^2 (BigGAN's code adds half "
                               "its gradient, but the loss as written has no 1/2)."),
                 ]
-                for value, message in known:
-                    if close(out, value):
-                        raise Mistake(message)
+                diagnose(out, known)
             raise Mistake(f"for a small network (embedding, linear, batch norm, conv, linear) with beta={beta} the "
                           f"penalty should be {ref.item():.6g}, yours is {out.item():.6g}.")
         net = _ortho_net(2)

@@ -86,11 +86,13 @@ def _student_frame(e: BaseException) -> str:
     return f" (at {cell}line {frames[-1].lineno}: `{frames[-1].line}`)"
 
 
-def diagnose(out: torch.Tensor, known: list[tuple[torch.Tensor, str]]) -> None:
-    """Raise the Mistake of the first typical wrong answer in `known` ((value, message) pairs) that `out` equals
-    (same shape, `close`); return when it is none of them, so that the caller can say what is wrong in general."""
+def diagnose(out, known: list[tuple[object, str]], matches: Callable[[object, object], bool] | None = None) -> None:
+    """Raise the Mistake of the first typical wrong answer in `known` ((value, message) pairs) that `out` matches;
+    return when it is none of them, so that the caller can say what is wrong in general. By default `out` and
+    `value` are tensors that match when they have the same shape and are `close`; `matches(out, value)` compares
+    otherwise (numbers within a tolerance; a wrong variant's settings, run and compared by the caller)."""
     for value, message in known:
-        if value.shape == out.shape and close(out, value):
+        if (matches(out, value) if matches else value.shape == out.shape and close(out, value)):
             raise Mistake(message)
 
 

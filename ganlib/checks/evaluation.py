@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .. import metrics
-from .core import CheckResult, Mistake, run_check
+from .core import CheckResult, Mistake, diagnose, run_check
 
 
 def _features(seed: int, n: int, d: int, shift: float = 0.0, spread: float = 1.0) -> torch.Tensor:
@@ -63,9 +63,7 @@ def check_frechet_distance(fn: Callable) -> CheckResult:
                  "of the product."),
                 (mean_term + np.trace(ca + cb), "the cross term -2 tr((C_a C_b)^1/2) is missing."),
             ]
-            for value, message in known:
-                if _near(out, float(value), 1e-3):
-                    raise Mistake(message)
+            diagnose(out, known, lambda out, value: _near(out, float(value), 1e-3))
             raise Mistake(f"for two feature sets of shapes {list(a.shape)} and {list(b.shape)} the distance should "
                           f"be {ref:.4f}, yours is {out:.4f}.")
         a = _features(7, 100, 5)
@@ -121,9 +119,7 @@ def check_mmd2_unbiased(fn: Callable) -> CheckResult:
                 known.append((_mmd2_variant(a, b, k, u_statistic=True),
                               "you also left out the diagonal of the cross term: that is the U-statistic variant; "
                               "this exercise (like KID's reference code) averages k(a_i, b_j) over all M*N pairs."))
-            for value, message in known:
-                if _near(out, value, 1e-3):
-                    raise Mistake(message)
+            diagnose(out, known, lambda out, value: _near(out, value, 1e-3))
             raise Mistake(f"for sets of shapes {list(a.shape)} and {list(b.shape)} the estimate should be "
                           f"{ref:.5f}, yours is {out:.5f}.")
         return "correct on every test input, including sets of different sizes."
@@ -185,9 +181,8 @@ def check_precision_recall(fn: Callable) -> CheckResult:
                  "each ball must sit around a sample of the manifold's own set with that sample's radius: for "
                  "precision, balls around the real samples with the real k-NN radii, and test the fakes."),
             ]
-            for (vp, vr), message in known:
-                if _near(p, vp, 1e-6) and _near(r, vr, 1e-6):
-                    raise Mistake(message)
+            diagnose((p, r), known, lambda out, value: _near(out[0], value[0], 1e-6)  # precision
+                     and _near(out[1], value[1], 1e-6))  # recall
             raise Mistake(f"with k={k}, {len(real)} real and {len(fake)} generated samples, precision should be "
                           f"{ref['precision']:.3f} and recall {ref['recall']:.3f}; yours are {p:.3f} and {r:.3f}.")
         real = _clusters(6, 30, [0.0, 5.0])

@@ -47,9 +47,7 @@ def check_discriminator_loss(fn: Callable) -> CheckResult:
                 (F.softplus(real).mean() + F.softplus(-fake).mean(), "real and fake are swapped: D should push "
                                                                      "real logits up and fake logits down."),
             ]
-            for value, message in known:
-                if close(out, value):
-                    raise Mistake(message)
+            diagnose(out, known)
             raise Mistake(f"for real_logits={show(real)} and fake_logits={show(fake)} the loss should be "
                           f"{ref.item():.4f}, yours is {out.item():.4f}. Recall D = sigmoid(logit).")
         big_real, big_fake = torch.tensor([200.0, -200.0]), torch.tensor([-200.0, 200.0])
@@ -95,9 +93,7 @@ def check_generator_loss(fn: Callable) -> CheckResult:
                 (F.softplus(fake).mean(), "this is D's fake term -log(1 - D(G(z))); G's non-saturating loss is "
                                           "-log D(G(z)) = softplus(-logit)."),
             ]
-            for value, message in known:
-                if close(out, value):
-                    raise Mistake(message)
+            diagnose(out, known)
             raise Mistake(f"for fake_logits={show(fake)} the loss should be {ref.item():.4f}, yours is "
                           f"{out.item():.4f}. Recall D = sigmoid(logit).")
         big = torch.tensor([-200.0, 200.0])
@@ -230,10 +226,8 @@ def check_train_step(fn: Callable) -> CheckResult:
                 (dict(g_loss=losses.g_loss_minimax), "G uses the saturating loss log(1 - D(G(z))): use the "
                                                      "non-saturating losses.g_loss_nonsaturating."),
             ]
-            for variant, message in variants:
-                G_v, D_v, _ = _step_setup(seed, _reference_step, **variant)
-                if _same_params(G, G_v) and _same_params(D, D_v):
-                    raise Mistake(message)
+            stepped = [(_step_setup(seed, _reference_step, **variant)[:2], message) for variant, message in variants]
+            diagnose((G, D), stepped, lambda nets, wrong: all(map(_same_params, nets, wrong)))
             if not d_ok:
                 raise Mistake("D's weights after the step are not what one D update on losses.d_loss_logistic("
                               "D(real), D(G(z).detach())) gives: check the loss and call opt_d.step() once.")

@@ -54,9 +54,7 @@ def check_fade_in(fn: Callable) -> CheckResult:
                 (up + new, "this adds the two images; blend them: (1 - alpha) * old + alpha * new."),
                 (0.5 * (up + new), "alpha is ignored: it is the new block's weight, rising from 0 to 1."),
             ]
-            for value, message in known:
-                if close(out, value):
-                    raise Mistake(message)
+            diagnose(out, known)
             raise Mistake(f"for alpha={alpha} the output differs from (1 - alpha) * upsample(old) + alpha * new "
                           f"(largest difference {float((out - ref).abs().max()):.3g}).")
         return "blends in the right direction with nearest-neighbour upsampling, for every alpha tried."
@@ -134,9 +132,7 @@ def check_minibatch_stddev(fn: Callable) -> CheckResult:
                 (variant("strided", centre=False), "you forgot to subtract the group mean: the std is the root "
                                                    "of the mean squared *deviation* from the group's mean."),
             ]
-            for value, message in known:
-                if close(stat, value):
-                    raise Mistake(message)
+            diagnose(stat, known)
             raise Mistake(f"for a batch of {n}, the appended channel differs from the group std (largest "
                           f"difference {float((stat - ref[:, c:]).abs().max()):.3g}).")
         same = torch.randn(1, 3, 2, 2).repeat(4, 1, 1, 1).requires_grad_(True)  # no variation at all
@@ -178,9 +174,7 @@ def check_pixel_norm(fn: Callable) -> CheckResult:
                  "you subtract the mean (that is layer/instance normalisation): pixel norm only divides by the "
                  "root mean square over channels, x / sqrt(mean(x^2) + eps)."),
             ]
-            for value, message in known:
-                if close(out, value):
-                    raise Mistake(message)
+            diagnose(out, known)
             raise Mistake(f"the output differs from x / sqrt(mean_c(x^2) + 1e-8) (largest difference "
                           f"{float((out - ref).abs().max()):.3g}).")
         zero = fn(torch.zeros(2, 4, 2, 2))
@@ -280,9 +274,8 @@ def check_growth_stage(fn: Callable) -> CheckResult:
             (dict(uncapped=True), "the resolution keeps growing past final_resolution: once it is reached and faded "
                                   "in, training stays there at alpha 1."),
         ]
-        for kw, message in known:
-            if same([_canonical_stage(*_stage_variant(*args, **kw), args[2]) for args in cases]):
-                raise Mistake(message)
+        diagnose(got, known, lambda _, kw: same([_canonical_stage(*_stage_variant(*args, **kw), args[2])
+                                                 for args in cases]))
         k = next(k for k, (a, b) in enumerate(zip(got, ref)) if a[0] != b[0] or abs(a[1] - b[1]) >= 1e-6)
         images, final, start, stable, fade = cases[k]
         raise Mistake(f"after {images} images (final {final}, start {start}, stable {stable:g} kimg, fade {fade:g} "

@@ -194,9 +194,8 @@ def check_mix_styles(fn: Callable) -> CheckResult:
                 (torch.cat([a[:, :, :k], b[:, :, k:]], dim=2), "you mixed along the w features (dim 2): the layers "
                                                                 "are dim 1."),
             ]
-            for value, message in known:
-                if value.shape == out.shape and torch.equal(out, value) and not torch.equal(value, ref):
-                    raise Mistake(message)
+            diagnose(out, [(value, message) for value, message in known if not torch.equal(value, ref)],
+                     lambda out, value: value.shape == out.shape and torch.equal(out, value))
             raise Mistake(f"with num_ws={num_ws} and crossover={k}, rows 0..{k - 1} of each sample should be ws_a's "
                           f"and rows {k}..{num_ws - 1} ws_b's.")
         return "correct for crossovers 0 to num_ws, inputs left untouched."
@@ -369,10 +368,9 @@ def check_mixing_regularisation(fn: Callable) -> CheckResult:
             (dict(always=True), "every batch is mixed: draw u first, and mix only when u < probability."),
         ]
         with torch.no_grad():
-            for kw, message in known:
-                if all(close(out, _mixing_variant(copy.deepcopy(G), z, probability, seed, **kw))
-                       for (out, _), (z, probability, seed) in zip(outs, cases)):
-                    raise Mistake(message)
+            diagnose(outs, known, lambda outs, kw: all(
+                close(out, _mixing_variant(copy.deepcopy(G), z, probability, seed, **kw))
+                for (out, _), (z, probability, seed) in zip(outs, cases)))
         raise Mistake("the styles differ from the reference: draw, in this order, u = torch.rand((), generator="
                       "generator), then (if u < probability) the crossover torch.randint(1, G.num_ws, (), "
                       "generator=generator), then z2 = torch.randn(z.shape, generator=generator); layers < "

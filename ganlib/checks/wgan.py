@@ -96,9 +96,7 @@ def check_gradient_penalty(fn: Callable) -> CheckResult:
                     (dict(form="one-sided"), "you penalise only norms above 1 (the one-sided penalty): WGAN-GP's "
                                              "penalty is two-sided, (||grad|| - 1)^2."),
                 ]
-                for kw, message in known:
-                    if close(out, variant(**kw)):
-                        raise Mistake(message)
+                diagnose(out, [(variant(**kw), message) for kw, message in known], close)
                 raise Mistake(f"the penalty is {float(out):.4f}, it should be {float(ref):.4f}: interpolate with "
                               f"u = torch.rand(N, 1, ..., generator=generator), differentiate critic(x_hat).sum() "
                               f"with respect to x_hat, and average (||grad|| - 1)^2 over the samples.")

@@ -10,7 +10,7 @@ What a chapter's exercises are is read from its solution notebook (`chapters.py`
 (usually the exercise's function). A new chapter therefore needs nothing here.
 
 How a submission runs. The grader does not execute the notebook top to bottom: it *extracts* the exercises
-(`remote.py`): from every code cell it takes the top-level ``def`` and ``class`` statements, literal
+(`extraction.py`): from every code cell it takes the top-level ``def`` and ``class`` statements, literal
 constants, and the imports these use, and defines them in a fresh module. This survives what students do to
 notebooks (cells moved, re-run out of order, check cells deleted, long training cells, a syntax error in an
 unrelated cell) and costs no training time; it relies on the course's convention that exercise functions
@@ -20,7 +20,7 @@ Where verdicts are made. The student's code runs in a confined process of its ow
 calls the student's functions on inputs the checks chose and sends back raw results. The checks themselves,
 the references they compare with, the private checks and the verdicts run in a trusted checker process that
 loads no student code and reads the submission's replies as tensors and plain values only, under a size
-limit and a deadline (`remote.py`). Nothing the submission does to its own process (replacing the checks,
+limit and a deadline (`remote.py`, `codec.py`). Nothing the submission does to its own process (replacing the checks,
 patching json, forging files, exiting early) reaches a verdict; a loop, a crash or a flood of output costs
 that submission's marks only and is written in its feedback.
 """
@@ -42,20 +42,21 @@ from .chapters import (
     check_calls,
     columns,
     course_chapters,
+    course_notebooks,
     find_chapter,
     match,
     notebook_code,
     read_chapter,
 )
-from .remote import _define  # noqa: F401  the extraction, for the tests
+from .extraction import define as _define  # noqa: F401  the extraction, for the tests
 from .report import STATUSES, Graded, GradesFile, Outcome, feedback, feedback_names
 from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run
 from .submissions import MAX_NOTEBOOK_BYTES, Submission, collect, find_submissions, read_submission, unique_names
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "MAX_NOTEBOOK_BYTES", "STATUSES", "Chapter", "Exercise",
            "Graded", "Outcome", "PrivateChecks", "Submission", "best_chapter", "check_calls", "collect", "columns",
-           "course_chapters", "feedback", "feedback_names", "find_chapter", "find_submissions", "grade", "match",
-           "notebook_code", "read_chapter", "read_submission", "run"]
+           "course_chapters", "course_notebooks", "feedback", "feedback_names", "find_chapter", "find_submissions",
+           "grade", "match", "notebook_code", "read_chapter", "read_submission", "run"]
 
 
 def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeout: float = DEFAULT_TIMEOUT,

@@ -69,15 +69,32 @@ def read_chapter(path: str | Path) -> Chapter:
     return Chapter(path.stem, tuple(exercises.values()))
 
 
+def _course_roots() -> tuple[Path, Path]:
+    """Where the course's notebook folders are looked for: the current folder, then beside the installed ganlib."""
+    return Path.cwd(), Path(__file__).resolve().parents[2]
+
+
 def course_chapters() -> list[Chapter]:
     """Every chapter with exercises in the course's `solutions/` folder (in the current folder, or beside the
     installed ganlib package); [] when neither exists, e.g. when ganlib was installed without the repository."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+    for root in _course_roots():
         for folder in ("solutions", "exercises"):
             paths = sorted((root / folder).glob("[0-9]*.ipynb"))
             if paths:
                 return [c for c in map(read_chapter, paths) if c.exercises]
     return []
+
+
+def course_notebooks(chapter: str) -> dict[str, Path]:
+    """A chapter's solution and exercise notebooks in the course (`chapter`: its file name without .ipynb, e.g.
+    "01_vanilla_gan"), as {"solution": path, "exercise": path}; a GanlibError when the course is not here."""
+    for root in _course_roots():
+        found = {kind: root / folder / f"{chapter}.ipynb" for kind, folder in (("solution", "solutions"),
+                                                                                 ("exercise", "exercises"))}
+        if all(path.is_file() for path in found.values()):
+            return found
+    raise GanlibError(f"the course's solutions/{chapter}.ipynb and exercises/{chapter}.ipynb are not here: run "
+                      f"from the course folder.")
 
 
 def find_chapter(spec: str, known: list[Chapter]) -> Chapter:

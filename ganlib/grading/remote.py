@@ -1,5 +1,6 @@
-"""Extraction and remote calls: the submission's side (define its functions, call them on request) and the
-trusted side (`Remote`, `RemoteFunction`), which calls them as if they were local.
+"""Remote calls: the submission's side (`serve`: define its functions, call them on request) and the trusted side
+(`Remote`, `RemoteFunction`), which calls them as if they were local. What is defined comes from `extraction`,
+how values travel from `codec`, through a `channel.Channel`, under the `limits`.
 
 A check is run by the trusted checker process with `fn` replaced by a `RemoteFunction`. Calling it pickles
 the arguments (tensors, modules, optimizers, generators, lists, numbers: whatever the check chose) to the
@@ -16,37 +17,23 @@ are raised again as the same built-in type, or `StudentError`.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import difflib
 import io
 import os
 import pickle
-import re
-import signal
 import socket
 import sys
 import time
-import types
 
-import numpy as np
 import torch
-from torch import nn
 
-from .chapters import PRIVATE_MODULE_PREFIX, first_line, parse_cell
-from .sandbox import FRAME, Channel, ChannelClosed, ChannelOverflow, ChannelTimeout
-
-MESSAGE_LIMIT = 64 * 2**20  # bytes: the largest reply the trusted side reads from a submission
-TEXT_LIMIT = 500  # characters of any message text a submission sends (its exceptions, its notes)
-OUTPUT_KEPT = 20_000  # characters of a submission's printed output kept for its feedback
-DEPTH_LIMIT = 8  # nesting of a returned value (tuples of lists of ...)
-ITEMS_LIMIT = 10_000  # items in a returned container
-PRIMITIVES = (type(None), bool, int, float, str)
-
-
-class TimeUp(BaseException):
-    """An exercise's share of the time limit ran out (not an Exception, so that neither the checks' nor the
-    student's `except Exception` swallows it). Its argument: the share in seconds."""
+from .channel import FRAME, Channel, ChannelClosed, ChannelOverflow, ChannelTimeout
+from .chapters import PRIVATE_MODULE_PREFIX, first_line
+from .codec import BadReply, capture, decode, encode, grad_leaves, mutable_objects, plain, restore, same_tensor
+from .codec import Opaque as Opaque  # what a check gets back in place of a value that is not transferred
+from .extraction import define
+from .limits import MESSAGE_LIMIT, OUTPUT_KEPT, TEXT_LIMIT, TimeUp, alarm
 
 
 class SubmissionGone(BaseException):
@@ -81,231 +68,7 @@ def _pickled(value) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Values and states, as tensors and plain values only (both directions use the same encoding)
-
-
-def encode(value, tensors: list, depth: int = 0):
-    """A returned value as nested lists of tags, primitives and indices into `tensors`."""
-    if depth > DEPTH_LIMIT:
-        return ["opaque", "a value nested too deeply"]
-    if isinstance(value, PRIMITIVES):
-        return ["v", value[:100_000] if isinstance(value, str) else value]
-    if isinstance(value, torch.Tensor):
-        if value.layout != torch.strided or value.is_quantized or value.device.type != "cpu":
-            return ["opaque", type(value).__name__]
-        tensors.append(value)
-        return ["t", len(tensors) - 1]
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
-        return ["nd", torch.from_numpy(np.ascontiguousarray(value)).clone()]
-    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
-        return ["np", value.dtype.str, value.item()]
-    if isinstance(value, (tuple, list)) and len(value) <= ITEMS_LIMIT:
-        tag = "list" if isinstance(value, list) else "tuple"
-        return [tag, [encode(v, tensors, depth + 1) for v in value]]
-    if isinstance(value, dict) and len(value) <= ITEMS_LIMIT and all(isinstance(k, PRIMITIVES) for k in value):
-        return ["dict", [[k, encode(v, tensors, depth + 1)] for k, v in value.items()]]
-    return ["opaque", type(value).__name__]
-
-
-class Opaque:
-    """Stands for a returned value the grader does not transfer (a function, a module, a custom object);
-    `type(x).__name__` is the original type's name, so that messages can say what was returned."""
-
-
-_OPAQUE_TYPES: dict[str, type] = {}
-
-
-def _opaque(name: str) -> Opaque:
-    name = name if isinstance(name, str) and name.isidentifier() else "object"
-    name = name[:60]
-    if name not in _OPAQUE_TYPES:
-        _OPAQUE_TYPES[name] = type(name, (Opaque,), {})
-    return _OPAQUE_TYPES[name]()
-
-
-class BadReply(Exception):
-    """A submission sent something that is not a valid reply."""
-
-
-def decode(node, tensors: list, depth: int = 0):
-    """The inverse of `encode`, checking every node (the submission may send anything)."""
-    if depth > DEPTH_LIMIT + 1 or not isinstance(node, list) or not node or not isinstance(node[0], str):
-        raise BadReply("malformed value")
-    tag, rest = node[0], node[1:]
-    if tag == "v" and len(rest) == 1 and isinstance(rest[0], PRIMITIVES):
-        return rest[0]
-    if tag == "t" and len(rest) == 1 and isinstance(rest[0], int) and 0 <= rest[0] < len(tensors):
-        return tensors[rest[0]]
-    if tag == "nd" and len(rest) == 1 and isinstance(rest[0], torch.Tensor):
-        return rest[0].numpy()
-    if tag == "np" and len(rest) == 2 and isinstance(rest[0], str) and isinstance(rest[1], (bool, int, float)):
-        try:
-            dtype = np.dtype(rest[0])
-        except TypeError:
-            raise BadReply("malformed numpy type") from None
-        if dtype.kind not in "biuf":
-            raise BadReply("malformed numpy type")
-        return dtype.type(rest[1])
-    if tag in ("list", "tuple") and len(rest) == 1 and isinstance(rest[0], list) and len(rest[0]) <= ITEMS_LIMIT:
-        items = [decode(v, tensors, depth + 1) for v in rest[0]]
-        return items if tag == "list" else tuple(items)
-    if tag == "dict" and len(rest) == 1 and isinstance(rest[0], list) and len(rest[0]) <= ITEMS_LIMIT:
-        out = {}
-        for item in rest[0]:
-            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], PRIMITIVES)):
-                raise BadReply("malformed dict")
-            out[item[0]] = decode(item[1], tensors, depth + 1)
-        return out
-    if tag == "opaque" and len(rest) == 1:
-        return _opaque(rest[0])
-    raise BadReply("malformed value")
-
-
-def mutable_objects(args, kwargs) -> list:
-    """The objects among a call's arguments whose state the call may change, each once, in a fixed order."""
-    found, seen = [], set()
-
-    def walk(obj, depth):
-        if depth > DEPTH_LIMIT or id(obj) in seen:
-            return
-        if isinstance(obj, (nn.Module, torch.optim.Optimizer, torch.Generator, torch.Tensor)):
-            seen.add(id(obj))
-            found.append(obj)
-        elif isinstance(obj, (list, tuple)):
-            for item in obj:
-                walk(item, depth + 1)
-        elif isinstance(obj, dict):
-            for item in obj.values():
-                walk(item, depth + 1)
-
-    walk(list(args) + list(kwargs.values()), 0)
-    return found
-
-
-def grad_leaves(objects: list) -> list[torch.Tensor]:
-    """The tensors gradients may flow to: tensor arguments and module parameters that require grad."""
-    leaves, seen = [], set()
-    for obj in objects:
-        candidates = obj.parameters() if isinstance(obj, nn.Module) else [obj] if isinstance(obj, torch.Tensor) else []
-        for t in candidates:
-            if t.requires_grad and id(t) not in seen:
-                seen.add(id(t))
-                leaves.append(t)
-    return leaves
-
-
-def _plain(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.detach().clone().as_subclass(torch.Tensor)
-
-
-def capture(obj, attrs_only: bool = False) -> dict:
-    """The state of one mutable argument, as tensors and plain values."""
-    if isinstance(obj, nn.Module):
-        attrs = [[path, [[k, v] for k, v in vars(m).items() if not k.startswith("_") and isinstance(v, PRIMITIVES)]]
-                 for path, m in obj.named_modules()]
-        if attrs_only:
-            return {"kind": "module", "attrs": attrs}
-        return {"kind": "module", "attrs": attrs,
-                "params": [[n, _plain(p), _plain(p.grad), p.requires_grad] for n, p in obj.named_parameters()],
-                "buffers": [[n, _plain(b)] for n, b in obj.named_buffers()]}
-    if attrs_only:
-        return {"kind": "none"}
-    if isinstance(obj, torch.optim.Optimizer):
-        return {"kind": "optimizer", "state": obj.state_dict()}
-    if isinstance(obj, torch.Generator):
-        return {"kind": "generator", "state": obj.get_state()}
-    if isinstance(obj, torch.Tensor):
-        return {"kind": "tensor", "data": _plain(obj), "grad": _plain(obj.grad), "requires_grad": obj.requires_grad}
-    return {"kind": "none"}
-
-
-def _same_tensor(new, old: torch.Tensor, what: str) -> torch.Tensor:
-    if not (isinstance(new, torch.Tensor) and new.shape == old.shape and new.dtype == old.dtype):
-        raise RuntimeError(f"{what} changed its shape or type")
-    return new
-
-
-def _set_grad(t: torch.Tensor, grad, what: str) -> None:
-    t.grad = None if grad is None else _same_tensor(grad, t, f"the gradient of {what}")
-
-
-@torch.no_grad()
-def restore(obj, state, attrs_only: bool = False) -> None:
-    """Write a state from `capture` into `obj` in place. A state that does not fit raises RuntimeError, which
-    the check reports like any error of the student's code."""
-    if not isinstance(state, dict) or state.get("kind") == "none":
-        return
-    kind = state.get("kind")
-    if isinstance(obj, nn.Module) and kind == "module":
-        modules = dict(obj.named_modules())
-        for path, attrs in state.get("attrs") or []:
-            module = modules.get(path)
-            for key, value in attrs if module is not None else []:
-                if (isinstance(key, str) and key in vars(module) and not key.startswith("_")
-                        and isinstance(value, PRIMITIVES) and isinstance(vars(module)[key], PRIMITIVES)):
-                    setattr(module, key, value)
-        if attrs_only:
-            return
-        params = dict(obj.named_parameters())
-        for name, data, grad, requires_grad in state.get("params") or []:
-            p = params.get(name)
-            if p is None:
-                continue
-            data = _same_tensor(data, p, f"parameter {name}")
-            if not torch.equal(data, p):
-                p.copy_(data)
-            _set_grad(p, grad, f"parameter {name}")
-            p.requires_grad_(bool(requires_grad))
-        buffers = dict(obj.named_buffers())
-        for name, data in state.get("buffers") or []:
-            b = buffers.get(name)
-            if b is not None and data is not None and not torch.equal(_same_tensor(data, b, f"buffer {name}"), b):
-                b.copy_(data)
-    elif attrs_only:
-        return
-    elif isinstance(obj, torch.optim.Optimizer) and kind == "optimizer":
-        try:
-            obj.load_state_dict(state["state"])
-        except Exception as e:
-            raise RuntimeError(f"the optimizer's state could not be read back ({first_line(e)})") from None
-    elif isinstance(obj, torch.Generator) and kind == "generator":
-        new = state.get("state")
-        if isinstance(new, torch.Tensor) and new.dtype == torch.uint8:
-            try:
-                obj.set_state(new)
-            except RuntimeError:
-                raise RuntimeError("the random generator's state could not be read back") from None
-    elif isinstance(obj, torch.Tensor) and kind == "tensor":
-        data = _same_tensor(state.get("data"), obj, "an input tensor")
-        if not torch.equal(data, obj):
-            obj.copy_(data)
-        _set_grad(obj, state.get("grad"), "an input tensor")
-        if obj.is_leaf and obj.requires_grad != bool(state.get("requires_grad")):
-            obj.requires_grad_(bool(state.get("requires_grad")))
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The submission's side
-
-
-class _alarm:
-    """Context manager: raise TimeUp at the absolute time `at` (None: no alarm)."""
-
-    def __init__(self, at: float | None):
-        self.at = at
-
-    def __enter__(self):
-        if self.at is not None and hasattr(signal, "setitimer"):
-            self.seconds = max(0.01, self.at - time.time())
-            signal.signal(signal.SIGALRM, self._raise)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
-
-    def __exit__(self, *exc):
-        if self.at is not None and hasattr(signal, "setitimer"):
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-    def _raise(self, signum, frame):
-        raise TimeUp(self.seconds)
 
 
 class _CappedOutput(io.TextIOBase):
@@ -403,7 +166,7 @@ def serve(sock: socket.socket) -> None:
 
 def _define_reply(cells, calls, deadline, parts, targets) -> dict:
     try:
-        module, notes, broken = _define(cells, calls, deadline, parts)
+        module, notes, broken = define(cells, calls, deadline, parts)
     except Exception as e:  # e.g. code nested too deeply for the parser
         module, notes, broken = None, [f"the grader could not read the notebook's code ({type(e).__name__})."], {}
     found = {}
@@ -431,7 +194,7 @@ def _call_reply(targets, graphs, call, payload, alarm_at) -> dict:
         restore(obj, state)
     torch.set_rng_state(rng)
     try:
-        with _alarm(alarm_at), torch.set_grad_enabled(grad_enabled):
+        with alarm(alarm_at), torch.set_grad_enabled(grad_enabled):
             result = targets[call](*args, **kwargs)
     except TimeUp:
         return {"kind": "timeout"}
@@ -444,7 +207,7 @@ def _call_reply(targets, graphs, call, payload, alarm_at) -> dict:
     if outputs and any(t.requires_grad for t in leaves):
         handle = len(graphs)
         graphs[handle] = ([tensors[k] for k in outputs], leaves, objects)
-    return {"kind": "result", "value": value, "tensors": [_plain(t) for t in tensors], "outputs": outputs,
+    return {"kind": "result", "value": value, "tensors": [plain(t) for t in tensors], "outputs": outputs,
             "handle": handle, "states": [capture(obj) for obj in objects], "rng": torch.get_rng_state()}
 
 
@@ -452,100 +215,15 @@ def _backward_reply(graphs, handle, grads, alarm_at) -> dict:
     outputs, leaves, objects = graphs[handle]
     wanted = [t for t in leaves if t.requires_grad]
     try:
-        with _alarm(alarm_at):
+        with alarm(alarm_at):
             found = torch.autograd.grad(outputs, wanted, grads, allow_unused=True) if wanted else []
     except TimeUp:
         return {"kind": "timeout"}
     except BaseException as e:
         return _error_reply(e)
     by_leaf = dict(zip(map(id, wanted), found))
-    return {"kind": "grads", "grads": [_plain(by_leaf.get(id(t))) for t in leaves],
+    return {"kind": "grads", "grads": [plain(by_leaf.get(id(t))) for t in leaves],
             "states": [capture(obj, attrs_only=True) for obj in objects]}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Extraction: the notebook's functions, classes, literal constants and the imports they use
-
-
-def _define(cells: list[tuple[int, str]], calls: list[str], deadline: float,
-            parts: int) -> tuple[object, list[str], dict[str, str]]:
-    """Define the notebook's functions, classes, literal constants and the imports they use in a fresh module,
-    within an equal share (1 / `parts`) of the time left before `deadline`. Each statement may use what is
-    left of that share, less a little for each statement after it, so that a loop in one (in a class body, a
-    decorator, a default argument) loses that statement only.
-
-    Returns the module, notes for the feedback (syntax errors, failed imports), and for each name defined in
-    a cell that could not be parsed, where that cell is."""
-    import linecache
-
-    module = types.ModuleType("submission")
-    sys.modules["submission"] = module
-    notes, broken, kept, sources = [], {}, [], {}
-    wanted = {node.id for call in calls for node in ast.walk(ast.parse(call, mode="eval"))
-              if isinstance(node, ast.Name)}
-    for number, source in cells:
-        filename = f"<cell {number}>"
-        tree, error = parse_cell(source, filename)
-        if tree is None:
-            where = f"cell {number}, which has a syntax error at line {error.lineno} ({error.msg})"
-            notes.append(f"cell {number} has a syntax error at line {error.lineno} ({error.msg}); the grader "
-                         f"skipped that cell.")
-            for name in re.findall(r"^\s*(?:async\s+)?(?:def|class)\s+(\w+)", source, re.M):
-                broken[name] = where
-            continue
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # for tracebacks
-        sources[filename] = source
-        flags = 0
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-                import __future__
-
-                for alias in node.names:
-                    flags |= getattr(getattr(__future__, alias.name, None), "compiler_flag", 0)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)):
-                kept.append((filename, flags, node))
-            elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                if all(isinstance(t, ast.Name) for t in targets) and (
-                        _is_literal(node.value) or any(t.id in wanted for t in targets)):
-                    kept.append((filename, flags, node))
-    used = wanted | {n.id for _, _, node in kept if not isinstance(node, (ast.Import, ast.ImportFrom))
-                     for n in ast.walk(node) if isinstance(n, ast.Name)}
-    kept = [k for k in kept if not isinstance(k[2], (ast.Import, ast.ImportFrom)) or _binds(k[2], used)]
-    end = time.time() + max(0.05, (deadline - 1.0 - time.time()) / max(1, parts))
-    for k, (filename, flags, node) in enumerate(kept):
-        text = (ast.get_source_segment(sources[filename], node) or "?").splitlines()[0][:80]
-        where = f"{filename.strip('<>')}, line {node.lineno}: `{text}`"
-        try:
-            with _alarm(max(time.time() + 0.05, end - 0.02 * (len(kept) - k - 1))):
-                code = compile(ast.Module(body=[node], type_ignores=[]), filename, "exec", flags=flags,
-                               dont_inherit=True)
-                exec(code, module.__dict__)
-        except TimeUp:
-            notes.append(f"{where} took too long to define (a loop in a class body, a decorator or a default "
-                         f"argument?); the grader skipped it.")
-        except Exception as e:
-            notes.append(f"{where} raised {type(e).__name__}: {first_line(e)}")
-    return module, notes, broken
-
-
-def _is_literal(node: ast.expr) -> bool:
-    try:
-        ast.literal_eval(node)
-        return True
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-
-
-def _binds(node: ast.Import | ast.ImportFrom, used: set[str]) -> bool:
-    """Whether an import binds a name that the kept code uses (`import *` always counts)."""
-    for alias in node.names:
-        if alias.name == "*":
-            return True
-        bound = alias.asname or (alias.name.split(".")[0] if isinstance(node, ast.Import) else alias.name)
-        if bound in used:
-            return True
-    return False
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -661,7 +339,7 @@ class Remote:
             raise SubmissionGone("closed")
         for obj, state in zip(objects, states):
             restore(obj, state, attrs_only=True)
-        return [None if g is None else _same_tensor(g, t, "a gradient") for g, t in zip(found, leaves)]
+        return [None if g is None else same_tensor(g, t, "a gradient") for g, t in zip(found, leaves)]
 
     def finish(self) -> int | None:
         """Tell the submission to end; returns how many characters it printed (None when it could not say)."""

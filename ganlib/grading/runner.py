@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import sandbox
+from .channel import Channel, ChannelClosed, ChannelTimeout
 from .chapters import Chapter, PrivateChecks, columns, first_line
 from .report import Graded, Outcome
 from .submissions import Submission, read_bytes
@@ -177,7 +178,7 @@ def zygote(control_fd: int) -> None:
 
     confinement = sandbox.probe(imported_lazily())
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # checkers are reaped by the kernel
-    sandbox.Channel(control).send(json.dumps([confinement.namespaces, confinement.switch_user]).encode())
+    Channel(control).send(json.dumps([confinement.namespaces, confinement.switch_user]).encode())
     control.setblocking(True)
     while True:
         try:
@@ -198,7 +199,7 @@ def _checker(fd: int, confinement: sandbox.Confinement) -> None:
     code = 0
     try:
         sandbox.die_with_parent()
-        channel = sandbox.Channel(socket.socket(fileno=fd))
+        channel = Channel(socket.socket(fileno=fd))
         channel.send(json.dumps({"pid": os.getpid()}).encode())
         spec = json.loads(channel.recv())
         channel.send(json.dumps({"result": check_submission(spec, confinement)}).encode())
@@ -221,8 +222,8 @@ class Zygote:
         theirs.close()
         self.control = ours
         try:
-            flags = json.loads(sandbox.Channel(ours).recv(time.time() + ZYGOTE_START, 1024))
-        except (sandbox.ChannelClosed, sandbox.ChannelTimeout, ValueError):
+            flags = json.loads(Channel(ours).recv(time.time() + ZYGOTE_START, 1024))
+        except (ChannelClosed, ChannelTimeout, ValueError):
             self.stop()
             from ..errors import GanlibError
 
@@ -230,12 +231,12 @@ class Zygote:
         ours.setblocking(True)
         self.confinement = sandbox.Confinement(*flags)
 
-    def fork(self) -> tuple[sandbox.Channel, int]:
+    def fork(self) -> tuple[Channel, int]:
         """A new checker: returns the channel to it and its pid."""
         ours, theirs = socket.socketpair()
         socket.send_fds(self.control, [b"j"], [theirs.fileno()])
         theirs.close()
-        channel = sandbox.Channel(ours)
+        channel = Channel(ours)
         pid = json.loads(channel.recv(time.time() + 30, 1024))["pid"]
         return channel, pid
 
@@ -328,7 +329,7 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
                 del running[sock]
                 try:
                     message = json.loads(channel.recv(time.time() + 10)) if sock in ready else {}
-                except (sandbox.ChannelClosed, sandbox.ChannelTimeout, ValueError):
+                except (ChannelClosed, ChannelTimeout, ValueError):
                     message = {}
                 if "result" not in message:
                     _kill(pid)  # a checker that sent its result has ended on its own

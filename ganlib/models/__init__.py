@@ -41,14 +41,32 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
 
 
 @torch.no_grad()
-def sample(G: nn.Module, n: int, seed: int = 0, labels: torch.Tensor | None = None,
+def sample(G: nn.Module, n: int, seed: int = 0, labels: torch.Tensor | None = None, truncation: float | None = None,
            generate_fn: Callable = generate, device: torch.device | str | None = None,
-           batch: int = 256, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`n` samples on the CPU (and their labels), deterministic given `seed`; G is used in eval mode.
+           batch: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`n` samples of any family's G on the CPU (and their labels), deterministic given `seed`; G runs in eval mode.
 
-    z ~ N(0, I) (unless given as `z` [n, z_dim], e.g. truncated) and, for a conditional G without given
-    labels, uniform labels, drawn in that order from one generator seeded with `seed`.
+    Args:
+        G: a generator.
+        n: how many samples.
+        seed: seeds z ~ N(0, I) and, for a conditional G without `labels`, uniform labels (drawn in that order).
+        labels: [n] classes for a class-conditional G (None: uniform).
+        truncation: the family's truncation trick, None for none: StyleGAN's psi (w pulled towards the average
+            w; 1: off), BigGAN's threshold of the truncated normal. A family with a trick (or its own way of
+            sampling) implements it in its generator's method ``sampling(n, seed, truncation) -> (z or None,
+            generate_fn or None)``, in its model module; a GanlibError for a G without one.
+        generate_fn: how to run G on a batch, ``(G, z, labels) -> samples`` (a trainer's `generate`: PGGAN's
+            current resolution); the family's own, when `sampling` gives one, comes first.
+        device, batch: where G runs, and how many samples per forward pass.
     """
+    sampling = getattr(G, "sampling", None)  # the model family's sampling (StyleGAN, BigGAN)
+    if sampling is None and truncation is not None:
+        raise GanlibError(f"truncation {truncation!r}: {type(G).__module__}.{type(G).__name__} has no truncation "
+                          f"trick; sample without one (no --truncation), or use a model that has one (StyleGAN, "
+                          f"BigGAN).")
+    was_training = G.training
+    z, family_fn = sampling(n, seed, truncation) if sampling is not None else (None, None)
+    generate_fn = family_fn or generate_fn
     device = device or next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
     if z is None:
@@ -56,7 +74,6 @@ def sample(G: nn.Module, n: int, seed: int = 0, labels: torch.Tensor | None = No
     assert z.shape == (n, G.z_dim), f"z must be [{n}, {G.z_dim}], got {list(z.shape)}"
     if getattr(G, "num_classes", 0) and labels is None:
         labels = torch.randint(G.num_classes, (n,), generator=g)
-    was_training = G.training
     G.eval()
     out = []
     for i in range(0, n, batch):

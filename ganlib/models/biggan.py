@@ -199,6 +199,15 @@ class Generator(nn.Module):
         x = self.out_conv(F.relu(self.out_bn(x)))
         return torch.tanh(x)  # [N, C, R, R]
 
+    def sampling(self, n: int, seed: int, truncation: float | None):
+        """How `models.sample` runs this G: its batch-norm statistics are first measured anew for its weights
+        and this truncation (`standing_statistics`), then z [n, z_dim] comes from the normal truncated at
+        `truncation` (None: the plain normal, drawn by `models.sample`). Returns (z or None, None: G's forward)."""
+        standing_statistics(self, truncation=truncation, seed=seed + 1)
+        if truncation is None:
+            return None, None
+        return truncated_z(n, self.z_dim, truncation, generator=torch.Generator().manual_seed(seed)), None
+
 
 class Discriminator(nn.Module):
     """images [N, img_channels, resolution, resolution] and labels [N] -> logits [N]."""

@@ -317,6 +317,12 @@ class Generator(nn.Module):
             ws = truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
         return self.synthesis(ws, noise_mode)
 
+    def sampling(self, n: int, seed: int, truncation: float | None):
+        """How `models.sample` runs this G: with the constant noise maps (the same seed gives the same images) and
+        the truncation trick in W, psi = `truncation` (None: 1, off). Returns (None: plain z, the forward)."""
+        psi = 1.0 if truncation is None else truncation
+        return None, lambda G, z, labels: G(z, truncation_psi=psi, noise_mode="const")
+
 
 # ----------------------------------------------------------------------------------------------------------
 # Discriminator

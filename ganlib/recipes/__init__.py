@@ -1,11 +1,15 @@
 """Recipes: for each model the command line can train, its hyper-parameters per profile and how to build it.
 
-A recipe is a module with
+A recipe is a module of presets; it holds no training code. It has
     PRESETS:  {"smoke": {...}, "cpu": {...}, "gpu": {...}}, each with keys
-              data, resolution (images only), G and D (constructor kwargs), train (TrainConfig kwargs);
+              data, resolution (images only), G and D (constructor kwargs), train (TrainConfig kwargs), and
+              optionally trainer (keyword arguments of TRAINER: PGGAN's growth schedule, StyleGAN's
+              regularisers);
     FAMILY:   the model family in `ganlib.models` (what `models.build` rebuilds);
-    TRAINER:  the `Trainer` class to use (a chapter's subclass, or the plain one); a preset's optional
-              "trainer" dict holds extra keyword arguments for it (PGGAN: the growth schedule);
+    TRAINER:  optionally, the chapter's `Trainer` subclass (`progressive.ProgressiveTrainer`,
+              `stylegan_training.StyleGANTrainer`; default the plain `Trainer`). Its `OPTIONS` fields are run
+              options like TrainConfig's: `make_trainer`'s keyword arguments (and so `--set NAME=VALUE`) reach
+              them, checked the same way, and checkpoints keep them;
     NET_OPTIONS: optionally, {name: "G" or "D"}: network arguments that `make_trainer`'s keyword arguments
               (and so the command line's `--set NAME=VALUE`) reach next to the training options (gan: pack);
     DATA_KIND: "points" for a model of 2-D points (default "images");
@@ -21,9 +25,11 @@ import importlib
 from pathlib import Path
 
 from .. import data as datasets
+from ..checkpoints import load_generator
 from ..env import PROFILES, current_profile
 from ..errors import GanlibError
-from ..train import TrainConfig, Trainer
+from ..options import TrainConfig, check_names
+from ..train import Trainer
 
 RECIPES = (
     "gan",
@@ -39,6 +45,17 @@ def get(name: str):
     if name not in RECIPES:
         raise GanlibError(f"unknown model {name!r}: use one of {', '.join(RECIPES)}.")
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def trainer_class(name: str) -> type[Trainer]:
+    """The `Trainer` (sub)class that trains recipe `name`."""
+    return getattr(get(name), "TRAINER", Trainer)
+
+
+def option_names(name: str) -> set[str]:
+    """The run options of recipe `name`: TrainConfig's fields and its trainer's `OPTIONS` fields."""
+    own = trainer_class(name).OPTIONS
+    return set(TrainConfig.names()) | set(own.names() if own else ())
 
 
 def preset(name: str, profile: str | None = None) -> dict:
@@ -75,7 +92,8 @@ def make_trainer(name: str, profile: str | None = None, data: str | None = None,
         run_dir: where checkpoints and sample grids go.
         device: torch device (default: CUDA when available).
         preset_overrides: replaces top-level preset entries (e.g. {"G": {...}}).
-        **train_overrides: TrainConfig fields (steps=..., seed=..., lr_g=...), and the recipe's NET_OPTIONS
+        **train_overrides: run options (`option_names`: TrainConfig fields such as steps=..., seed=..., lr_g=...,
+            and the trainer's OPTIONS such as StyleGAN's style_mixing=...), and the recipe's NET_OPTIONS
             (gan: pack=2).
     """
     from ..models import build
@@ -86,6 +104,10 @@ def make_trainer(name: str, profile: str | None = None, data: str | None = None,
     for option, net in getattr(recipe, "NET_OPTIONS", {}).items():
         if option in train_overrides:
             p[net] = dict(p[net], **{option: train_overrides.pop(option)})
+    trainer_cls = trainer_class(name)
+    check_names(train_overrides, option_names(name))  # before anything is loaded or built
+    own = trainer_cls.OPTIONS.names() if trainer_cls.OPTIONS else []
+    trainer_options = {option: train_overrides.pop(option) for option in own if option in train_overrides}
     p["data"] = data or p["data"]
     p["resolution"] = resolution or p.get("resolution")
     ds = datasets.load(p["data"], resolution=p["resolution"], split="train", seed=p["train"].get("seed", 0))
@@ -100,38 +122,16 @@ def make_trainer(name: str, profile: str | None = None, data: str | None = None,
     spec = spec_fn(p, ds)
     G, D = build(spec)
     cfg = TrainConfig.from_dict({**p["train"], **train_overrides})
-    trainer_cls = getattr(recipe, "TRAINER", Trainer)
-    trainer = trainer_cls(G, D, ds, cfg, run_dir=run_dir, device=device, spec=spec, **p.get("trainer", {}))
+    trainer = trainer_cls(G, D, ds, cfg, run_dir=run_dir, device=device, spec=spec,
+                          **{**p.get("trainer", {}), **trainer_options})
     trainer.preset = p
     return trainer
 
 
-def load_generator(run_dir: str | Path, device=None):
-    """(G, spec, checkpoint state) of a run: G_ema when the run kept one, in eval mode."""
-    import torch
-
-    from ..models import build
-    from ..train import load_checkpoint_file
-
-    state = load_checkpoint_file(run_dir)
-    spec = state.get("spec")
-    if not spec:
-        raise GanlibError(f"the checkpoint in {str(run_dir)!r} has no model description (it was trained from "
-                          f"hand-built networks); sample it from Python with Trainer.sample instead.")
-    G, _ = build(spec)
-    try:
-        G.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
-    except RuntimeError as e:
-        raise GanlibError(f"the weights in {str(run_dir)!r} do not fit the model they claim to be "
-                          f"({str(e).splitlines()[0][:120]}): the checkpoint is damaged; train again.") from None
-    device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return G.to(device).eval(), spec, state
-
-
 def sample_from_run(run_dir: str | Path, n: int, seed: int = 0, label: int | None = None,
                     truncation: float | None = None, device=None):
-    """(samples on the CPU, labels or None, "images" or "points") from a trained run, with its recipe's
-    `sample` function when it has one (BigGAN and StyleGAN add truncation)."""
+    """(samples on the CPU, labels or None, "images" or "points") from a trained run, all of class `label`
+    when given, with the model's truncation trick at `truncation` (`models.sample`)."""
     import torch
 
     from .. import models
@@ -146,12 +146,5 @@ def sample_from_run(run_dir: str | Path, n: int, seed: int = 0, label: int | Non
         if not 0 <= label < G.num_classes:
             raise GanlibError(f"--class {label}: this model has classes 0 to {G.num_classes - 1}.")
         labels = torch.full((n,), label, dtype=torch.long)
-    recipe = get(spec["family"])
-    if hasattr(recipe, "sample"):
-        x, labels = recipe.sample(G, n, seed=seed, labels=labels, truncation=truncation)
-    else:
-        if truncation is not None:
-            raise GanlibError(f"--truncation is not supported by {spec['family']}: use it with a model that "
-                              f"has a truncation trick (BigGAN, StyleGAN).")
-        x, labels = models.sample(G, n, seed, labels)
+    x, labels = models.sample(G, n, seed, labels, truncation)
     return x, labels, ("points" if x.ndim == 2 else "images")

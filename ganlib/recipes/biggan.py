@@ -5,18 +5,14 @@ step per G step, D's rate 4x G's) and the paper's orthogonal regularisation (bet
 a budget of minutes: higher rates (2e-4 / 8e-4 instead of 1e-4 / 4e-4) and an EMA decay of 0.995 from step
 500 instead of 0.9999 from step 20,000 (a 0.9999 average would still remember the first steps at the end
 of a run this short; in a 1500-step digits run, 0.999 from step 400 lagged far behind G, 0.99 and 0.995
-beat it). `python -m ganlib bench biggan-tricks` measures what each trick buys.
+beat it). `python -m ganlib bench biggan-tricks` measures what each trick buys. Every trick is an option of the
+shared loop (hinge, orthogonal regularisation, EMA start) or part of the model (truncation and standing
+statistics, in `models.sample`), so BigGAN trains with the plain `Trainer`.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
-from .. import models
 from ..errors import GanlibError
-from ..models.biggan import standing_statistics, truncated_z
-from ..train import Trainer
 
 FAMILY = "biggan"
 
@@ -51,30 +47,3 @@ def model_spec(preset: dict, data) -> dict:
                           f"per class.")
     return default_spec(FAMILY, preset, data)
 
-
-@torch.no_grad()
-def sample(G: nn.Module, n: int, seed: int = 0, labels: torch.Tensor | None = None,
-           truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`n` images of a BigGAN G (and their labels), with z from the normal truncated at `truncation` (None:
-    the plain normal). G's batch-norm statistics are first measured anew for its weights and this
-    truncation (`standing_statistics`). Deterministic given `seed`; labels are uniform when not given."""
-    was_training = G.training
-    standing_statistics(G, truncation=truncation, seed=seed + 1)
-    z = None
-    if truncation is not None:
-        z = truncated_z(n, G.z_dim, truncation, generator=torch.Generator().manual_seed(seed))
-    x, labels = models.sample(G, n, seed, labels, z=z)
-    G.train(was_training)
-    return x, labels
-
-
-class BigGANTrainer(Trainer):
-    """The training loop, sampling with standing statistics and optionally a truncated latent."""
-
-    def sample(self, n: int, labels: torch.Tensor | None = None, seed: int = 0, ema: bool = True,
-               truncation: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        G = self.G_ema if (ema and self.G_ema is not None) else self.G
-        return sample(G, n, seed, labels, truncation)
-
-
-TRAINER = BigGANTrainer

@@ -20,227 +20,27 @@ changes quickly, and with 4 kimg G_ema recognised 2% of the shapes where G itsel
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
-
-from .. import losses, models
-from ..models.stylegan import mix_styles, mixing_regularisation
-from ..train import Trainer
+from ..stylegan_training import StyleGANTrainer
 
 FAMILY = "stylegan"
+TRAINER = StyleGANTrainer
 
-_TRAIN = dict(loss="nonsaturating", lr_g=0.002, lr_d=0.002, betas=(0.0, 0.99), r1_gamma=1.0, r1_every=16,
-              style_mixing=0.9, pl_weight=2.0, pl_every=4, pl_batch_shrink=2, pl_decay=0.01)
+_TRAIN = dict(loss="nonsaturating", lr_g=0.002, lr_d=0.002, betas=(0.0, 0.99), r1_gamma=1.0, r1_every=16)
+_TRAINER = dict(style_mixing=0.9, pl_weight=2.0, pl_every=4, pl_batch_shrink=2, pl_decay=0.01)  # StyleGANOptions
 
 PRESETS = {
-    "smoke": {"data": "shapes", "resolution": 16,
+    "smoke": {"data": "shapes", "resolution": 16, "trainer": _TRAINER,
               "G": dict(z_dim=32, w_dim=32, mapping_layers=2, channel_base=256, channel_max=32),
               "D": dict(channel_base=256, channel_max=32),
               "train": dict(_TRAIN, steps=8, batch_size=8, ema_half_life_kimg=0.5, log_every=4)},
-    "cpu": {"data": "shapes", "resolution": 32,
+    "cpu": {"data": "shapes", "resolution": 32, "trainer": dict(_TRAINER, pl_weight=0.0),
             "G": dict(z_dim=64, w_dim=64, mapping_layers=2, channel_base=512, channel_max=64),
             "D": dict(channel_base=512, channel_max=64),
-            "train": dict(_TRAIN, steps=2000, batch_size=64, pl_weight=0.0, ema_half_life_kimg=1.0, log_every=100,
+            "train": dict(_TRAIN, steps=2000, batch_size=64, ema_half_life_kimg=1.0, log_every=100,
                           sample_every=500, checkpoint_every=500)},
-    "gpu": {"data": "shapes", "resolution": 32,
+    "gpu": {"data": "shapes", "resolution": 32, "trainer": _TRAINER,
             "G": dict(z_dim=128, w_dim=128, mapping_layers=8, channel_base=4096, channel_max=256),
             "D": dict(channel_base=4096, channel_max=256),
             "train": dict(_TRAIN, steps=20000, batch_size=64, ema_half_life_kimg=5.0, log_every=200,
                           sample_every=2000, checkpoint_every=2000)},
 }
-
-
-class StyleGANTrainer(Trainer):
-    """The shared loop plus StyleGAN's training additions: style mixing in `styles`, path-length
-    regularisation as an extra, lazy G update after `g_update`, and the Adam correction in `make_optimizer`.
-
-    While G trains, its fakes come from mixed styles; samples (G_ema, eval mode) use G's constant noise maps,
-    so that grids written during training are comparable and sampling draws nothing from the global RNG.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pl_mean = torch.zeros((), device=self.device)  # running mean of the path lengths
-
-    def make_optimizer(self, module, lr):
-        cfg = self.cfg
-        if module is self.G:
-            every = cfg.pl_every if cfg.pl_weight > 0 else 1
-        else:
-            every = cfg.r1_every if cfg.r1_gamma > 0 else 1
-        ratio = every / (every + 1) if every > 1 else 1.0  # a lazy regulariser's steps count as extra batches
-        return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=tuple(b ** ratio for b in cfg.betas),
-                                eps=cfg.eps)
-
-    def styles(self, G, z: torch.Tensor) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] for z [N, z_dim], with style-mixing regularisation at cfg.style_mixing."""
-        return mixing_regularisation(G, z, self.cfg.style_mixing, self.rng)
-
-    def generate(self, G, z, labels):
-        if G.training:
-            return G.synthesis(self.styles(G, z))
-        return G(z, noise_mode="const")
-
-    def g_update(self) -> dict:
-        stats = super().g_update()
-        if self.cfg.pl_weight > 0 and self.step % self.cfg.pl_every == 0:
-            self.pl_update()
-        stats["pl_mean"] = self.pl_mean
-        return stats
-
-    def pl_update(self) -> None:
-        """One G update on the path-length penalty alone, times pl_every (lazy), on a smaller batch, in fp32."""
-        cfg = self.cfg
-        self.opt_g.zero_grad(set_to_none=True)
-        z, _ = self.sample_latents(max(1, cfg.batch_size // cfg.pl_batch_shrink))
-        ws = self.styles(self.G, z)
-        lengths = losses.path_lengths(self.G.synthesis(ws), ws, self.rng)
-        penalty, self.pl_mean = losses.path_length_penalty(lengths, self.pl_mean, cfg.pl_decay)
-        self.scalers["g"].scale(penalty * cfg.pl_weight * cfg.pl_every).backward()
-        self._step(self.opt_g, "g")
-
-    def extra_state(self) -> dict:
-        return {"pl_mean": self.pl_mean.cpu()}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.pl_mean = state["pl_mean"].to(self.device)
-
-
-TRAINER = StyleGANTrainer
-
-
-PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
-
-
-def pretrained():
-    """(G_ema in eval mode, training history) of the generator shipped with the course: the `cpu` preset
-    trained on shapes at 32x32 (``python -m ganlib train stylegan --profile cpu``), exported with
-    `export_generator`. Loaded with weights_only=True."""
-    from . import load_generator
-
-    G, _, state = load_generator(pretrained_path(), device="cpu")
-    return G, state["history"]
-
-
-def pretrained_path() -> Path:
-    return PRETRAINED / "stylegan-shapes32.pt"
-
-
-def export_generator(run_dir, path) -> None:
-    """Write a run's G_ema, model spec and training history (no D, no optimiser state: a few hundred KB) as a
-    file `pretrained` and `recipes.load_generator` can read."""
-    from ..files import atomic_save
-    from ..train import load_checkpoint_file
-
-    state = load_checkpoint_file(run_dir)
-    atomic_save({k: state[k] for k in ("format", "spec", "config", "data", "step", "images_seen", "elapsed",
-                                       "G_ema", "history")}, path)
-
-
-def sample(G, n: int, seed: int = 0, labels=None, truncation: float | None = None):
-    """`n` samples (and None for labels) with the truncation trick in W (psi = `truncation`, default 1: off)
-    and G's constant noise maps, so that the same seed gives the same images."""
-    psi = 1.0 if truncation is None else truncation
-    return models.sample(G, n, seed, labels, generate_fn=lambda G, z, y: G(z, truncation_psi=psi, noise_mode="const"))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# What chapter 03 measures (on `shapes`, whose factors are known)
-
-FACTORS = ("shape", "colour", "background", "position")
-
-
-@torch.no_grad()
-def read_factors(images: torch.Tensor, judge) -> dict[str, torch.Tensor]:
-    """Read the factors of `shapes` images [N, 3, R, R] in [-1, 1] back off the pixels.
-
-    ``shape`` and ``colour`` (class indices [N]) are the most likely ones according to the shapes judge's
-    (shape, colour) classifier; ``background`` [N] is the palette background nearest to the median colour of
-    the image's border; ``position`` [N, 2] is the centroid (x, y, as fractions of the side) of the pixels
-    that differ clearly from that background.
-    """
-    from .. import data as datasets
-    from ..metrics import classify
-
-    images = images.float().cpu()
-    _, probs = classify(judge.model, judge.prepare(images))
-    pairs = probs[:, : judge.pairs].reshape(len(images), len(datasets.SHAPE_NAMES), -1)  # [N, shapes, colours]
-    border = torch.cat([images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2)
-    bg = border.median(dim=2).values  # [N, 3]
-    palette = torch.tensor(list(datasets.SHAPE_BACKGROUNDS.values())) * 2 - 1  # [B, 3] in [-1, 1]
-    background = torch.cdist(bg, palette).argmin(dim=1)
-    fg = ((images - bg[:, :, None, None]).abs().amax(dim=1) > 0.3).float()  # [N, R, R]
-    r = images.shape[-1]
-    coords = (torch.arange(r, dtype=torch.float32) + 0.5) / r
-    mass = fg.sum(dim=(1, 2)).clamp(min=1)
-    position = torch.stack([(fg.sum(1) * coords).sum(1) / mass, (fg.sum(2) * coords).sum(1) / mass], dim=1)
-    return {"shape": pairs.sum(2).argmax(1), "colour": pairs.sum(1).argmax(1), "background": background,
-            "position": position}
-
-
-@torch.no_grad()
-def mixing_shares(G, judge, crossover: int, n: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Which factors follow the coarse latent and which the fine one when styles are mixed at `crossover`.
-
-    For n pairs of latents (a, b): images A = G(a), B = G(b) and the mix M with rows [0, crossover) of a's ws
-    and the rest of b's (constant noise throughout). For each factor, over the pairs where A and B differ in
-    it (categorical factors) or always (position), the share of mixes whose factor equals A's ("coarse"),
-    B's ("fine") or neither; for position, "coarse" when M's centroid is nearer A's than B's. Returns
-    {factor: {"coarse": share, "fine": share, "pairs": count}}.
-    """
-    from ..models.stylegan import broadcast
-
-    g = torch.Generator().manual_seed(seed)
-    device = next(G.parameters()).device
-    za, zb = (torch.randn(n, G.z_dim, generator=g).to(device) for _ in range(2))
-    ws_a, ws_b = broadcast(G.mapping(za), G.num_ws), broadcast(G.mapping(zb), G.num_ws)
-    make = lambda ws: G.synthesis(ws, noise_mode="const").cpu()
-    fa, fb, fm = (read_factors(make(ws), judge) for ws in (ws_a, ws_b, mix_styles(ws_a, ws_b, crossover)))
-    shares = {}
-    for name in FACTORS:
-        if name == "position":
-            coarse = (fm[name] - fa[name]).norm(dim=1) < (fm[name] - fb[name]).norm(dim=1)
-            shares[name] = {"coarse": float(coarse.float().mean()), "fine": float((~coarse).float().mean()),
-                            "pairs": n}
-            continue
-        differ = fa[name] != fb[name]
-        m = int(differ.sum())
-        shares[name] = {"coarse": float((fm[name] == fa[name])[differ].float().mean()) if m else float("nan"),
-                        "fine": float((fm[name] == fb[name])[differ].float().mean()) if m else float("nan"),
-                        "pairs": m}
-    return shares
-
-
-@torch.no_grad()
-def perceptual_path_length(G, judge, space: str = "w", n: int = 1000, eps: float = 1e-4, seed: int = 0) -> float:
-    """Perceptual path length (StyleGAN, section 4.2) with the course's own features instead of VGG/LPIPS.
-
-    For n random pairs of latents and t ~ U(0, 1): the squared distance between the judge classifier's
-    features of the images at t and t + eps along the path, divided by eps^2; paths are slerp in Z
-    (``space="z"``) or straight lines in W (``space="w"``). As in the paper, the values outside the 1st and
-    99th percentiles are dropped before averaging. Lower means smoother: small steps make small changes.
-    G and the features run in float64 (the differences are tiny).
-    """
-    import copy
-
-    from ..models.stylegan import broadcast
-    from ..viz import lerp, slerp
-
-    assert space in ("z", "w"), f"space must be 'z' or 'w', got {space!r}"
-    G = copy.deepcopy(G).cpu().double().eval()
-    model = copy.deepcopy(judge.model).double()
-    features = lambda images: model.features(judge.prepare(images).double())  # the judge sees 16x16 images
-    g = torch.Generator().manual_seed(seed)
-    z0, z1 = torch.randn(n, G.z_dim, generator=g).double(), torch.randn(n, G.z_dim, generator=g).double()
-    t = torch.rand(n, generator=g).double()
-    ends = (z0, z1) if space == "z" else (G.mapping(z0), G.mapping(z1))
-    path = slerp if space == "z" else lerp
-    points = torch.stack([path(a, b, torch.stack([ti, ti + eps])) for a, b, ti in zip(*ends, t)])  # [n, 2, D]
-    w = points.flatten(0, 1)  # [2n, D]: each pair's two points, next to each other
-    ws = broadcast(G.mapping(w) if space == "z" else w, G.num_ws)
-    images = torch.cat([G.synthesis(chunk, noise_mode="const") for chunk in ws.split(250)])  # [2n, C, R, R]
-    f = torch.cat([features(chunk) for chunk in images.split(250)]).reshape(n, 2, -1)
-    dist = (f[:, 0] - f[:, 1]).square().sum(dim=1) / eps ** 2  # [n]
-    low, high = torch.quantile(dist, 0.01), torch.quantile(dist, 0.99)
-    return float(dist[(dist >= low) & (dist <= high)].mean())
