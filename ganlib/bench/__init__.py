@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 
 from ..files import atomic_write_text
-from .biggan_tricks import bench_biggan_tricks
+from . import biggan_tricks, dcgan_digits
 from .core import THREADS, machine, threads
-from .dcgan_digits import bench_dcgan_digits
 from .ddp_throughput import bench_ddp_throughput
 from .grading_class import bench_grading
 from .pggan_growing import bench_pggan_growing
@@ -37,11 +36,11 @@ claim is a comparison, both sides were measured in the same run, and the ratio i
 
 
 BENCHMARKS: dict[str, tuple[str, Callable[[bool], str]]] = {
-    "dcgan-digits": ("DCGAN on digits, cpu profile: ganlib against a tutorial-style DCGAN", bench_dcgan_digits),
+    "dcgan-digits": (dcgan_digits.TITLE, lambda quick: dcgan_digits.report(dcgan_digits.measure(quick))),
     "ring8": ("Mode collapse on ring8: vanilla GAN against PacGAN2", bench_ring8),
     "throughput": ("Training-loop throughput: ganlib against a plain loop", bench_throughput),
     "grading": ("Grading a class of 30 submissions", bench_grading),
-    "biggan-tricks": ("BigGAN on digits, cpu profile: each trick, batch size, truncation", bench_biggan_tricks),
+    "biggan-tricks": (biggan_tricks.TITLE, lambda quick: biggan_tricks.report(biggan_tricks.measure(quick))),
     "ddp-throughput": ("Several processes: torchrun on the CPU with 1 and 2 processes", bench_ddp_throughput),
     "pggan-growing": ("PGGAN on shapes: progressive growing against the full resolution from the start",
                       bench_pggan_growing),
