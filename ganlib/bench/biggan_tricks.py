@@ -71,14 +71,14 @@ def _batch_statistics(G: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> to
     return models.generate(G, z, labels)
 
 
-def sample_with(G: nn.Module, statistics_: str, n: int, labels: torch.Tensor, seed: int,
+def sample_with(G: nn.Module, how: str, n: int, labels: torch.Tensor, seed: int,
                 truncation: float | None) -> torch.Tensor:
-    """`n` images of a copy of a trained BigGAN G (left untouched) normalised with one of `STATISTICS`."""
+    """`n` images of a copy of a trained BigGAN G (left untouched), normalised `how`: a key of `STATISTICS`."""
     G = copy.deepcopy(G)
-    if statistics_ == "standing":
+    if how == "standing":
         return biggan_recipe.sample(G, n, seed, labels, truncation)[0]
     z = truncated_z(n, G.z_dim, truncation, torch.Generator().manual_seed(seed)) if truncation else None
-    generate = _batch_statistics if statistics_ == "batch" else models.generate
+    generate = _batch_statistics if how == "batch" else models.generate
     return models.sample(G, n, seed, labels, generate_fn=generate, z=z)[0]
 
 
