@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..files import atomic_write_text
+from . import stylegan_mixing
 from .biggan_tricks import bench_biggan_tricks
 from .core import THREADS, machine, threads
 from .dcgan_digits import bench_dcgan_digits
@@ -24,7 +25,6 @@ from .ddp_throughput import bench_ddp_throughput
 from .grading_class import bench_grading
 from .pggan_growing import bench_pggan_growing
 from .ring8 import bench_ring8
-from .stylegan_mixing import bench_stylegan_mixing
 from .throughput import bench_throughput
 
 HEADER = """# Benchmarks
@@ -45,8 +45,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[bool], str]]] = {
     "ddp-throughput": ("Several processes: torchrun on the CPU with 1 and 2 processes", bench_ddp_throughput),
     "pggan-growing": ("PGGAN on shapes: progressive growing against the full resolution from the start",
                       bench_pggan_growing),
-    "stylegan-mixing": ("StyleGAN on shapes: coarse and fine styles, with and without mixing regularisation",
-                        bench_stylegan_mixing),
+    "stylegan-mixing": (stylegan_mixing.TITLE,
+                        lambda quick: stylegan_mixing.report(stylegan_mixing.measure(quick))),
 }
 
 
