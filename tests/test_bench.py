@@ -86,7 +86,8 @@ def test_stylegan_mixing_report_leaves_diverged_runs_out_of_the_means():
             _stylegan_run(0.0, 2, 0.1, [9000.0] * 4, 0.0)]  # diverged: shape_ok below 0.5
     measured = {"n": 1000, "resolution": 32, "judge_accuracy": 0.935, "latents": [1, 2, 3, 4],
                 "real": {"shape_ok": 0.99, "recognisable": 0.99, "classes": 18, "fd": 2.4},
-                "diverged_below": 0.5, "processes": 2, "runs": runs}
+                "diverged_below": 0.5, "processes": 2, "planned_seeds": [0, 1, 2, 3],
+                "preset_steps": 2000, "runs": runs}
     text = sm.report(measured)
     assert "Diverged: without mixing regularisation, seed 2" in text
     assert "| without mixing regularisation (diverged) | 2 | 9000.0 | 9000.0 | 9000.0 | 9000.0 |" in text
@@ -95,11 +96,14 @@ def test_stylegan_mixing_report_leaves_diverged_runs_out_of_the_means():
     assert "| **without mixing regularisation, mean ± std** | 2 seeds | 150.0 ± 70.7 | 195.0 ± 148.5 |" in text
     # rise over 1 latent at 4 latents: with (30 + 30) / 2 = +30, without (300 - 30) / 2 = +135; lower with it
     # in seed 0 (130 < 500) but not in seed 1 (150 > 70)
-    assert "4 latents: FD +30.0 over 1 latent with mixing regularisation, +135.0 without; lower with it in 1 of 2" \
-        in text
+    assert "- 4 latents: FD +30.0 over 1 latent with mixing regularisation, +135.0 without (means); FD lower with " \
+           "it in 1 of 2 seeds" in text
     assert "| without mixing regularisation | 2 | 0.50 ± 0.00 / 0.50 ± 0.00 | 0.50 ± 0.00 / 0.50 ± 0.00 | " \
            "0.50 ± 0.00 / 0.65 ± 0.07 |" in text
-    assert "batch 64, 2000 steps" in text and "0, 1, 2 (`python -m ganlib train stylegan" in text
+    assert "batch 64, 2000 steps)" in text
+    runs[0]["steps"] = 1500  # a run reported from the checkpoint a stopped benchmark left
+    assert "batch 64, **stopped at step 1500 of the preset's 2000**)" in sm.report(measured)
+    assert "seeds\n0, 1, 2 (of the planned 0, 1, 2, 3: the runs of seed 3 did not finish" in text
 
 
 def test_mix_latents_gives_each_latent_a_run_of_rows():

@@ -54,25 +54,25 @@ def mixed_latent_images(G, n: int, k: int, seed: int = 0, batch: int = 250) -> t
     return torch.cat([G.synthesis(chunk, noise_mode="const").cpu() for chunk in mixed.split(batch)])
 
 
-def stylegan_trainer(quick: bool, mixing: float, seed: int):
-    """The cpu preset with style-mixing probability `mixing` and `seed` (20 steps when `quick`), as the command
-    line builds it (the same initial weights), checkpointing into the cache."""
+def stylegan_trainer(quick: bool, mixing: float, seed: int, steps: int | None = None):
+    """The cpu preset with style-mixing probability `mixing` and `seed` (20 steps when `quick`, `steps` when
+    given), as the command line builds it (the same initial weights), checkpointing into the cache."""
     from ..env import seed_everything
     from ..files import cache_dir
 
     run_dir = cache_dir() / "bench" / f"stylegan-shapes32-mixing{mixing:g}-seed{seed}" / ("quick" if quick else "full")
-    steps = 20 if quick else recipes.preset("stylegan", "cpu")["train"]["steps"]
+    steps = steps or (20 if quick else recipes.preset("stylegan", "cpu")["train"]["steps"])
     seed_everything(seed)  # the networks' initial weights, as the command line's --seed
     return recipes.make_trainer("stylegan", profile="cpu", device="cpu", run_dir=run_dir, steps=steps, seed=seed,
                                 style_mixing=mixing)
 
 
-def _run(quick: bool, mixing: float, seed: int) -> dict:
+def _run(quick: bool, mixing: float, seed: int, steps: int | None) -> dict:
     """Train one run (resuming its checkpoint) in one thread and measure its G_ema."""
     from ..recipes import stylegan as sgr
 
     torch.set_num_threads(1)
-    t = stylegan_trainer(quick, mixing, seed)
+    t = stylegan_trainer(quick, mixing, seed, steps)
     if (t.run_dir / "checkpoint.pt").is_file():  # a stopped benchmark continues where it stopped
         t.load_checkpoint()
     t.train(progress=False)
@@ -92,8 +92,9 @@ def _run(quick: bool, mixing: float, seed: int) -> dict:
             "fd_latents": fd_latents, "shares": shares}
 
 
-def measure(quick: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict:
-    """Train and score every (mixing, seed) run; `seeds` only narrows the benchmark when time is short."""
+def measure(quick: bool = False, seeds: tuple[int, ...] = SEEDS, steps: int | None = None) -> dict:
+    """Train and score every (mixing, seed) run. `seeds` and `steps` (default: the preset's) only narrow the
+    benchmark when time is short, e.g. to report the checkpoints a stopped benchmark left; the section says so."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -101,15 +102,18 @@ def measure(quick: bool = False, seeds: tuple[int, ...] = SEEDS) -> dict:
 
     jobs = [(m, s) for s in seeds for m in MIXINGS]  # seed by seed, so that the first seeds finish first
     with ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
-        runs = list(pool.map(_run, [quick] * len(jobs), [m for m, _ in jobs], [s for _, s in jobs]))
-    res = recipes.preset("stylegan", "cpu")["resolution"]
+        runs = list(pool.map(_run, [quick] * len(jobs), [m for m, _ in jobs], [s for _, s in jobs],
+                             [steps] * len(jobs)))
+    preset = recipes.preset("stylegan", "cpu")
+    res = preset["resolution"]
     judge = metrics.judge_for("shapes", res)
     n = 100 if quick else 1000
     real = load("shapes", resolution=res, split="test")
     floor = judge.score(real.batch(torch.arange(min(n, len(real))))[0])
     return {"n": n, "resolution": res, "judge_accuracy": judge.test_accuracy, "latents": list(LATENTS),
             "real": {key: floor[key] for key in ("shape_ok", "recognisable", "classes", "fd")},
-            "diverged_below": DIVERGED_BELOW, "processes": PROCESSES, "runs": runs}
+            "diverged_below": DIVERGED_BELOW, "processes": PROCESSES, "planned_seeds": list(SEEDS),
+            "preset_steps": 20 if quick else preset["train"]["steps"], "runs": runs}
 
 
 def spread(values: list[float], digits: int = 1) -> str:
@@ -122,6 +126,10 @@ def spread(values: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def seeds_count(k: int) -> str:
+    return f"{k} seed" + ("" if k == 1 else "s")
+
+
 def report(measured: dict) -> str:
     runs, latents, n = measured["runs"], measured["latents"], measured["n"]
     mixings = list(dict.fromkeys(r["mixing"] for r in runs))
@@ -129,26 +137,29 @@ def report(measured: dict) -> str:
     diverged = [r for r in runs if r["score"]["shape_ok"] < measured["diverged_below"]]
     kept = {m: [r for r in runs if r["mixing"] == m and r not in diverged] for m in mixings}
     p, real = runs[0]["model"], measured["real"]
-    steps = max(r["steps"] for r in runs)
+    steps = min(r["steps"] for r in runs)
+    steps_text = (f"{steps} steps" if steps == measured["preset_steps"] else
+                  f"**stopped at step {steps} of the preset's {measured['preset_steps']}**")
 
-    quality = [f"| real held-out images | - | - | {real['shape_ok']:.3f} | {real['recognisable']:.3f} | "
+    quality = [f"| real held-out images | - | - | - | {real['shape_ok']:.3f} | {real['recognisable']:.3f} | "
                f"{real['classes']} | {real['fd']:.1f} | - | - |"]
     fds = []
     for r in runs:
         s, flag = r["score"], " (diverged)" if r in diverged else ""
-        quality.append(f"| {model_name(r['mixing'])}{flag} | {r['seed']} | {r['train_s']:.0f} | {s['shape_ok']:.3f} | "
+        quality.append(f"| {model_name(r['mixing'])}{flag} | {r['seed']} | {r['steps']} | {r['train_s']:.0f} | "
+                       f"{s['shape_ok']:.3f} | "
                        f"{s['recognisable']:.3f} | {s['classes']} | {s['fd']:.1f} | {r['ppl_z']:.0f} | "
                        f"{r['ppl_w']:.0f} |")
         fds.append(f"| {model_name(r['mixing'])}{flag} | {r['seed']} | "
                    + " | ".join(f"{fd:.1f}" for fd in r["fd_latents"]) + " |")
     for m in mixings:
         k = kept[m]
-        quality.append(f"| **{model_name(m)}, mean ± std** | {len(k)} seeds | - | "
+        quality.append(f"| **{model_name(m)}, mean ± std** | {seeds_count(len(k))} | - | - | "
                        f"{spread([r['score']['shape_ok'] for r in k], 3)} | "
                        f"{spread([r['score']['recognisable'] for r in k], 3)} | "
                        f"{spread([r['score']['classes'] for r in k])} | {spread([r['score']['fd'] for r in k])} | "
                        f"{spread([r['ppl_z'] for r in k], 0)} | {spread([r['ppl_w'] for r in k], 0)} |")
-        fds.append(f"| **{model_name(m)}, mean ± std** | {len(k)} seeds | "
+        fds.append(f"| **{model_name(m)}, mean ± std** | {seeds_count(len(k))} | "
                    + " | ".join(spread([r["fd_latents"][i] for r in k]) for i in range(len(latents))) + " |")
 
     crossovers = list(runs[0]["shares"])
@@ -167,28 +178,36 @@ def report(measured: dict) -> str:
                 continue
             rise = {m: statistics.mean(r["fd_latents"][i] - r["fd_latents"][0] for r in kept[m]) for m in mixings}
             lower = sum(a["fd_latents"][i] < b["fd_latents"][i] for a, b in paired)
-            verdict.append(f"{k} latents: FD {rise[with_]:+.1f} over 1 latent with mixing regularisation, "
-                           f"{rise[without]:+.1f} without; lower with it in {lower} of {len(paired)} seeds")
-    verdict_text = ("Mean over the seeds that did not diverge, and paired by seed: " + "; ".join(verdict) + "."
+            verdict.append(f"- {k} latents: FD {rise[with_]:+.1f} over 1 latent with mixing regularisation, "
+                           f"{rise[without]:+.1f} without (means); FD lower with it in {lower} of "
+                           f"{seeds_count(len(paired))}")
+    verdict_text = ("Over the seeds that did not diverge, the rise of FD from 1 latent to several, and the runs "
+                    "compared seed by seed:\n\n" + "\n".join(verdict)
                     if verdict else "Too few runs that did not diverge to compare the two.")
     diverged_text = ("Diverged: " + "; ".join(f"{model_name(r['mixing'])}, seed {r['seed']}" for r in diverged)
                      if diverged else "No run diverged")
     seeds_text = ", ".join(str(s) for s in seeds)
+    missing = [s for s in measured["planned_seeds"] if s not in seeds]
+    if missing:
+        planned = ", ".join(str(s) for s in measured["planned_seeds"])
+        seeds_text += (f" (of the planned {planned}: the runs of seed {', '.join(str(s) for s in missing)} did not "
+                       f"finish in the time this run of the benchmark had)")
     return f"""The `stylegan` cpu preset (G: w {p['w_dim']}, {p['mapping_layers']} mapping layers, {p['num_ws']} ws;
-batch {p['batch']}, {steps} steps) on shapes at {measured['resolution']}x{measured['resolution']}, trained with
+batch {p['batch']}, {steps_text}) on shapes at {measured['resolution']}x{measured['resolution']}, trained with
 style-mixing regularisation (probability 0.9) and without (0), everything else equal, with training seeds
-{seeds_text} (`python -m ganlib train stylegan --profile cpu --seed S --set style_mixing=P`); the runs train
-apart, {measured['processes']} at a time in processes of one thread each. Scores on {n} samples of G's EMA from the
-shapes judge (held-out accuracy {measured['judge_accuracy']:.3f}): *shape recognised* (the most likely shape,
-colours summed out, outweighs the other shapes and "no shape" together), *recognisable* (shape and colour both,
-the colour also in the dataset's palette), (shape, colour) combinations covered of 18, Fréchet distance (FD) of
-its features; perceptual path length (PPL) with its features, {n // 2} paths, in Z (slerp) and W (lerp).
+{seeds_text}: each run as `python -m ganlib train stylegan --profile cpu --seed S --set style_mixing=P` trains
+it. The runs train apart, {measured['processes']} at a time in processes of one thread each. Scores on {n}
+samples of G's EMA from the shapes judge (held-out accuracy {measured['judge_accuracy']:.3f}): *shape recognised*
+(the most likely shape, colours summed out, outweighs the other shapes and "no shape" together), *recognisable*
+(shape and colour both, the colour also in the dataset's palette), (shape, colour) combinations covered of 18,
+Fréchet distance (FD) of its features; perceptual path length (PPL) with its features, {n // 2} paths, in Z
+(slerp) and W (lerp).
 A run counts as **diverged** when its shape-recognised share is below {measured['diverged_below']:g}; it is
 listed, marked, and left out of the means. {diverged_text}. Training seconds are wall time on a shared
 machine: compare them only within one run of the benchmark.
 
-| model | seed | train s | shape recognised | recognisable | covered | FD | PPL in Z | PPL in W |
-|---|---|---|---|---|---|---|---|---|
+| model | seed | steps | train s | shape recognised | recognisable | covered | FD | PPL in Z | PPL in W |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(quality)}
 
 The StyleGAN paper's measure of mixing (Table 2, where it is FID on FFHQ; here the shapes judge's FD, {n}
