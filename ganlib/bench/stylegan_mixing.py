@@ -190,8 +190,9 @@ def report(measured: dict) -> str:
     missing = [s for s in measured["planned_seeds"] if s not in seeds]
     if missing:
         planned = ", ".join(str(s) for s in measured["planned_seeds"])
-        seeds_text += (f" (of the planned {planned}: the runs of seed {', '.join(str(s) for s in missing)} did not "
-                       f"finish in the time this run of the benchmark had)")
+        names = ", ".join(str(s) for s in missing)
+        seeds_text += (f" (of the planned {planned}: the runs of {seeds_count(len(missing)).split()[1]} {names} did "
+                       f"not finish in the time this run of the benchmark had)")
     return f"""The `stylegan` cpu preset (G: w {p['w_dim']}, {p['mapping_layers']} mapping layers, {p['num_ws']} ws;
 batch {p['batch']}, {steps_text}) on shapes at {measured['resolution']}x{measured['resolution']}, trained with
 style-mixing regularisation (probability 0.9) and without (0), everything else equal, with training seeds
