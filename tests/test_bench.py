@@ -290,3 +290,65 @@ def test_biggan_tricks_sampling_statistics():
             x_mates = biggan_tricks.sample_with(G, how, 20, mates, 0, psi)  # the same latents
             assert torch.allclose(x[:10], x_mates[:10], atol=1e-5) == (how != "batch"), (how, psi)
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+
+
+def _stylegan_run(mixing, seed, shape_ok, fd_latents, background_fine):
+    """One run's figures as `stylegan_mixing.measure` records them, made by hand."""
+    shares = {str(c): {f: {"coarse": 0.5, "fine": background_fine if f == "background" else 0.5}
+                       for f in ("shape", "colour", "background", "position")} for c in (2, 4, 6)}
+    return {"mixing": mixing, "seed": seed, "steps": 2000, "train_s": 900.0,
+            "model": {"w_dim": 64, "mapping_layers": 2, "num_ws": 8, "batch": 64},
+            "score": {"shape_ok": shape_ok, "recognisable": 0.2, "classes": 14, "fd": fd_latents[0]},
+            "ppl_z": 5e4, "ppl_w": 4e4, "fd_latents": fd_latents, "shares": shares}
+
+
+def test_stylegan_mixing_report_leaves_diverged_runs_out_of_the_means():
+    """The section is rendered from the measured figures alone: per-seed rows, mean ± std over the runs that did
+    not diverge (a diverged run is marked and named, not averaged in), and the paired verdict per number of
+    latents."""
+    from ganlib.bench import stylegan_mixing as sm
+
+    runs = [_stylegan_run(0.9, 0, 0.8, [100.0, 110.0, 120.0, 130.0], 0.9),
+            _stylegan_run(0.0, 0, 0.7, [200.0, 300.0, 400.0, 500.0], 0.7),
+            _stylegan_run(0.9, 1, 0.9, [120.0, 130.0, 140.0, 150.0], 0.8),
+            _stylegan_run(0.0, 1, 0.6, [100.0, 90.0, 80.0, 70.0], 0.6),
+            _stylegan_run(0.0, 2, 0.1, [9000.0] * 4, 0.0)]  # diverged: shape_ok below 0.5
+    measured = {"n": 1000, "resolution": 32, "judge_accuracy": 0.935, "latents": [1, 2, 3, 4],
+                "real": {"shape_ok": 0.99, "recognisable": 0.99, "classes": 18, "fd": 2.4},
+                "diverged_below": 0.5, "processes": 2, "planned_seeds": [0, 1, 2, 3],
+                "preset_steps": 2000, "runs": runs}
+    text = sm.report(measured)
+    assert "Diverged: without mixing regularisation, seed 2" in text
+    assert "| without mixing regularisation (diverged) | 2 | 9000.0 | 9000.0 | 9000.0 | 9000.0 |" in text
+    # means over seeds 0 and 1 (sample std: |a - b| / sqrt(2)); the diverged run's 9000 stays out
+    assert "| **with mixing regularisation, mean ± std** | 2 seeds | 110.0 ± 14.1 | 120.0 ± 14.1 |" in text
+    assert "| **without mixing regularisation, mean ± std** | 2 seeds | 150.0 ± 70.7 | 195.0 ± 148.5 |" in text
+    # rise over 1 latent at 4 latents: with (30 + 30) / 2 = +30, without (300 - 30) / 2 = +135; lower with it
+    # in seed 0 (130 < 500) but not in seed 1 (150 > 70)
+    assert "- 4 latents: FD +30.0 over 1 latent with mixing regularisation, +135.0 without (means); FD lower with " \
+           "it in 1 of 2 seeds" in text
+    assert "| without mixing regularisation | 2 | 0.50 ± 0.00 / 0.50 ± 0.00 | 0.50 ± 0.00 / 0.50 ± 0.00 | " \
+           "0.50 ± 0.00 / 0.65 ± 0.07 |" in text
+    assert "batch 64, 2000 steps)" in text
+    runs[0]["steps"] = 1500  # a run reported from the checkpoint a stopped benchmark left
+    assert "batch 64, **stopped at step 1500 of the preset's 2000**)" in sm.report(measured)
+    assert "seeds\n0, 1, 2 (of the planned 0, 1, 2, 3: the runs of seed 3 did not finish" in text
+
+
+def test_mix_latents_gives_each_latent_a_run_of_rows():
+    """k latents at k - 1 distinct random crossovers: rows read latents 0, 1, ..., k-1 in order, each at least
+    once, and the crossovers differ between samples."""
+    import torch
+
+    from ganlib.bench.stylegan_mixing import mix_latents
+
+    k, n, num_ws = 4, 200, 8
+    ws = torch.arange(k, dtype=torch.float32)[:, None, None, None].expand(k, n, num_ws, 3)  # latent i is all i
+    mixed = mix_latents(ws, torch.Generator().manual_seed(0))
+    source = mixed[:, :, 0]  # [n, num_ws]: which latent each row read
+    assert mixed.shape == (n, num_ws, 3) and torch.equal(mixed, mixed[:, :, :1].expand_as(mixed))
+    assert (source[:, 0] == 0).all() and (source[:, -1] == k - 1).all()
+    steps = source.diff(dim=1)
+    assert ((steps == 0) | (steps == 1)).all() and (steps.sum(dim=1) == k - 1).all()
+    assert len({tuple(row.tolist()) for row in source}) > 20  # per-sample crossovers, not one for the batch
+    assert torch.equal(mix_latents(ws[:1]), ws[0])
