@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ganlib.__main__ import main
+from ganlib.metrics import evaluate as evaluate_module
 
 
 def run(capsys, *argv):
@@ -298,11 +299,10 @@ def test_evaluate_with_fid_features_offline_is_one_line_naming_the_weights(tmp_p
 
 
 def test_evaluate_states_the_papers_protocol_for_fid_features():
-    from ganlib import metrics
 
-    note = metrics._protocol_note("fid", 1000)
+    note = evaluate_module._protocol_note("fid", 1000)
     assert "50,000 generated images against every training image" in note and "KID over 100 subsets of 1000" in note
     assert "this file has 1,000 samples" in note and "--num 50000" in note
-    assert "follows it" in metrics._protocol_note("fid", 50_000)
-    assert "not comparable with papers" in metrics._protocol_note("inception", 1000)
-    assert metrics._protocol_note("classifier", 1000) == ""
+    assert "follows it" in evaluate_module._protocol_note("fid", 50_000)
+    assert "not comparable with papers" in evaluate_module._protocol_note("inception", 1000)
+    assert evaluate_module._protocol_note("classifier", 1000) == ""

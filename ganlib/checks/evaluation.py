@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .. import metrics
+from ..metrics.formulas import _psd_sqrt as psd_sqrt
 from .core import CheckResult, Mistake, diagnose, run_check
 
 
@@ -46,7 +47,7 @@ def check_frechet_distance(fn: Callable) -> CheckResult:
             ca_biased, cb_biased = ca * (n - 1) / n, cb * (m - 1) / m
             mean_term = float(((mu_a - mu_b) ** 2).sum())
             cross = ref - mean_term - np.trace(ca) - np.trace(cb)  # = -2 tr((C_a C_b)^1/2)
-            sqrt_a, sqrt_b = metrics._psd_sqrt(ca), metrics._psd_sqrt(cb)
+            sqrt_a, sqrt_b = psd_sqrt(ca), psd_sqrt(cb)
             known = [
                 (mean_term, "only the means are compared: add the covariance term tr(C_a + C_b - 2 (C_a C_b)^1/2); "
                             "two sets with the same mean but different spreads must be far apart."),

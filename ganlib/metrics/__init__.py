@@ -28,7 +28,7 @@ Modules: `formulas` (the metrics on features), `judges` (classifiers and what th
 """
 
 from ..files import PRETRAINED, cache_dir
-from .evaluate import _protocol_note, evaluate_file, read_samples
+from .evaluate import evaluate_file, read_samples
 from .extractors import (
     FEATURES,
     FID_INSTALL,
@@ -40,7 +40,6 @@ from .extractors import (
     feature_extractor,
 )
 from .formulas import (
-    _psd_sqrt,
     feature_metrics,
     frechet_distance,
     frechet_distance_from_stats,
@@ -74,11 +73,11 @@ __all__ = [
     "PRETRAINED", "cache_dir",
     "mode_coverage", "gaussian_stats", "frechet_distance_from_stats", "frechet_distance", "polynomial_kernel",
     "mmd2_unbiased", "kid", "inception_score", "knn_radii", "in_manifold", "precision_recall",
-    "nearest_neighbour_distances", "feature_metrics", "_psd_sqrt",
+    "nearest_neighbour_distances", "feature_metrics",
     "CLASSIFIER_VERSION", "Classifier", "train_classifier", "classify", "ImageJudge", "ShapesJudge", "JUDGES",
     "judge_for", "ship_judge", "classifier_metrics",
     "FeatureExtractor", "ClassifierFeatures", "InceptionFeatures", "FIDInceptionFeatures", "FID_INSTALL",
     "PAPER_SAMPLES", "FEATURES", "feature_extractor",
     "shape_geometry", "FACTORS", "read_factors", "mixing_shares", "perceptual_path_length",
-    "read_samples", "evaluate_file", "_protocol_note",
+    "read_samples", "evaluate_file",
 ]
