@@ -90,8 +90,8 @@ def _train(args) -> None:
         _check_writable(run_dir)
     data, cfg = trainer.data, trainer.cfg
     shape = "x".join(str(s) for s in data.shape)
-    parts = [f"{cfg.batch_size} per process", f"{trainer.world_size} processes"] if trainer.world_size > 1 else [
-        str(cfg.batch_size)]
+    parts = [f"{trainer.batch_description()} per process", f"{trainer.world_size} processes"] \
+        if trainer.world_size > 1 else [trainer.batch_description()]
     parts += [f"{cfg.accumulate} accumulated"] if cfg.accumulate > 1 else []
     batch = f"batch {' x '.join(parts)}" + (f" = global batch {trainer.global_batch}" if len(parts) > 1 else "")
     where = f"{trainer.world_size} processes ({trainer.device.type})" if trainer.world_size > 1 else trainer.device

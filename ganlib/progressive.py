@@ -155,6 +155,14 @@ class ProgressiveTrainer(Trainer):
     def micro_batch(self) -> int:
         return self.schedule.batch(self.resolution, self.cfg.batch_size)
 
+    def batch_description(self) -> str:
+        s = self.schedule
+        sizes = [s.batch(s.start_resolution << i, self.cfg.batch_size) for i in range(s.levels + 1)]
+        if len(set(sizes)) == 1:
+            return str(sizes[0])
+        return "by resolution (" + ", ".join(f"{s.start_resolution << i}x{s.start_resolution << i}: {b}"
+                                             for i, b in enumerate(sizes)) + ")"
+
     def generate(self, G, z, labels):
         return G(z, resolution=self.resolution, alpha=self.alpha)
 

@@ -157,6 +157,11 @@ class Trainer(Checkpointing):
         vary it: PGGAN's depends on the resolution)."""
         return self.cfg.batch_size
 
+    def batch_description(self) -> str:
+        """The minibatch per process in words, as the command line reports it (a trainer whose `micro_batch`
+        varies says how)."""
+        return str(self.cfg.batch_size)
+
     @property
     def global_batch(self) -> int:
         """Real images per D update over all processes and micro-batches (at the current step)."""
@@ -294,9 +299,9 @@ class Trainer(Checkpointing):
     def train_step(self) -> None:
         if self.cfg.lr_decay_start is not None:
             factor = self.lr_factor()
-            for opt, lr in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = lr * factor
+            for opt in (self.opt_g, self.opt_d):
+                for group in opt.param_groups:  # from each optimiser's own rate (StyleGAN's is lazy-corrected)
+                    group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
         self.begin_step()
         for i in range(self.cfg.d_steps):
             stats = self.d_update(self.step * self.cfg.d_steps + i)

@@ -271,27 +271,6 @@ def test_biggan_tricks_report_renders_its_measured_figures():
     assert all(f"**{name}**" in text for name in biggan_tricks.STATISTICS) and "0.259" in text
 
 
-def test_biggan_tricks_sampling_statistics():
-    """Standing and running statistics give each image independently of its batch-mates, batch statistics do
-    not; none of the three changes the G it is given."""
-    import torch
-
-    from ganlib.bench import biggan_tricks
-    from ganlib.models import biggan
-
-    torch.manual_seed(0)
-    G = biggan.Generator(16, 1, num_classes=10, z_dim=12, width=8, shared_dim=8)
-    before = {k: v.clone() for k, v in G.state_dict().items()}
-    labels = torch.arange(20) % 10
-    mates = torch.cat([labels[:10], torch.zeros(10, dtype=torch.long)])  # the last 10 images change class
-    for how in biggan_tricks.STATISTICS:
-        for psi in (None, 0.5):
-            x = biggan_tricks.sample_with(G, how, 20, labels, 0, psi)
-            x_mates = biggan_tricks.sample_with(G, how, 20, mates, 0, psi)  # the same latents
-            assert torch.allclose(x[:10], x_mates[:10], atol=1e-5) == (how != "batch"), (how, psi)
-    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
-
-
 def _stylegan_run(mixing, seed, shape_ok, fd_latents, background_fine):
     """One run's figures as `stylegan_mixing.measure` records them, made by hand."""
     shares = {str(c): {f: {"coarse": 0.5, "fine": background_fine if f == "background" else 0.5}

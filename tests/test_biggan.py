@@ -1,6 +1,7 @@
 """BigGAN: conditional batch norm, self-attention, orthogonal regularisation, spectral norm, the networks,
 the truncated normal, the recipe and its command line."""
 
+import copy
 import math
 
 import numpy as np
@@ -305,3 +306,37 @@ def test_trains_on_shapes_rgb_three_classes():
     z = biggan.truncated_z(6, t.G.z_dim, 1.0, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(x, t.G_ema(z, torch.tensor([0, 1, 2, 0, 1, 2])))
+
+
+def test_sampling_statistics():
+    """Standing and running statistics give each image independently of its batch-mates, batch statistics do
+    not; "running" is G's own eval-mode forward, "standing" re-measures first; only "standing" changes G."""
+    from ganlib.models.biggan import SAMPLING_STATISTICS, standing_statistics
+
+    torch.manual_seed(0)
+    G = biggan.Generator(16, 1, num_classes=10, z_dim=12, width=8, shared_dim=8)
+    G.train()
+    G(torch.randn(32, 12), torch.arange(32) % 10)  # running statistics that differ from standing ones
+    before = copy.deepcopy(G.state_dict())
+    labels = torch.arange(20) % 10
+    mates = torch.cat([labels[:10], torch.zeros(10, dtype=torch.long)])  # the last 10 images change class
+    for how in SAMPLING_STATISTICS:
+        for psi in (None, 0.5):
+            x = models.sample(copy.deepcopy(G), 20, 0, labels, psi, statistics=how)[0]
+            x_mates = models.sample(copy.deepcopy(G), 20, 0, mates, psi, statistics=how)[0]  # the same latents
+            assert torch.allclose(x[:10], x_mates[:10], atol=1e-5) == (how != "batch"), (how, psi)
+    z = torch.randn(20, 12, generator=torch.Generator().manual_seed(0))  # models.sample's draw for seed 0
+    for how in ("running", "batch"):
+        x = models.sample(G, 20, 0, labels, statistics=how)[0]
+        assert all(torch.equal(before[k], v) for k, v in G.state_dict().items()), how  # G left as it was
+        if how == "running":
+            running = G.eval()(z, labels)
+            assert torch.allclose(x, running, atol=1e-6)
+    with torch.no_grad():
+        standing = standing_statistics(copy.deepcopy(G), seed=1)(z, labels)
+    assert torch.allclose(models.sample(G, 20, 0, labels)[0], standing, atol=1e-6)  # "standing", the default
+    assert not torch.allclose(standing, running, atol=1e-3)  # the two statistics differ here
+    with pytest.raises(GanlibError, match="statistics 'moving'"):
+        models.sample(G, 4, statistics="moving")
+    with pytest.raises(GanlibError, match=r"takes \['statistics'\]"):
+        models.sample(G, 4, psi=0.5)

@@ -48,6 +48,7 @@ def test_train_resume_sample_evaluate_pggan(tmp_path, capsys):
                          "--steps", 5)
     assert code == 0, err
     assert "training pggan on shapes (20000 samples of 3x16x16)" in out
+    assert "batch by resolution (4x4: 32, 8x8: 16, 16x16: 16)" in out  # the smoke preset's minibatch {4: 32}
     code, out, err = run(capsys, "train", "pggan", "--out", run_dir, "--profile", "smoke", "--resume")
     assert code == 0 and "resuming pggan from step 5 of 5" in out and "nothing to train" in out, err
     code, out, err = run(capsys, "train", "pggan", "--out", run_dir, "--profile", "smoke", "--resume", "--steps", 7)

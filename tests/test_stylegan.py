@@ -315,6 +315,11 @@ def test_lazy_regularisation_corrects_adam():
     assert g["betas"][0] == d["betas"][0] == 0
     plain = tiny_trainer(pl_weight=0.0, r1_gamma=0.0)
     assert plain.opt_g.param_groups[0]["lr"] == plain.opt_d.param_groups[0]["lr"] == 0.002
+    decaying = tiny_trainer(steps=4, lr_decay_start=0.5)  # the decay scales the corrected rates
+    for _ in range(4):
+        decaying.train_step()
+    assert decaying.lr_factor() == 0 and decaying.opt_g.param_groups[0]["lr"] == pytest.approx(0.002 * 4 / 5 * 0.5)
+    assert decaying.opt_d.param_groups[0]["lr"] == pytest.approx(0.002 * 16 / 17 * 0.5)
 
 
 def test_style_mixing_regularisation_uses_one_crossover_per_batch():

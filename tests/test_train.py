@@ -259,6 +259,19 @@ def test_the_sha256_catches_what_the_crcs_miss(tmp_path):
     assert files.damage(path) == "its sha256 does not match the one stored in it"
 
 
+def test_every_shipped_file_carries_its_sha256():
+    """The judges' classifiers and chapter 03's generator ship inside ganlib: each must hold the sha256 that
+    `damage` checks, so that a file rewritten with matching CRCs is caught too."""
+    import zipfile
+
+    shipped = sorted(files.PRETRAINED.glob("*.pt"))
+    assert len(shipped) >= 3, shipped
+    for path in shipped:
+        with zipfile.ZipFile(path) as z:
+            assert any(n.rsplit("/", 1)[-1] == files.CHECKSUM_RECORD for n in z.namelist()), path.name
+        assert files.damage(path) is None, path.name
+
+
 def test_leftover_temp_files_of_a_killed_save_are_removed(tmp_path):
     import subprocess
     import sys

@@ -13,7 +13,6 @@ from torch import nn
 
 from .. import data as datasets
 from .. import metrics, models, recipes
-from ..models.biggan import truncated_z
 from ..train import Trainer
 
 TITLE = "BigGAN on digits, cpu profile: each trick, batch size, truncation, sampling statistics"
@@ -63,24 +62,6 @@ def _conditional_scores(sample: Callable[[torch.Tensor, int], torch.Tensor], jud
 
 
 @torch.no_grad()
-def sample_with(G: nn.Module, how: str, n: int, labels: torch.Tensor, seed: int, truncation: float | None,
-                batch: int = 256) -> torch.Tensor:
-    """`n` images [n, C, R, R] of a copy of a trained BigGAN G (left untouched), from the same z as
-    `models.sample` draws for `seed`, normalised `how` (a key of `STATISTICS`): "standing" is `models.sample`
-    itself; "running" uses the statistics G brought from training; "batch" normalises each batch of `batch`
-    with its own."""
-    G = copy.deepcopy(G)
-    if how == "standing":
-        return models.sample(G, n, seed, labels, truncation, batch=batch)[0]
-    g = torch.Generator().manual_seed(seed)
-    z = truncated_z(n, G.z_dim, truncation, g) if truncation else torch.randn(n, G.z_dim, generator=g)
-    G.eval()
-    for m in G.modules():
-        if how == "batch" and isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.train()
-    return torch.cat([G(z[i: i + batch], labels[i: i + batch]) for i in range(0, n, batch)])
-
-
 def measure(quick: bool = False) -> dict:
     preset = recipes.preset("biggan", "cpu")
     steps = 20 if quick else preset["train"]["steps"]
@@ -125,7 +106,9 @@ def measure(quick: bool = False) -> dict:
     (_, no_ortho), (_, ortho) = runs[2], runs[3]
 
     def scored(G: nn.Module, how: str, psi: float | None) -> dict:
-        return _conditional_scores(lambda labels, seed: sample_with(G, how, len(labels), labels, seed, psi), judge, n)
+        def draw(labels: torch.Tensor, seed: int) -> torch.Tensor:  # on a copy: standing statistics replace G's
+            return models.sample(copy.deepcopy(G), len(labels), seed, labels, psi, statistics=how)[0]
+        return _conditional_scores(draw, judge, n)
 
     curves = {name: [dict(psi=psi, **scored(G, "standing", psi)) for psi in PSIS]
               for name, G in (("without", no_ortho), ("with", ortho))}

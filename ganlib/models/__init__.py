@@ -4,6 +4,7 @@ every checkpoint: ``{"family": "dcgan", "G": {constructor kwargs}, "D": {constru
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -43,7 +44,7 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
 @torch.no_grad()
 def sample(G: nn.Module, n: int, seed: int = 0, labels: torch.Tensor | None = None, truncation: float | None = None,
            generate_fn: Callable = generate, device: torch.device | str | None = None,
-           batch: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+           batch: int = 256, **options) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`n` samples of any family's G on the CPU (and their labels), deterministic given `seed`; G runs in eval mode.
 
     Args:
@@ -58,14 +59,20 @@ def sample(G: nn.Module, n: int, seed: int = 0, labels: torch.Tensor | None = No
         generate_fn: how to run G on a batch, ``(G, z, labels) -> samples`` (a trainer's `generate`: PGGAN's
             current resolution); the family's own, when `sampling` gives one, comes first.
         device, batch: where G runs, and how many samples per forward pass.
+        **options: the family's own sampling options, passed on to its `sampling` (BigGAN: statistics=
+            "standing", "running" or "batch", which batch-norm statistics normalise the samples).
     """
     sampling = getattr(G, "sampling", None)  # the model family's sampling (StyleGAN, BigGAN)
+    name = f"{type(G).__module__}.{type(G).__name__}"
     if sampling is None and truncation is not None:
-        raise GanlibError(f"truncation {truncation!r}: {type(G).__module__}.{type(G).__name__} has no truncation "
-                          f"trick; sample without one (no --truncation), or use a model that has one (StyleGAN, "
-                          f"BigGAN).")
+        raise GanlibError(f"truncation {truncation!r}: {name} has no truncation trick; sample without one (no "
+                          f"--truncation), or use a model that has one (StyleGAN, BigGAN).")
+    takes = set(inspect.signature(sampling).parameters) - {"n", "seed", "truncation"} if sampling else set()
+    if set(options) - takes:
+        raise GanlibError(f"sampling options {sorted(set(options) - takes)}: {name} takes "
+                          f"{sorted(takes) if takes else 'none'}; leave the others out.")
     was_training = G.training
-    z, family_fn = sampling(n, seed, truncation) if sampling is not None else (None, None)
+    z, family_fn = sampling(n, seed, truncation, **options) if sampling is not None else (None, None)
     generate_fn = family_fn or generate_fn
     device = device or next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)

@@ -31,6 +31,7 @@ from ..errors import GanlibError, check_images, check_resolution
 from ..layers import ConditionalBatchNorm2d, SelfAttention
 
 SN_EPS = 1e-6  # spectral-norm epsilon of the BigGAN-PyTorch launch scripts
+SAMPLING_STATISTICS = ("standing", "running", "batch")  # the batch-norm statistics G can sample with (`sampling`)
 
 
 def channels_at(r: int, resolution: int, width: int) -> int:
@@ -199,14 +200,35 @@ class Generator(nn.Module):
         x = self.out_conv(F.relu(self.out_bn(x)))
         return torch.tanh(x)  # [N, C, R, R]
 
-    def sampling(self, n: int, seed: int, truncation: float | None):
-        """How `models.sample` runs this G: its batch-norm statistics are first measured anew for its weights
-        and this truncation (`standing_statistics`), then z [n, z_dim] comes from the normal truncated at
-        `truncation` (None: the plain normal, drawn by `models.sample`). Returns (z or None, None: G's forward)."""
-        standing_statistics(self, truncation=truncation, seed=seed + 1)
-        if truncation is None:
-            return None, None
-        return truncated_z(n, self.z_dim, truncation, generator=torch.Generator().manual_seed(seed)), None
+    def sampling(self, n: int, seed: int, truncation: float | None, statistics: str = "standing"):
+        """How `models.sample` runs this G: z [n, z_dim] from the normal truncated at `truncation` (None: the plain
+        normal, drawn by `models.sample`), normalised with the batch-norm `statistics` of `SAMPLING_STATISTICS`:
+        "standing" (the default) first measures them anew for G's weights and this truncation
+        (`standing_statistics`, which replaces G's running statistics); "running" uses those G brought from
+        training; "batch" normalises each forward batch with its own mean and variance (G's running statistics
+        stay as they are). Returns (z or None, G's forward or None)."""
+        if statistics not in SAMPLING_STATISTICS:
+            raise GanlibError(f"statistics {statistics!r}: BigGAN samples with one of {SAMPLING_STATISTICS}.")
+        if statistics == "standing":
+            standing_statistics(self, truncation=truncation, seed=seed + 1)
+        z = None if truncation is None else truncated_z(n, self.z_dim, truncation,
+                                                        generator=torch.Generator().manual_seed(seed))
+        return z, (forward_with_batch_statistics if statistics == "batch" else None)
+
+
+def forward_with_batch_statistics(G: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """G(z, labels) with every batch norm normalising by this batch's own mean and variance, as in training,
+    without updating its running statistics; G is otherwise in eval mode."""
+    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.train()
+        m.track_running_stats = False  # training mode without running buffers: batch statistics, nothing kept
+    try:
+        return G(z, labels)
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+            m.eval()
 
 
 class Discriminator(nn.Module):
