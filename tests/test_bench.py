@@ -79,9 +79,10 @@ def test_pggan_report_renders_from_its_figures_alone(monkeypatch):
              "to_threshold": {"0.5": [50, 45], "0.8": [None, None]},
              "curves": {"progressive": [[50, 4000, 8, 1.0, 0.55, 0]], "fixed": [[45, 4000, 8, 1.0, 0.52, 0]]}}
     measured = {"profile": "cpu", "date": "2026-01-01", "machine": "test", "n_eval": 500, "load_average": [1.5, 2.25],
-                "thresholds": [0.5, 0.8], "target": 0.8, "races": [race16, race8],
+                "processes": 2, "thresholds": [0.5, 0.8], "target": 0.8, "races": [race16, race8],
                 "settings": {"growth": {"stable_kimg": 6.0, "fade_kimg": 3.0, "minibatch": {"4": 64, "8": 32}},
-                             "batch_size": 16, "lr": 0.003, "betas": [0.0, 0.99]}}
+                             "batch_size": 16, "lr": 0.003, "betas": [0.0, 0.99],
+                             "G": {"z_dim": 128, "fmap_base": 128, "fmap_max": 64}, "D": {"fmap_base": 128}}}
     text = pggan_growing.report(measured)
     rows = [line for line in text.splitlines() if line.startswith("| ")]  # the header, then one row per race
     assert rows[0].startswith("| final resolution |")
@@ -89,7 +90,8 @@ def test_pggan_report_renders_from_its_figures_alone(monkeypatch):
     assert rows[2] == "| 16x16 | 52k | 1.88x | 30 / 60 (**2.00x**) | 40 / not by 95 (> 2.38x) | 0.85 / 0.75 | 0.93 |"
     flat = " ".join(text.split())  # the prose, without its line breaks
     assert "4x4: 64, 8x8: 32; 16 elsewhere" in flat and "6k images stable, then 3k fading in" in flat
-    assert "Adam 0.003" in flat and "load average 1.5 and 2.2" in flat
+    assert "Adam 0.003" in flat and "load average 1.5 and 2.2" in flat and "fmap_base 128, fmap_max 64" in flat
+    assert "2 resolutions at a time" in flat
     assert pggan_growing.speedup(race16, 0.8) == (95 / 40, True) and pggan_growing.speedup(race8, 0.8) == (None, False)
 
 

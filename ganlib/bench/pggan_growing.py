@@ -26,6 +26,7 @@ PGGAN_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)  # shape_ok levels whose first crossing 
 PGGAN_TARGET = 0.8  # the headline's "equal quality": about where the fixed run ends the chapter's budget
 PGGAN_RESULTS = Path(__file__).parents[1] / "results" / "pggan_growing.json"  # what chapter 02 plots
 RUNS = ("progressive", "fixed")
+PROCESSES = 2  # resolutions raced at a time, each in a process of one thread
 
 
 def pggan_race(profile: str, device: str, resolution: int, turn_images: int, n_eval: int,
@@ -98,9 +99,20 @@ def speedup(race: dict, threshold: float) -> tuple[float | None, bool]:
     return fixed / progressive, False
 
 
+def _race(profile: str, device: str, resolution: int, budget: int, n_eval: int) -> dict:
+    """One resolution's race with its summary, in a process of one thread (spawned by `measure`)."""
+    torch.set_num_threads(1)
+    return summarise_race(pggan_race(profile, device, resolution, turn_images=max(1, budget // 40), n_eval=n_eval))
+
+
 def measure(quick: bool = False) -> dict:
-    """Race the two runs at a quarter, a half and all of the preset's final resolution (from 8x8 up, the smaller
-    first: they cost less, so a benchmark stopped early keeps the most resolutions)."""
+    """Race the two runs at a quarter, a half and all of the preset's final resolution (from 8x8 up), each
+    resolution in a process of one thread, `PROCESSES` at a time: the final resolution, the longest race,
+    starts first. The figures are written to `PGGAN_RESULTS` as each resolution ends, so that a stopped
+    benchmark keeps what it measured."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     profile = "smoke" if quick else ("gpu" if torch.cuda.is_available() else "cpu")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     preset = recipes.preset("pggan", profile)
@@ -109,18 +121,23 @@ def measure(quick: bool = False) -> dict:
     growth["minibatch"] = {str(r): b for r, b in growth.get("minibatch", {}).items()}  # as JSON keeps it
     measured = {"profile": profile, "date": datetime.date.today().isoformat(), "machine": machine(),
                 "n_eval": 100 if quick else 500, "load_average": [round(os.getloadavg()[0], 2)],
-                "thresholds": list(PGGAN_THRESHOLDS), "target": PGGAN_TARGET,
+                "processes": PROCESSES, "thresholds": list(PGGAN_THRESHOLDS), "target": PGGAN_TARGET,
                 "settings": {"growth": growth, "batch_size": train["batch_size"], "lr": train["lr_g"],
-                             "betas": list(train["betas"])},
+                             "betas": list(train["betas"]), "G": preset["G"], "D": preset["D"]},
                 "races": []}
-    for r in (r for r in (final // 4, final // 2, final) if r >= 8):
-        race = pggan_race(profile, device, r, turn_images=max(1, budget // 40), n_eval=measured["n_eval"])
-        measured["races"].append(summarise_race(race))
-        measured["load_average"] = measured["load_average"][:1] + [round(os.getloadavg()[0], 2)]
-        print(f"pggan-growing: {r}x{r} done", file=sys.stderr, flush=True)
-        if not quick:  # after every resolution, so that a stopped benchmark keeps what it measured
-            PGGAN_RESULTS.parent.mkdir(exist_ok=True)
-            atomic_write_text(json.dumps(measured, indent=1) + "\n", PGGAN_RESULTS)
+    resolutions = [r for r in (final, final // 2, final // 4) if r >= 8]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(PROCESSES, len(resolutions)), mp_context=context) as pool:
+        races = [pool.submit(_race, profile, device, r, budget, measured["n_eval"]) for r in resolutions]
+        for done in as_completed(races):
+            measured["races"].append(done.result())
+            measured["load_average"] = measured["load_average"][:1] + [round(os.getloadavg()[0], 2)]
+            print(f"pggan-growing: {measured['races'][-1]['resolution']}x{measured['races'][-1]['resolution']} "
+                  f"done", file=sys.stderr, flush=True)
+            if not quick:
+                PGGAN_RESULTS.parent.mkdir(exist_ok=True)
+                atomic_write_text(json.dumps(measured, indent=1) + "\n", PGGAN_RESULTS)
+    measured["races"].sort(key=lambda race: race["resolution"])
     return measured
 
 
@@ -147,13 +164,15 @@ def report(measured: dict) -> str:
     minibatch = ", ".join(f"{r}x{r}: {b}" for r, b in growth.get("minibatch", {}).items())
     load = " and ".join(f"{x:.1f}" for x in measured["load_average"])
     header = " | ".join(f"shape_ok >= {th}" for th in thresholds)
+    G = settings["G"]
     return f"""The `pggan` recipe's `{measured['profile']}` preset on `shapes`, grown to each final resolution in the
-table: the same networks, loss (WGAN-GP, lambda 10, drift 0.001) and optimiser (Adam {settings['lr']:g}, betas
+table: the same networks (fmap_base {G['fmap_base']}, fmap_max {G['fmap_max']} in G and D, z_dim {G['z_dim']}), loss
+(WGAN-GP, lambda 10, drift 0.001) and optimiser (Adam {settings['lr']:g}, betas
 {tuple(settings['betas'])}) for both runs, and the same minibatch at each resolution ({minibatch or 'none listed'};
 {settings['batch_size']} elsewhere); the progressive one grows from 4x4 ({growth['stable_kimg']:g}k images stable,
 then {growth['fade_kimg']:g}k fading in, per doubling), the fixed one trains at the final resolution from the first
-step. The two runs of a resolution train in turns of a fortieth of the preset's image budget in one process (so
-that changes in machine load hit both alike), each until its shape_ok (the share of samples whose shape class the
+step. The two runs of a resolution train in turns of a fortieth of the preset's image budget in one process of
+one thread (so that changes in machine load hit both alike; {measured['processes']} resolutions at a time), each until its shape_ok (the share of samples whose shape class the
 shapes judge recognises, on {n_eval} samples of the EMA generator after each turn) reaches {max(thresholds)} at the
 final resolution, or until the image budget in the table. Training seconds exclude the measurements. The machine
 was shared with other work (load average {load} at the start and the end): compare the two runs of a row, not
