@@ -225,7 +225,7 @@ def load_generator(run_dir: str | Path, device=None):
     if not spec:
         raise GanlibError(f"the checkpoint in {str(run_dir)!r} has no model description (it was trained from "
                           f"hand-built networks); sample it from Python with Trainer.sample instead.")
-    G, _ = build(spec)
+    G, _ = build(spec, saved=True)
     try:
         G.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
     except RuntimeError as e:

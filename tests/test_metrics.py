@@ -157,6 +157,12 @@ def test_kid_is_unbiased_and_sees_a_shift():
     assert s_mean > 5 * s_std and s_mean > 10 * abs(mean)
     assert metrics.kid(real, shifted, subsets=5, subset_size=100, seed=3) == \
         metrics.kid(real, shifted, subsets=5, subset_size=100, seed=3)
+    g = torch.Generator().manual_seed(4)  # the spread is the population std over the subsets (torch-fidelity's)
+    two = [metrics.mmd2_unbiased(real[torch.randperm(2000, generator=g)[:100]].double(),
+                                 shifted[torch.randperm(2000, generator=g)[:100]].double()) for _ in range(2)]
+    assert metrics.kid(real, shifted, subsets=2, subset_size=100, seed=4) == pytest.approx(
+        (sum(two) / 2, abs(two[0] - two[1]) / 2), rel=1e-9)
+    assert metrics.kid(real, shifted, subsets=1, subset_size=100)[1] == 0.0
 
 
 def test_inception_score_bounds_and_direct_formula():

@@ -85,7 +85,9 @@ def test_build_roundtrip_and_bad_specs():
     with pytest.raises(GanlibError, match="unknown model family"):
         models.build({"family": "vae", "G": {}, "D": {}})
     with pytest.raises(GanlibError, match="does not match this version"):
-        models.build({"family": "dcgan", "G": {"colour": 3}, "D": {}})
+        models.build({"family": "dcgan", "G": {"colour": 3}, "D": {}}, saved=True)
+    with pytest.raises(GanlibError, match=r"dcgan networks do not take these arguments .*'colour'.*dcgan.Generator"):
+        models.build({"family": "dcgan", "G": {"colour": 3}, "D": {}})  # a preset's typo, not an old checkpoint
 
 
 def test_sample_is_deterministic_and_restores_mode():

@@ -172,9 +172,10 @@ table: the same networks (fmap_base {G['fmap_base']}, fmap_max {G['fmap_max']} i
 {settings['batch_size']} elsewhere); the progressive one grows from 4x4 ({growth['stable_kimg']:g}k images stable,
 then {growth['fade_kimg']:g}k fading in, per doubling), the fixed one trains at the final resolution from the first
 step. The two runs of a resolution train in turns of a fortieth of the preset's image budget in one process of
-one thread (so that changes in machine load hit both alike; {measured['processes']} resolutions at a time), each until its shape_ok (the share of samples whose shape class the
-shapes judge recognises, on {n_eval} samples of the EMA generator after each turn) reaches {max(thresholds)} at the
-final resolution, or until the image budget in the table. Training seconds exclude the measurements. The machine
+one thread (so that changes in machine load hit both alike; {measured['processes']} resolutions at a time), each
+until its shape_ok (the share of samples whose shape class the shapes judge recognises, on {n_eval} samples of
+the EMA generator after each turn) reaches {max(thresholds)} at the final resolution, or until the image budget in
+the table. Training seconds exclude the measurements. The machine
 was shared with other work (load average {load} at the start and the end): compare the two runs of a row, not
 seconds across rows or sections. Figures for chapter 02: `ganlib/results/pggan_growing.json`.
 

@@ -96,8 +96,9 @@ def mmd2_unbiased(a: torch.Tensor, b: torch.Tensor) -> float:
 def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Kernel inception distance on any features: (mean, std) of `mmd2_unbiased` over `subsets` random pairs
     of subsets of `subset_size` samples (without replacement; at most the smaller set's size), as in
-    torch-fidelity and clean-fid. Deterministic given `seed`. Papers report it x 10^3 on Inception features;
-    on other features its scale is theirs (the kernel's 1/D assumes features of order 1)."""
+    torch-fidelity and clean-fid (the std is theirs too: the population one, over the subsets). Deterministic
+    given `seed`. Papers report it x 10^3 on Inception features; on other features its scale is theirs (the
+    kernel's 1/D assumes features of order 1)."""
     a, b = _as_double(features_a), _as_double(features_b)
     assert a.shape[1] == b.shape[1], f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}"
     m = min(subset_size, a.shape[0], b.shape[0])
@@ -105,7 +106,7 @@ def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, see
     values = torch.tensor([mmd2_unbiased(a[torch.randperm(a.shape[0], generator=g)[:m]],
                                          b[torch.randperm(b.shape[0], generator=g)[:m]]) for _ in range(subsets)],
                           dtype=torch.float64)
-    return float(values.mean()), float(values.std()) if subsets > 1 else 0.0
+    return float(values.mean()), float(values.std(unbiased=False))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ FAMILIES = {
 }
 
 
-def build(spec: dict):
-    """(G, D) from a model spec; a GanlibError if the spec does not fit this version of ganlib."""
+def build(spec: dict, saved: bool = False):
+    """(G, D) from a model spec; a GanlibError if the spec does not fit the family's networks. `saved`: the spec
+    comes from a checkpoint (the error then points to the ganlib version that wrote it), not from a preset."""
     family = spec.get("family")
     if family not in FAMILIES:
         raise GanlibError(f"unknown model family {family!r}: this ganlib knows {', '.join(FAMILIES)}.")
@@ -32,8 +33,12 @@ def build(spec: dict):
     try:
         return getattr(mod, g_name)(**spec["G"]), getattr(mod, d_name)(**spec["D"])
     except TypeError as e:
-        raise GanlibError(f"the saved {family} model does not match this version of ganlib ({e}): "
-                          f"retrain it, or use the ganlib version that wrote it.") from None
+        if saved:
+            raise GanlibError(f"the saved {family} model does not match this version of ganlib ({e}): "
+                              f"retrain it, or use the ganlib version that wrote it.") from None
+        raise GanlibError(f"the {family} networks do not take these arguments ({e}): check the G and D entries "
+                          f"of the preset or of preset_overrides against {module}.{g_name} and "
+                          f"{module}.{d_name}.") from None
 
 
 def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
