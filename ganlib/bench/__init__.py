@@ -26,6 +26,7 @@ from . import (
     dcgan_digits,
     ddp_throughput,
     grading_class,
+    pggan_costs,
     pggan_growing,
     ring8,
     stylegan_mixing,
@@ -48,6 +49,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "biggan-tricks": biggan_tricks,
     "ddp-throughput": ddp_throughput,
     "pggan-growing": pggan_growing,
+    "pggan-costs": pggan_costs,
     "stylegan-mixing": stylegan_mixing,
 }
 NOTEBOOKS = {"grading": "01_vanilla_gan"}  # benchmarks that grade a chapter of the course: which one
