@@ -179,6 +179,11 @@ def test_ddp_throughput_report_from_its_figures():
     assert "| 2 processes (torchrun, gloo) | 64 | 128 | 190 | 1.73 | 180, 200 |" in text
     assert "| 1 process, --accumulate 2 | 64 | 128 | 110 | 1.00 |" in text
     assert "**1.73x**" in text and "load average was 1.2 before and\n3.0 after" in text and "--steps 300" in text
+    assert "1.00x the images per second of one: it saves memory, not time." in " ".join(text.split())
+    setups[2]["runs"] = [130.0, 130.0]  # accumulating is 1.18x one process, and 190 / 130 = 1.46x slower than two
+    text = " ".join(ddp_throughput.report({"steps": 300, "repeats": 2, "load_before": 1.25, "load_after": 3.0,
+                                           "batch": 64, "setups": setups}).split())
+    assert "1.18x the images per second of one: faster per image" in text and "1.46x slower than two processes" in text
 
 
 def test_grading_report_from_its_figures():
