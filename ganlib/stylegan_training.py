@@ -77,7 +77,8 @@ class StyleGANTrainer(Trainer):
         stats = super().g_update()
         if self.options.pl_weight > 0 and self.step % self.options.pl_every == 0:
             self.pl_update()
-        stats["pl_mean"] = self.pl_mean
+        if self.options.pl_weight > 0:  # no figure where there is no penalty (the cpu preset has it off)
+            stats["pl_mean"] = self.pl_mean
         return stats
 
     def pl_update(self) -> None:

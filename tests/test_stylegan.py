@@ -346,6 +346,10 @@ def test_training_runs_path_length_and_resumes_exactly(tmp_path):
     straight = tiny_trainer(tmp_path / "a", steps=6)
     straight.train(progress=False)
     assert straight.pl_mean > 0 and any("r1" in h for h in straight.history)  # both lazy regularisers ran
+    assert any("pl_mean" in h for h in straight.history)
+    off = tiny_trainer(tmp_path / "off", steps=2, pl_weight=0.0)
+    off.train(progress=False)
+    assert off.history and not any("pl_mean" in h for h in off.history)  # no path-length figure without its penalty
     torch.manual_seed(123)
     half = tiny_trainer(tmp_path / "b", steps=6)
     half.train(steps=3, progress=False)
