@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from . import distributed, viz
-from .errors import GanlibError
+from .env import default_device
+from .errors import GanlibError, first_line
 from .files import atomic_save, atomic_write_text, damage, previous_path
 from .options import option_changes
 
@@ -39,7 +40,7 @@ def load_checkpoint_file(path: str | Path) -> dict:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
+            reason = first_line(e, 100)
     if reason is not None:
         raise GanlibError(f"{str(path)!r} is not a readable ganlib checkpoint ({reason}): it is damaged or from "
                           f"another program; {_way_back(path)}.") from None
@@ -137,8 +138,7 @@ class Checkpointing:
             _load_optimizer_state(self.opt_g, state["opt_g"])
             _load_optimizer_state(self.opt_d, state["opt_d"])
         except (RuntimeError, ValueError, KeyError) as e:
-            first = str(e).strip().splitlines()[0][:150]
-            raise GanlibError(f"{str(path)!r} does not fit these networks ({first}): it was written for "
+            raise GanlibError(f"{str(path)!r} does not fit these networks ({first_line(e, 150)}): it was written for "
                               f"another model; use the same model settings, or another run folder.") from None
         for k, s in self.scalers.items():
             s.load_state_dict(state["scalers"][k])
@@ -230,8 +230,8 @@ def load_generator(run_dir: str | Path, device=None):
         G.load_state_dict(state["G_ema"] if state.get("G_ema") is not None else state["G"])
     except RuntimeError as e:
         raise GanlibError(f"the weights in {str(run_dir)!r} do not fit the model they claim to be "
-                          f"({str(e).splitlines()[0][:120]}): the checkpoint is damaged; train again.") from None
-    device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+                          f"({first_line(e, 120)}): the checkpoint is damaged; train again.") from None
+    device = default_device(device)
     return G.to(device).eval(), spec, state
 
 

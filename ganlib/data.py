@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import GanlibError, check_resolution
+from .errors import GanlibError, check_resolution, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -333,9 +333,8 @@ def torchvision_set(name: str, resolution: int | None = None, split: str = "trai
         try:
             ds = cls(str(root), train=(split == "train"), download=True)
         except Exception as e:  # no network, blocked host, disk full: say so in one line
-            reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-            raise GanlibError(f"{name} is not in {root} and could not be downloaded ({reason}): connect to the "
-                              f"network once, or use --data digits, which needs no download.") from None
+            raise GanlibError(f"{name} is not in {root} and could not be downloaded ({first_line(e, 120)}): connect "
+                              f"to the network once, or use --data digits, which needs no download.") from None
     data = torch.as_tensor(np.asarray(ds.data))
     images = data[:, None] if data.ndim == 3 else data.permute(0, 3, 1, 2)  # [N, C, H, W] uint8
     labels = torch.as_tensor(np.asarray(ds.targets)).long()

@@ -35,7 +35,10 @@ def current_profile() -> str:
     return name
 
 
-def default_device() -> torch.device:
+def default_device(device: torch.device | str | None = None) -> torch.device:
+    """`device` as a torch.device; None: CUDA when it is available, else the CPU."""
+    if device:
+        return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -17,6 +17,13 @@ class TrainingDiverged(GanlibError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """An exception's message for a one-line error: its first line, at most `limit` characters (its type's
+    name when it has no message)."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]
+
+
 def is_power_of_two(n: int) -> bool:
     return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from .errors import GanlibError
+from .errors import GanlibError, first_line
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 SOLUTION_ONLY_TAG = "solution-only"
@@ -119,8 +119,7 @@ def make_exercises(solutions: str | Path = "solutions", exercises: str | Path = 
         try:
             nb = nbformat.read(src, as_version=4)
         except Exception as e:
-            reason = str(e).splitlines()[0][:100]
-            raise GanlibError(f"{src} is not a valid notebook ({reason}): fix its JSON.") from None
+            raise GanlibError(f"{src} is not a valid notebook ({first_line(e, 100)}): fix its JSON.") from None
         dst = exercises / src.name
         write_notebook(exercise_from_solution(nb, src.name), dst)
         written.append(dst)

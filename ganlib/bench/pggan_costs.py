@@ -24,14 +24,13 @@ TITLE = "PGGAN: the cost of a training image at each resolution of the growth"
 CONSTANT_WIDTH = 16  # channels of the constant-width networks (the paper: 512 up to 32x32)
 
 
-def images_per_second(profile: str, nets: dict, resolution: int, steps: int) -> float:
+def images_per_second(profile: str, nets: dict, resolution: int, minibatch: int, steps: int) -> float:
     """Training images per second of the preset's trainer held at `resolution` (fully faded in: its first
-    stage, longer than the steps timed), with the G and D arguments `nets`, over `steps` steps after two of
-    warm-up, in this process's threads."""
+    stage, longer than the steps timed), where its schedule's minibatch is `minibatch`, with the G and D
+    arguments `nets`, over `steps` steps after two of warm-up, in this process's threads."""
     preset = recipes.preset("pggan", profile)
-    growth = dict(preset["trainer"]["growth"], start_resolution=resolution)
-    batch = GrowthSchedule(preset["resolution"], **growth).batch(resolution, preset["train"]["batch_size"])
-    growth["stable_kimg"] = (3 + steps) * batch / 1000  # the timed steps never reach the next fade
+    growth = dict(preset["trainer"]["growth"], start_resolution=resolution,
+                  stable_kimg=(3 + steps) * minibatch / 1000)  # the timed steps never reach the next fade
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the schedule's "ends before the final resolution" warning
         t = recipes.make_trainer("pggan", profile=profile, device="cpu", steps=2 + steps,
@@ -54,15 +53,15 @@ def measure(quick: bool = False) -> dict:
     nets = {"preset": {"G": preset["G"], "D": preset["D"]},
             "constant": {"G": dict(preset["G"], fmap_base=wide, fmap_max=CONSTANT_WIDTH),
                          "D": dict(preset["D"], fmap_base=wide, fmap_max=CONSTANT_WIDTH)}}
-    schedule_batch = preset["trainer"]["growth"].get("minibatch", {})
+    schedule = GrowthSchedule(final, **preset["trainer"]["growth"])
     rows = []
     for r in (4 << i for i in range(final.bit_length() - 2)):  # 4x4 up to the final resolution
-        minibatch = schedule_batch.get(r, batch)
+        minibatch = schedule.batch(r, batch)
         steps = 3 if quick else max(10, 2000 // minibatch)
         row = {"resolution": r, "minibatch": minibatch}
         for name, n in nets.items():
             row[name] = {"channels": channels(r, n["G"]["fmap_base"], n["G"]["fmap_max"]),
-                         "images_per_s": round(images_per_second(profile, n, r, steps), 1)}
+                         "images_per_s": round(images_per_second(profile, n, r, minibatch, steps), 1)}
         rows.append(row)
     return {"profile": profile, "date": datetime.date.today().isoformat(), "machine": machine(), "threads": 1,
             "final": final, "fmap": {name: {k: n["G"][k] for k in ("fmap_base", "fmap_max")}

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .. import metrics, recipes
+from ..env import default_device
 from ..files import atomic_write_text
 from ..progressive import GrowthSchedule
 from ..recipes.pggan import budget_images
@@ -114,7 +115,7 @@ def measure(quick: bool = False) -> dict:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     profile = "smoke" if quick else ("gpu" if torch.cuda.is_available() else "cpu")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     preset = recipes.preset("pggan", profile)
     final, budget = preset["resolution"], budget_images(preset, preset["resolution"])
     train, growth = preset["train"], dict(preset["trainer"]["growth"])

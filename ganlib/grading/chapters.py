@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import checks
-from ..errors import GanlibError
+from ..errors import GanlibError, first_line
 
 CHECK_CALL = re.compile(r"^check_(\w+)$")
 PRIVATE_MODULE_PREFIX = "ganlib_private_checks_"  # the module name of a loaded --extra-checks file
@@ -197,9 +197,4 @@ def parse_cell(source: str, filename: str = "<cell>") -> tuple[ast.Module | None
             return ast.parse(TransformerManager().transform_cell(source), filename), None
         except Exception:
             return None, error
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
 

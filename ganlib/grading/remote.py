@@ -28,8 +28,9 @@ import time
 
 import torch
 
+from ..errors import first_line
 from .channel import FRAME, Channel, ChannelClosed, ChannelOverflow, ChannelTimeout
-from .chapters import PRIVATE_MODULE_PREFIX, first_line
+from .chapters import PRIVATE_MODULE_PREFIX
 from .codec import BadReply, capture, decode, encode, grad_leaves, mutable_objects, plain, restore, same_tensor
 from .codec import Opaque as Opaque  # what a check gets back in place of a value that is not transferred
 from .extraction import define

@@ -17,9 +17,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import first_line
 from . import sandbox
 from .channel import Channel, ChannelClosed, ChannelTimeout
-from .chapters import Chapter, PrivateChecks, columns, first_line
+from .chapters import Chapter, PrivateChecks, columns
 from .report import Graded, Outcome
 from .submissions import Submission, read_bytes
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as datasets
-from ..errors import GanlibError
+from ..env import default_device
+from ..errors import GanlibError, first_line
 from .judges import classify, judge_for
 
 
@@ -64,8 +65,7 @@ def _inception_state_dict() -> dict:
     try:
         return weights.get_state_dict(progress=False)
     except Exception as e:  # no network, blocked host: one line, not a stack trace
-        reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
-        raise GanlibError(f"could not download the Inception-v3 weights ({reason}): connect to the network "
+        raise GanlibError(f"could not download the Inception-v3 weights ({first_line(e, 100)}): connect to the network "
                           f"once, or use the offline classifier features (--features classifier).") from None
 
 
@@ -85,7 +85,7 @@ class InceptionFeatures(FeatureExtractor):
         net.fc = nn.Identity()  # the 2048-d average-pooled features instead of the ImageNet logits
         net.AuxLogits = None
         net.aux_logits = False
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = default_device(device)
         self.net = net.to(self.device).eval().requires_grad_(False)
         self.dim = 2048
         self.name = ("torchvision Inception-v3 (ImageNet), 2048-d pool features, bilinear resize to 299x299: not "
@@ -121,9 +121,8 @@ def _fid_weights() -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(URL_INCEPTION_V3, str(path), progress=False)  # via a temporary file
     except Exception as e:  # no network, blocked host: one line, not a stack trace
-        reason = str(e).strip().splitlines()[0][:100] if str(e).strip() else type(e).__name__
-        raise GanlibError(f"could not download the FID Inception weights ({reason}): on a machine with network, "
-                          f"download {URL_INCEPTION_V3} into {path.parent}.") from None
+        raise GanlibError(f"could not download the FID Inception weights ({first_line(e, 100)}): on a machine with "
+                          f"network, download {URL_INCEPTION_V3} into {path.parent}.") from None
     return path
 
 
@@ -142,7 +141,7 @@ class FIDInceptionFeatures(FeatureExtractor):
                               f"torch-fidelity), or use --features classifier.") from None
         net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
                                           feature_extractor_weights_path=str(_fid_weights()))
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = default_device(device)
         self.net = net.to(self.device).eval()
         self.dim = 2048
         self.name = ("the FID Inception-v3 (TensorFlow 2015 graph, torch-fidelity), 2048-d pool features, "

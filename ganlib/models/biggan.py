@@ -71,6 +71,11 @@ def truncated_z(n: int, dim: int, threshold: float, generator: torch.Generator |
 
 
 @torch.no_grad()
+def batch_norms(G: nn.Module) -> list[nn.Module]:
+    """G's batch-norm layers (those inside its conditional batch norms included)."""
+    return [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def standing_statistics(G: nn.Module, batches: int = 16, batch_size: int = 64, truncation: float | None = None,
                         seed: int = 0) -> nn.Module:
     """Recompute the batch-norm running statistics of G from `batches` fresh batches in training mode.
@@ -81,7 +86,7 @@ def standing_statistics(G: nn.Module, batches: int = 16, batch_size: int = 64, t
     statistics depend on the threshold). Only the norms run in training mode (spectral norm's power
     iteration does not move). Leaves G in eval mode and returns it.
     """
-    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(G)
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -219,7 +224,7 @@ class Generator(nn.Module):
 def forward_with_batch_statistics(G: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """G(z, labels) with every batch norm normalising by this batch's own mean and variance, as in training,
     without updating its running statistics; G is otherwise in eval mode."""
-    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(G)
     for m in norms:
         m.train()
         m.track_running_stats = False  # training mode without running buffers: batch statistics, nothing kept
