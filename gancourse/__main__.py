@@ -1,4 +1,5 @@
-"""The command line: ``python -m ganlib {train, sample, evaluate, bench, make-exercises, grade, set-repo} --help``."""
+"""The command line:
+``python -m gancourse {train, sample, evaluate, bench, make-exercises, grade, set-repo} --help``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import GanlibError
+from ganlib.errors import GanlibError
 
 
 def _parse_value(text: str):
@@ -20,7 +21,7 @@ def _parse_value(text: str):
 
 def cmd_train(args) -> None:
     """Train; under torchrun, this process's share of a run of several (see ganlib/distributed.py)."""
-    from . import distributed
+    from ganlib import distributed
 
     distributed.init_from_env()
     try:
@@ -30,11 +31,13 @@ def cmd_train(args) -> None:
 
 
 def _train(args) -> None:
-    from . import distributed, recipes
-    from .checkpoints import load_checkpoint_file
-    from .data import load as load_data
-    from .env import seed_everything
-    from .options import TrainConfig
+    from ganlib import distributed
+    from ganlib.checkpoints import load_checkpoint_file
+    from ganlib.data import load as load_data
+    from ganlib.env import seed_everything
+    from ganlib.options import TrainConfig
+
+    from . import recipes
 
     run_dir = Path(args.out)
     checkpoint = run_dir / "checkpoint.pt"
@@ -120,9 +123,10 @@ def _check_writable(run_dir: Path) -> None:
 def cmd_sample(args) -> None:
     import numpy as np
 
+    from ganlib.data import to_uint8
+    from ganlib.files import atomic_write
+
     from . import recipes
-    from .data import to_uint8
-    from .files import atomic_write
 
     x, labels, kind = recipes.sample_from_run(args.run_dir, args.num, seed=args.seed, label=args.label,
                                               truncation=args.truncation, device=args.device)
@@ -143,7 +147,7 @@ def cmd_sample(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .metrics import evaluate_file
+    from .evaluation import evaluate_file
 
     print(evaluate_file(args.file, args.data, features=args.features, k=args.k))
 
@@ -186,16 +190,17 @@ def cmd_grade(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import recipes
-    from .data import DATASETS
-    from .env import PROFILES
+    from ganlib.data import DATASETS
+    from ganlib.env import PROFILES
 
-    p = argparse.ArgumentParser(prog="python -m ganlib", description="The GAN course's command line.")
+    from . import recipes
+
+    p = argparse.ArgumentParser(prog="python -m gancourse", description="The GAN course's command line.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a model; checkpoints and sample grids go to --out",
-                       description="Train MODEL on DATA with the profile's preset (see ganlib/recipes/). On "
-                                   "several GPUs: torchrun --standalone --nproc_per_node=N -m ganlib train ...")
+                       description="Train MODEL on DATA with the profile's preset (see gancourse/recipes/). On "
+                                   "several GPUs: torchrun --standalone --nproc_per_node=N -m gancourse train ...")
     t.add_argument("model", help=f"one of {', '.join(recipes.RECIPES)}")
     t.add_argument("--data", help=f"dataset: {', '.join(DATASETS)}, or folder:PATH (default: the preset's)")
     t.add_argument("--out", required=True, help="run folder for checkpoint.pt, config.json and samples/")
@@ -247,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run benchmarks and write docs/benchmarks.md",
                        description="Run the named benchmarks (default: all) and update their sections of "
                                    "the benchmarks file, with the command, machine and date.")
-    b.add_argument("names", nargs="*", help="benchmarks to run (default: all); see `bench --list`")
+    from .bench import BENCHMARKS
+
+    b.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
     b.add_argument("--out", default="docs/benchmarks.md", help="the file to update (default docs/benchmarks.md)")
     b.add_argument("--quick", action="store_true", help="tiny budgets, to check that the benchmarks run")
     b.set_defaults(func=cmd_bench)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from .errors import GanlibError, first_line
+from ganlib.errors import GanlibError, first_line
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 SOLUTION_ONLY_TAG = "solution-only"
@@ -101,7 +101,7 @@ def exercise_from_solution(nb: nbformat.NotebookNode, name: str = "notebook") ->
 
 
 def write_notebook(nb: nbformat.NotebookNode, path: str | Path) -> None:
-    from .files import atomic_write_text
+    from ganlib.files import atomic_write_text
 
     atomic_write_text(nbformat.writes(nb), path)
 

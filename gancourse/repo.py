@@ -4,7 +4,7 @@
 README's Colab badges open the notebooks of release ``v<version>`` of that repository, and every notebook's
 first cell installs that same release (``pip install "ganlib @ git+<repository>@v<version>"``), so the
 notebook a student opens and the library it imports always match. `set_repo` rewrites all of them for a fork
-or after a version bump (``python -m ganlib set-repo OWNER/NAME``).
+or after a version bump (``python -m gancourse set-repo OWNER/NAME``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import GanlibError
+from ganlib.errors import GanlibError
 
 GITHUB = "https://github.com/"
 # `pip install "ganlib @ git+https://github.com/OWNER/NAME@REF"` in a first cell (REF optional)

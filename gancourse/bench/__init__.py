@@ -1,6 +1,6 @@
 """Benchmarks: quality and speed figures that take minutes, written to docs/benchmarks.md.
 
-``python -m ganlib bench [NAME ...]`` runs the named benchmarks (default: all) and replaces their sections of
+``python -m gancourse bench [NAME ...]`` runs the named benchmarks (default: all) and replaces their sections of
 the benchmarks file, each with the command that produced it, the machine and the date.
 
 A benchmark is a module of this package with `TITLE` (its section's title), `measure(quick) -> dict` (runs it;
@@ -20,7 +20,8 @@ from types import ModuleType
 
 import torch
 
-from ..files import atomic_write_text
+from ganlib.files import atomic_write_text
+
 from . import (
     biggan_tricks,
     dcgan_digits,
@@ -36,7 +37,7 @@ from .core import THREADS, machine, threads
 
 HEADER = """# Benchmarks
 
-Figures that take minutes to measure, produced by `python -m ganlib bench` (sections are replaced one by
+Figures that take minutes to measure, produced by `python -m gancourse bench` (sections are replaced one by
 one, so each states its own command, machine and date). Timings on shared machines are noisy: where a
 claim is a comparison, both sides were measured in the same run, and the ratio is the figure to trust.
 """
@@ -77,7 +78,7 @@ def update_section(text: str, name: str, body: str) -> str:
 
 
 def main(names: list[str], out: str | Path = "docs/benchmarks.md", quick: bool = False) -> None:
-    from ..errors import GanlibError
+    from ganlib.errors import GanlibError
 
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
@@ -85,7 +86,7 @@ def main(names: list[str], out: str | Path = "docs/benchmarks.md", quick: bool =
     torch.set_num_threads(threads())
     out = Path(out)
     text = out.read_text() if out.is_file() else HEADER
-    command = "python -m ganlib bench" + (" --quick" if quick else "")
+    command = "python -m gancourse bench" + (" --quick" if quick else "")
     if threads() != THREADS:
         command = f"OMP_NUM_THREADS={threads()} {command}"
     from tqdm.auto import tqdm

@@ -11,9 +11,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .. import data as datasets
-from .. import metrics, models, recipes
-from ..train import Trainer
+from ganlib import data as datasets
+from ganlib import models
+from ganlib.train import Trainer
+
+from .. import evaluation, recipes
 
 TITLE = "BigGAN on digits, cpu profile: each trick, batch size, truncation, sampling statistics"
 PSIS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, None)  # truncation thresholds of the curve (None: no truncation)
@@ -48,7 +50,7 @@ def _pixel_variety(x: torch.Tensor, labels: torch.Tensor) -> float:
     return statistics.mean(x[labels == k].std(dim=0).mean().item() for k in labels.unique().tolist())
 
 
-def _conditional_scores(sample: Callable[[torch.Tensor, int], torch.Tensor], judge: metrics.ImageJudge, n: int,
+def _conditional_scores(sample: Callable[[torch.Tensor, int], torch.Tensor], judge: evaluation.ImageJudge, n: int,
                         draws: int = 3) -> dict:
     """{metric: [mean, std]} over `draws` of FD, classes covered, the share classified as the requested class,
     mean confidence and the variety within a class, for `n` samples with labels 0, 1, ..., K-1, 0, 1, ..."""
@@ -66,7 +68,7 @@ def measure(quick: bool = False) -> dict:
     preset = recipes.preset("biggan", "cpu")
     steps = 20 if quick else preset["train"]["steps"]
     batch = preset["train"]["batch_size"]
-    judge = metrics.judge_for("digits", preset["resolution"])
+    judge = evaluation.judge_for("digits", preset["resolution"])
     n = 50 if quick else 1000
     no_sn, no_attn = dict(spectral_norm=False), dict(attention=())
     plain = dict(loss="nonsaturating", ortho_beta=0.0, ema_beta=None)

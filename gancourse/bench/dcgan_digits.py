@@ -9,10 +9,12 @@ from collections.abc import Callable
 
 import torch
 
-from .. import data as datasets
-from .. import metrics, models, recipes
-from ..models import dcgan
-from ..train import Trainer
+from ganlib import data as datasets
+from ganlib import models
+from ganlib.models import dcgan
+from ganlib.train import Trainer
+
+from .. import evaluation, recipes
 
 TITLE = "DCGAN on digits, cpu profile: ganlib against a tutorial-style DCGAN"
 TUTORIAL = dict(batch_size=128, lr=2e-4)  # the tutorial's settings where ganlib's cpu preset differs
@@ -56,7 +58,7 @@ def tutorial_dcgan(data: datasets.ImageData, seconds: float, z_dim: int, width: 
     return G, steps, time.perf_counter() - start
 
 
-def _score_draws(sample: Callable[[int], torch.Tensor], judge: metrics.ImageJudge, n: int, draws: int = 5) -> dict:
+def _score_draws(sample: Callable[[int], torch.Tensor], judge: evaluation.ImageJudge, n: int, draws: int = 5) -> dict:
     """Mean and std of each metric over `draws` independent sets of `n` samples: {metric: [mean, std]}."""
     scores = [judge.score(sample(seed)) for seed in range(draws)]
     return {k: [statistics.mean(s[k] for s in scores), statistics.pstdev(s[k] for s in scores)]
@@ -87,7 +89,7 @@ def measure(quick: bool = False) -> dict:
     steps = 30 if quick else preset["train"]["steps"]
     trainer = _preset_trainer(steps)
     budget = _train_for(trainer)
-    judge = metrics.judge_for("digits", trainer.data.resolution)
+    judge = evaluation.judge_for("digits", trainer.data.resolution)
     test = datasets.load("digits", trainer.data.resolution, split="test")
     n = len(test)
 

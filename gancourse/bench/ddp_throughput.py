@@ -15,11 +15,11 @@ def _torchrun_images_per_second(folder: Path, processes: int, steps: int, accumu
     import shutil
     import subprocess
 
-    from ..train import load_checkpoint_file
+    from ganlib.train import load_checkpoint_file
 
     shutil.rmtree(folder, ignore_errors=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "ganlib", "train", "dcgan", "--profile", "cpu", "--device", "cpu", "--steps", str(steps),
+               "-m", "gancourse", "train", "dcgan", "--profile", "cpu", "--device", "cpu", "--steps", str(steps),
                "--accumulate", str(accumulate), "--out", str(folder)]
     env = dict(os.environ, OMP_NUM_THREADS="1")  # one thread per process
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -58,7 +58,7 @@ def report(measured: dict) -> str:
     median = [statistics.median(s["runs"]) for s in setups]
     rows = [f"| {s['name']} | {batch} | {batch * s['processes'] * s['accumulate']} | {m:.0f} | {m / median[0]:.2f} "
             f"| {_join(s['runs'])} |" for s, m in zip(setups, median)]
-    return f"""`python -m torch.distributed.run --standalone --nproc_per_node=N -m ganlib train dcgan --profile cpu
+    return f"""`python -m torch.distributed.run --standalone --nproc_per_node=N -m gancourse train dcgan --profile cpu
 --device cpu --steps {steps} [--accumulate 2]` (the `dcgan` cpu preset: digits 16x16, EMA, lazy R1), one CPU
 thread per process (OMP_NUM_THREADS=1), processes talking through gloo; images per second over all processes, from the
 checkpoint's images seen and training time (start-up, sample grids and checkpoints excluded); {repeats} run(s)

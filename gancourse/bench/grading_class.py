@@ -27,7 +27,8 @@ TITLE = "Grading a class of 30 submissions"
 
 
 _ATTACKS = {  # what a hostile notebook does when the grader defines its classes (as in tests/test_grading_attacks.py)
-    "replaces the checks with ones that pass": "import ganlib.checks as c\nfrom ganlib.checks import CheckResult\n"
+    "replaces the checks with ones that pass": "import gancourse.checks as c\n"
+        "from gancourse.checks import CheckResult\n"
         "for k in list(c.CHECKS):\n    c.CHECKS[k] = lambda fn, k=k: CheckResult(k, True, 'correct.')",
     "forges a results file, then exits": "import json, os\nopen('events.jsonl', 'w').write(json.dumps("
         "{'event': 'result', 'passed': True}))\nos._exit(0)",
@@ -71,7 +72,7 @@ def measure(quick: bool = False, *, solution: str | Path, exercise: str | Path) 
     fresh = []
     for _ in range(1 if quick else 3):  # what a new Python process per submission would pay before any check
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import ganlib.checks"], check=True)
+        subprocess.run([sys.executable, "-c", "import gancourse.checks"], check=True)
         fresh.append(time.perf_counter() - start)
 
     def grade_class(kinds: dict) -> tuple[dict, list]:  # (the figures, the graded submissions)
@@ -114,7 +115,7 @@ def report(measured: dict) -> str:
     n = sum(k["count"] for k in graded["kinds"])
     ordinary = [s for k in graded["kinds"] if k["kind"] != LOOP_KIND for s in k["seconds"]]
     same = "the same as above" if measured["same_marks"] else "NOT the same as above"
-    return f"""`python -m ganlib grade` on a class of {n} chapter 01 notebooks, `--jobs {measured['jobs']}`,
+    return f"""`python -m gancourse grade` on a class of {n} chapter 01 notebooks, `--jobs {measured['jobs']}`,
 `--timeout {measured['timeout']:g}` (each exercise gets an equal share of the time left). Seconds per submission are
 measured in its checker, from the start of the submission's confined process to its end. Confinement:
 {graded['confinement']}.

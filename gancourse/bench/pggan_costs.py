@@ -15,9 +15,10 @@ import warnings
 
 import torch
 
+from ganlib.models.pggan import channels
+from ganlib.progressive import GrowthSchedule
+
 from .. import recipes
-from ..models.pggan import channels
-from ..progressive import GrowthSchedule
 from .core import machine
 
 TITLE = "PGGAN: the cost of a training image at each resolution of the growth"

@@ -11,21 +11,22 @@ import datetime
 import json
 import os
 import sys
-from pathlib import Path
 
 import torch
 
-from .. import metrics, recipes
-from ..env import default_device
-from ..files import atomic_write_text
-from ..progressive import GrowthSchedule
+from ganlib.env import default_device
+from ganlib.files import atomic_write_text
+from ganlib.progressive import GrowthSchedule
+
+from .. import evaluation, recipes, results
 from ..recipes.pggan import budget_images
+from ..results import speedup
 from .core import machine
 
 TITLE = "PGGAN on shapes: progressive growing against the full resolution from the start"
 PGGAN_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)  # shape_ok levels whose first crossing at the final resolution is timed
 PGGAN_TARGET = 0.8  # the headline's "equal quality": about where the fixed run ends the chapter's budget
-PGGAN_RESULTS = Path(__file__).parents[1] / "results" / "pggan_growing.json"  # what chapter 02 plots
+PGGAN_RESULTS = results.path("pggan_growing")  # what chapter 02 plots
 RUNS = ("progressive", "fixed")
 PROCESSES = 2  # resolutions raced at a time, each in a process of one thread
 
@@ -40,7 +41,7 @@ def pggan_race(profile: str, device: str, resolution: int, turn_images: int, n_e
     preset = recipes.preset("pggan", profile)
     images = round(budget * budget_images(preset, resolution))
     batch = preset["train"]["batch_size"]
-    judge = metrics.judge_for("shapes", resolution)
+    judge = evaluation.judge_for("shapes", resolution)
     runs = {}
     for name, start in zip(RUNS, (preset["trainer"]["growth"].get("start_resolution", 4), resolution)):
         torch.manual_seed(0)
@@ -86,18 +87,6 @@ def summarise_race(race: dict) -> dict:
     res, curves = race["resolution"], race["curves"]
     return dict(race, per_image=round(per_image_speedup(curves), 3),
                 to_threshold={str(th): [time_to(curves[n], th, res) for n in RUNS] for th in PGGAN_THRESHOLDS})
-
-
-def speedup(race: dict, threshold: float) -> tuple[float | None, bool]:
-    """(fixed seconds / progressive seconds to `threshold`, whether it is only a lower bound: the fixed run
-    stopped before reaching it, so the ratio uses its last second); (None, False) when growing never got
-    there."""
-    progressive, fixed = race["to_threshold"][str(threshold)]
-    if progressive is None:
-        return None, False
-    if fixed is None:
-        return race["curves"]["fixed"][-1][0] / progressive, True
-    return fixed / progressive, False
 
 
 def _race(profile: str, device: str, resolution: int, budget: int, n_eval: int) -> dict:
@@ -178,7 +167,7 @@ until its shape_ok (the share of samples whose shape class the shapes judge reco
 the EMA generator after each turn) reaches {max(thresholds)} at the final resolution, or until the image budget in
 the table. Training seconds exclude the measurements. The machine
 was shared with other work (load average {load} at the start and the end): compare the two runs of a row, not
-seconds across rows or sections. Figures for chapter 02: `ganlib/results/pggan_growing.json`.
+seconds across rows or sections. Figures for chapter 02: `gancourse/results/pggan_growing.json`.
 
 Per image: the fixed run's seconds over the progressive run's for the same images. To quality: training seconds
 until shape_ok first reaches the threshold at the final resolution (fully faded in), progressive / fixed

@@ -6,14 +6,16 @@ import statistics
 
 import torch
 
-from .. import metrics, recipes
-from ..train import Trainer
+from ganlib import metrics
+from ganlib.train import Trainer
+
+from .. import recipes
 from .core import threads
 
 
 def ring8_trainer(profile: str, seed: int, pack: int) -> Trainer:
     """The `gan` recipe's preset for `profile` with packing degree `pack`, as chapter 01 builds it and as
-    `python -m ganlib train gan --profile PROFILE --seed SEED --set pack=PACK` does (same initial weights)."""
+    `python -m gancourse train gan --profile PROFILE --seed SEED --set pack=PACK` does (same initial weights)."""
     torch.manual_seed(seed)  # the networks' initial weights, as the command line's --seed
     return recipes.make_trainer("gan", profile=profile, device="cpu", seed=seed, pack=pack)
 
@@ -58,7 +60,7 @@ def report(measured: dict) -> str:
     means = {pack: (statistics.mean(r["modes"] for r in runs if r["pack"] == pack),
                     statistics.mean(r["hq"] for r in runs if r["pack"] == pack)) for pack in (1, 2)}
     seeds = len({r["seed"] for r in runs})
-    return f"""The `gan` recipe's `{profile}` preset, exactly as chapter 01 runs it (`python -m ganlib train gan
+    return f"""The `gan` recipe's `{profile}` preset, exactly as chapter 01 runs it (`python -m gancourse train gan
 --profile {profile} --seed S`, with `--set pack=2` for PacGAN2). Ring of 8 Gaussians (radius 1, std 0.01), 2,500
 samples per run, a sample is high quality (HQ) when it is within 3 std of a mode (the VEEGAN/PacGAN protocol). MLP
 G (z {g['z_dim']}, {g['depth']}x{g['hidden']} ReLU) and D ({d['depth']}x{d['hidden']} LeakyReLU), non-saturating

@@ -1,7 +1,7 @@
 """StyleGAN on shapes: what coarse and fine styles control, with and without mixing regularisation, over seeds.
 
 Each (mixing probability, seed) is one training run of the `stylegan` cpu preset, as
-``python -m ganlib train stylegan --profile cpu --seed S --set style_mixing=P`` trains it, in a process of its own
+``python -m gancourse train stylegan --profile cpu --seed S --set style_mixing=P`` trains it, in a process of its own
 with one thread, `PROCESSES` at a time. Runs checkpoint into the cache, so a stopped benchmark continues where it
 stopped. Besides the judge's scores and the known-factor shares, each run is scored with the StyleGAN paper's
 measure of mixing (Table 2): the Fréchet distance of images whose ws are split among 1 to 4 latents.
@@ -14,8 +14,10 @@ import statistics
 
 import torch
 
-from .. import metrics, models, recipes
-from ..models.stylegan import broadcast
+from ganlib import models
+from ganlib.models.stylegan import broadcast
+
+from .. import evaluation, recipes
 
 TITLE = "StyleGAN on shapes: coarse and fine styles, with and without mixing regularisation"
 
@@ -57,8 +59,8 @@ def mixed_latent_images(G, n: int, k: int, seed: int = 0, batch: int = 250) -> t
 def stylegan_trainer(quick: bool, mixing: float, seed: int, steps: int | None = None):
     """The cpu preset with style-mixing probability `mixing` and `seed` (20 steps when `quick`, `steps` when
     given), as the command line builds it (the same initial weights), checkpointing into the cache."""
-    from ..env import seed_everything
-    from ..files import cache_dir
+    from ganlib.env import seed_everything
+    from ganlib.files import cache_dir
 
     run_dir = cache_dir() / "bench" / f"stylegan-shapes32-mixing{mixing:g}-seed{seed}" / ("quick" if quick else "full")
     steps = steps or (20 if quick else recipes.preset("stylegan", "cpu")["train"]["steps"])
@@ -76,17 +78,17 @@ def _run(quick: bool, mixing: float, seed: int, steps: int | None) -> dict:
     t.train(progress=False)
     n = 100 if quick else 1000
     G = t.G_ema.eval()
-    judge = metrics.judge_for("shapes", t.data.resolution)
+    judge = evaluation.judge_for("shapes", t.data.resolution)
     score = judge.score(models.sample(G, n, seed=1)[0])
     fd_latents = [judge.score(mixed_latent_images(G, n, k, seed=2))["fd"] for k in LATENTS]
-    shares = {str(c): {f: {side: s[f][side] for side in ("coarse", "fine")} for f in metrics.FACTORS}
-              for c in range(2, G.num_ws, 2) for s in [metrics.mixing_shares(G, judge, c, n=n, seed=1)]}
+    shares = {str(c): {f: {side: s[f][side] for side in ("coarse", "fine")} for f in evaluation.FACTORS}
+              for c in range(2, G.num_ws, 2) for s in [evaluation.mixing_shares(G, judge, c, n=n, seed=1)]}
     return {"mixing": mixing, "seed": seed, "steps": t.step, "train_s": round(t.elapsed, 1),
             "model": {"w_dim": G.w_dim, "mapping_layers": len(G.mapping.fcs), "num_ws": G.num_ws,
                       "batch": t.cfg.batch_size},
             "score": {key: score[key] for key in ("shape_ok", "recognisable", "classes", "fd")},
-            "ppl_z": metrics.perceptual_path_length(G, judge, "z", n=n // 2),
-            "ppl_w": metrics.perceptual_path_length(G, judge, "w", n=n // 2),
+            "ppl_z": evaluation.perceptual_path_length(G, judge, "z", n=n // 2),
+            "ppl_w": evaluation.perceptual_path_length(G, judge, "w", n=n // 2),
             "fd_latents": fd_latents, "shares": shares}
 
 
@@ -96,7 +98,7 @@ def measure(quick: bool = False, seeds: tuple[int, ...] = SEEDS, steps: int | No
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from ..data import load
+    from ganlib.data import load
 
     jobs = [(m, s) for s in seeds for m in MIXINGS]  # seed by seed, so that the first seeds finish first
     with ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -104,7 +106,7 @@ def measure(quick: bool = False, seeds: tuple[int, ...] = SEEDS, steps: int | No
                              [steps] * len(jobs)))
     preset = recipes.preset("stylegan", "cpu")
     res = preset["resolution"]
-    judge = metrics.judge_for("shapes", res)
+    judge = evaluation.judge_for("shapes", res)
     n = 100 if quick else 1000
     real = load("shapes", resolution=res, split="test")
     floor = judge.score(real.batch(torch.arange(min(n, len(real))))[0])
@@ -194,7 +196,7 @@ def report(measured: dict) -> str:
     return f"""The `stylegan` cpu preset (G: w {p['w_dim']}, {p['mapping_layers']} mapping layers, {p['num_ws']} ws;
 batch {p['batch']}, {steps_text}) on shapes at {measured['resolution']}x{measured['resolution']}, trained with
 style-mixing regularisation (probability 0.9) and without (0), everything else equal, with training seeds
-{seeds_text}: each run as `python -m ganlib train stylegan --profile cpu --seed S --set style_mixing=P` trains
+{seeds_text}: each run as `python -m gancourse train stylegan --profile cpu --seed S --set style_mixing=P` trains
 it. The runs train apart, {measured['processes']} at a time in processes of one thread each. Scores on {n}
 samples of G's EMA from the shapes judge (held-out accuracy {measured['judge_accuracy']:.3f}): *shape recognised*
 (the most likely shape, colours summed out, outweighs the other shapes and "no shape" together), *recognisable*

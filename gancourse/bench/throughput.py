@@ -8,10 +8,12 @@ from collections.abc import Callable
 
 import torch
 
-from .. import data as datasets
-from .. import models, recipes
-from ..losses import d_loss_logistic, g_loss_nonsaturating
-from ..train import TrainConfig, Trainer
+from ganlib import data as datasets
+from ganlib import models
+from ganlib.losses import d_loss_logistic, g_loss_nonsaturating
+from ganlib.train import TrainConfig, Trainer
+
+from .. import recipes
 
 
 class PlainLoop:

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .. import latent
+from ganlib import latent
+
 from .core import CheckResult, Mistake, diagnose, run_check
 
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import layers, losses
+from ganlib import layers, losses
+
 from .core import CheckResult, Mistake, as_scalar, backward, close, diagnose, run_check, show
 
 

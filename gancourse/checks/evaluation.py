@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .. import metrics
-from ..metrics.formulas import _psd_sqrt as psd_sqrt
+from ganlib import metrics
+from ganlib.metrics.formulas import _psd_sqrt as psd_sqrt
+
 from .core import CheckResult, Mistake, diagnose, run_check
 
 

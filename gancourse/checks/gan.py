@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import losses
-from ..models import mlp
+from ganlib import losses
+from ganlib.models import mlp
+
 from .core import CheckResult, Mistake, as_scalar, backward, close, diagnose, run_check, show
 
 

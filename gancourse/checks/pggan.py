@@ -9,9 +9,10 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from .. import layers
-from ..models import pggan
-from ..progressive import GrowthSchedule
+from ganlib import layers
+from ganlib.models import pggan
+from ganlib.progressive import GrowthSchedule
+
 from .core import CheckResult, Mistake, close, diagnose, run_check
 
 

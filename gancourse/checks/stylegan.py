@@ -10,8 +10,9 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from .. import layers
-from ..models import stylegan as sg
+from ganlib import layers
+from ganlib.models import stylegan as sg
+
 from .core import CheckResult, Mistake, close, diagnose, run_check
 
 

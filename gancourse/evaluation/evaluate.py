@@ -5,28 +5,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import data as datasets
-from ..errors import GanlibError
+from ganlib import data as datasets
+from ganlib.errors import GanlibError
+from ganlib.metrics.formulas import feature_metrics, knn_radii, mode_coverage, nearest_neighbour_distances
+
 from .extractors import PAPER_SAMPLES, feature_extractor
-from .formulas import feature_metrics, knn_radii, mode_coverage, nearest_neighbour_distances
 from .judges import ShapesJudge, judge_for
 
 
 def read_samples(path) -> dict[str, np.ndarray]:
-    """The arrays of a samples file written by `python -m ganlib sample`, with one-line errors."""
+    """The arrays of a samples file written by `python -m gancourse sample`, with one-line errors."""
     from pathlib import Path
 
     path = Path(path)
     if not path.is_file():
-        raise GanlibError(f"no samples file at {str(path)!r}: write one with `python -m ganlib sample`.")
+        raise GanlibError(f"no samples file at {str(path)!r}: write one with `python -m gancourse sample`.")
     try:
         with np.load(path) as f:
             arrays = {k: f[k] for k in f.files}
     except Exception:
         raise GanlibError(f"{str(path)!r} is not a readable .npz file: write it with "
-                          f"`python -m ganlib sample`.") from None
+                          f"`python -m gancourse sample`.") from None
     if "points" not in arrays and "images" not in arrays:
-        raise GanlibError(f"{path.name} has neither 'images' nor 'points': write it with `python -m ganlib sample`.")
+        raise GanlibError(f"{path.name} has neither 'images' nor 'points': write it with `python -m gancourse sample`.")
     return arrays
 
 
@@ -44,7 +45,7 @@ def _table(header: str, rows: list[tuple[str, dict]], cols: list[str]) -> str:
 
 
 def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3) -> str:
-    """Every metric of a samples file written by `python -m ganlib sample`, as a small text table, next to
+    """Every metric of a samples file written by `python -m gancourse sample`, as a small text table, next to
     the same metrics for real held-out data (the floor) at the same number of samples, with the protocol."""
     arrays = read_samples(path)
     if "points" in arrays:
@@ -110,7 +111,7 @@ def _protocol_note(features: str, n: int) -> str:
     if n >= PAPER_SAMPLES:
         return note + "; this file follows it. "
     return (note + f"; this file has {n:,} samples, so its FD is higher than the paper protocol's (FD grows as N "
-            f"shrinks): write {PAPER_SAMPLES:,} with `python -m ganlib sample RUN --num {PAPER_SAMPLES}` for a "
+            f"shrinks): write {PAPER_SAMPLES:,} with `python -m gancourse sample RUN --num {PAPER_SAMPLES}` for a "
             f"number comparable with papers. ")
 
 

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import data as datasets
-from ..env import default_device
-from ..errors import GanlibError, first_line
+from ganlib import data as datasets
+from ganlib.env import default_device
+from ganlib.errors import GanlibError, first_line
+
 from .judges import classify, judge_for
 
 

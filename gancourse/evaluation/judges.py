@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import data as datasets
-from ..errors import GanlibError
-from ..files import PRETRAINED, atomic_save, cache_dir, damage
-from .formulas import frechet_distance_from_stats, gaussian_stats
+from ganlib import data as datasets
+from ganlib.errors import GanlibError
+from ganlib.files import PRETRAINED, atomic_save, cache_dir, damage
+from ganlib.metrics.formulas import frechet_distance_from_stats, gaussian_stats
 
 CLASSIFIER_VERSION = 2  # bump when the architecture or its training changes (invalidates the cache)
 
@@ -282,7 +282,7 @@ def judge_for(data_name: str, resolution: int) -> ImageJudge:
 def ship_judge(data_name: str, resolution: int) -> Path:
     """Train `data_name`'s judge afresh and write it into `PRETRAINED`, to be shipped with ganlib. For
     maintainers: after changing the classifier, its training or the dataset, bump CLASSIFIER_VERSION and run
-    ``OMP_NUM_THREADS=2 python -c "from ganlib import metrics; metrics.ship_judge('shapes', 16)"`` and the same
+    ``OMP_NUM_THREADS=2 python -c "from gancourse import evaluation; evaluation.ship_judge('shapes', 16)"`` and the same
     with ``ship_judge('digits', 16)`` (the trained weights depend a little on the number of threads; the
     shipped ones come from 2). `tests/test_metrics.py` checks that every shipped judge still reproduces its
     recorded held-out accuracy and feature statistics on today's data."""

@@ -7,10 +7,11 @@ import copy
 
 import torch
 
-from .. import data as datasets
-from ..models.stylegan import broadcast, mix_styles
-from ..viz import lerp, slerp
-from .geometry import shape_geometry
+from ganlib import data as datasets
+from ganlib.metrics.geometry import shape_geometry
+from ganlib.models.stylegan import broadcast, mix_styles
+from ganlib.viz import lerp, slerp
+
 from .judges import ShapesJudge, classify
 
 FACTORS = ("shape", "colour", "background", "position")

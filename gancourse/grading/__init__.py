@@ -1,7 +1,7 @@
 """Grading: every submitted notebook of a chapter, scored by the same checks that give students feedback.
 
-``python -m ganlib grade SUBMISSIONS_DIR --out grades.csv`` finds one notebook per student (a notebook file,
-or a folder per student), scores each exercise with its check from `ganlib.checks.CHECKS`, and writes a CSV
+``python -m gancourse grade SUBMISSIONS_DIR --out grades.csv`` finds one notebook per student (a notebook file,
+or a folder per student), scores each exercise with its check from `gancourse.checks.CHECKS`, and writes a CSV
 (one row per student, one column per exercise, a total and a status) and a markdown feedback file per
 student with every check's message.
 
@@ -33,7 +33,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import GanlibError
+from ganlib.errors import GanlibError
+
 from .chapters import (
     Chapter,
     Exercise,
@@ -63,7 +64,7 @@ def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeo
           jobs: int | None = None, extra_checks: str | Path | None = None, feedback_dir: str | Path | None = None,
           memory_mb: int = DEFAULT_MEMORY_MB, resume: bool = False,
           log: Callable[[str], None] = print) -> list[Graded]:
-    """`python -m ganlib grade`: grade every submission in `folder`, write the CSV `out` (a row as each
+    """`python -m gancourse grade`: grade every submission in `folder`, write the CSV `out` (a row as each
     submission finishes) and the feedback files (default: a folder beside the CSV, `<out stem>-feedback/`).
     With `resume`, students whose notebook is unchanged since the CSV's earlier run keep their row."""
     out = Path(out).absolute()

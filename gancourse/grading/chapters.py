@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ganlib.errors import GanlibError, first_line
+
 from .. import checks
-from ..errors import GanlibError, first_line
 
 CHECK_CALL = re.compile(r"^check_(\w+)$")
 PRIVATE_MODULE_PREFIX = "ganlib_private_checks_"  # the module name of a loaded --extra-checks file
@@ -37,8 +38,8 @@ class Chapter:
                               f"of the course.")
         unknown = [e.name for e in self.exercises if e.name not in checks.CHECKS]
         if unknown:
-            raise GanlibError(f"{self.name} calls check_{unknown[0]}, which ganlib.checks.CHECKS does not register: "
-                              f"register it there, or update ganlib.")
+            raise GanlibError(f"{self.name} calls check_{unknown[0]}, which gancourse.checks.CHECKS does not register: "
+                              f"register it there, or update gancourse.")
 
 
 def check_calls(source: str) -> list[Exercise]:
@@ -70,13 +71,13 @@ def read_chapter(path: str | Path) -> Chapter:
 
 
 def _course_roots() -> tuple[Path, Path]:
-    """Where the course's notebook folders are looked for: the current folder, then beside the installed ganlib."""
+    """Where the course's notebook folders are looked for: the current folder, then beside the installed gancourse."""
     return Path.cwd(), Path(__file__).resolve().parents[2]
 
 
 def course_chapters() -> list[Chapter]:
     """Every chapter with exercises in the course's `solutions/` folder (in the current folder, or beside the
-    installed ganlib package); [] when neither exists, e.g. when ganlib was installed without the repository."""
+    installed gancourse package); [] when neither exists, e.g. when the course was installed without the repository."""
     for root in _course_roots():
         for folder in ("solutions", "exercises"):
             paths = sorted((root / folder).glob("[0-9]*.ipynb"))
@@ -129,7 +130,7 @@ def best_chapter(chapters: list[Chapter], code: str) -> Chapter | None:
 @dataclass(frozen=True)
 class PrivateChecks:
     """An instructor's private checks: a Python file with functions `check_<exercise>(fn) -> CheckResult`,
-    written like those in ganlib.checks (e.g. with `checks.run_check`), kept out of the public repository."""
+    written like those in gancourse.checks (e.g. with `checks.run_check`), kept out of the public repository."""
 
     path: Path
     checks: dict  # exercise name -> check function

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import first_line
+from ganlib.errors import first_line
+
 from .limits import DEPTH_LIMIT, ITEMS_LIMIT
 
 PRIMITIVES = (type(None), bool, int, float, str)

@@ -9,7 +9,8 @@ import sys
 import time
 import types
 
-from ..errors import first_line
+from ganlib.errors import first_line
+
 from .chapters import parse_cell
 from .limits import TimeUp, alarm
 

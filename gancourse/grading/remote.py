@@ -28,7 +28,8 @@ import time
 
 import torch
 
-from ..errors import first_line
+from ganlib.errors import first_line
+
 from .channel import FRAME, Channel, ChannelClosed, ChannelOverflow, ChannelTimeout
 from .chapters import PRIVATE_MODULE_PREFIX
 from .codec import BadReply, capture, decode, encode, grad_leaves, mutable_objects, plain, restore, same_tensor
@@ -126,7 +127,7 @@ def _error_reply(e: BaseException) -> dict:
 
 def serve(sock: socket.socket) -> None:
     """The submission process's loop: answer the checker's requests until it says it is done."""
-    from ..env import seed_everything
+    from ganlib.env import seed_everything
 
     sock.setblocking(True)
     out = _CappedOutput(os.fdopen(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False))

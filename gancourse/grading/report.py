@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import GanlibError
+from ganlib.errors import GanlibError
 
 STATUSES = ("ok", "timeout", "crashed", "invalid", "missing")
 OUTPUT_SHOWN = 2_000  # characters of a submission's printed output its feedback shows
@@ -103,7 +103,7 @@ class GradesFile:
 
     def close(self) -> None:
         """Rewrite the file sorted by student (atomically: a kill now leaves the unsorted file)."""
-        from ..files import atomic_write_text
+        from ganlib.files import atomic_write_text
 
         self.file.close()
         buffer = io.StringIO()

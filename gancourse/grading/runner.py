@@ -17,7 +17,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import first_line
+from ganlib.errors import first_line
+
 from . import sandbox
 from .channel import Channel, ChannelClosed, ChannelTimeout
 from .chapters import Chapter, PrivateChecks, columns
@@ -215,9 +216,9 @@ class Zygote:
     def __init__(self):
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parents[2])  # the zygote imports this very ganlib
+        package_root = str(Path(__file__).resolve().parents[2])  # the zygote imports this very gancourse
         env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
-        code = "import sys; from ganlib.grading.runner import zygote; zygote(int(sys.argv[1]))"
+        code = "import sys; from gancourse.grading.runner import zygote; zygote(int(sys.argv[1]))"
         self.process = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()],
                                         env=env, stdin=subprocess.DEVNULL)
         theirs.close()
@@ -226,7 +227,7 @@ class Zygote:
             flags = json.loads(Channel(ours).recv(time.time() + ZYGOTE_START, 1024))
         except (ChannelClosed, ChannelTimeout, ValueError):
             self.stop()
-            from ..errors import GanlibError
+            from ganlib.errors import GanlibError
 
             raise GanlibError("the grading server did not start (does `python -c 'import torch'` work?).") from None
         ours.setblocking(True)
@@ -266,12 +267,15 @@ def hidden_paths(hidden: tuple[Path, ...], private: Path | None, scratch: Path) 
 
 
 def keep_visible() -> list[str]:
-    """What a submission needs in order to import ganlib, torch and numpy."""
+    """What a submission needs in order to import ganlib, gancourse, torch and numpy."""
     import numpy
     import torch
 
+    import ganlib
+
     dirs = {sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parents[1])}
     dirs |= {str(Path(m.__file__).resolve().parents[1]) for m in (torch, numpy)}
+    dirs.add(str(Path(ganlib.__file__).resolve().parent))
     return sorted(dirs)
 
 

@@ -11,7 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import GanlibError, first_line
+from ganlib.errors import GanlibError, first_line
+
 from .chapters import Chapter, best_chapter, match, notebook_code
 
 MAX_NOTEBOOK_BYTES = 100 * 2**20  # larger files are not read

@@ -24,12 +24,12 @@ import copy
 import importlib
 from pathlib import Path
 
-from .. import data as datasets
-from ..checkpoints import load_generator
-from ..env import PROFILES, current_profile
-from ..errors import GanlibError
-from ..options import TrainConfig, check_names
-from ..train import Trainer
+from ganlib import data as datasets
+from ganlib.checkpoints import load_generator
+from ganlib.env import PROFILES, current_profile
+from ganlib.errors import GanlibError
+from ganlib.options import TrainConfig, check_names
+from ganlib.train import Trainer
 
 RECIPES = (
     "gan",
@@ -96,7 +96,7 @@ def make_trainer(name: str, profile: str | None = None, data: str | None = None,
             and the trainer's OPTIONS such as StyleGAN's style_mixing=...), and the recipe's NET_OPTIONS
             (gan: pack=2).
     """
-    from ..models import build
+    from ganlib.models import build
 
     recipe = get(name)
     p = preset(name, profile)
@@ -134,7 +134,7 @@ def sample_from_run(run_dir: str | Path, n: int, seed: int = 0, label: int | Non
     when given, with the model's truncation trick at `truncation` (`models.sample`)."""
     import torch
 
-    from .. import models
+    from ganlib import models
 
     G, spec, _ = load_generator(run_dir, device)
     if n <= 0:

@@ -5,14 +5,14 @@ step per G step, D's rate 4x G's) and the paper's orthogonal regularisation (bet
 a budget of minutes: higher rates (2e-4 / 8e-4 instead of 1e-4 / 4e-4) and an EMA decay of 0.995 from step
 500 instead of 0.9999 from step 20,000 (a 0.9999 average would still remember the first steps at the end
 of a run this short; in a 1500-step digits run, 0.999 from step 400 lagged far behind G, 0.99 and 0.995
-beat it). `python -m ganlib bench biggan-tricks` measures what each trick buys. Every trick is an option of the
+beat it). `python -m gancourse bench biggan-tricks` measures what each trick buys. Every trick is an option of the
 shared loop (hinge, orthogonal regularisation, EMA start) or part of the model (truncation and standing
 statistics, in `models.sample`), so BigGAN trains with the plain `Trainer`.
 """
 
 from __future__ import annotations
 
-from ..errors import GanlibError
+from ganlib.errors import GanlibError
 
 FAMILY = "biggan"
 

@@ -3,7 +3,7 @@
 Beyond the DCGAN paper, the recipe uses three well-tested additions: no batch norm in D (its statistics
 differ between all-real and all-fake batches), R1 on real images (Mescheder et al. 2018; applied lazily every
 4 D steps with 4x the weight, as in StyleGAN2), and sampling from an exponential moving average of G's weights.
-`python -m ganlib bench dcgan-digits` measures what they buy against the PyTorch tutorial's DCGAN. The cpu
+`python -m gancourse bench dcgan-digits` measures what they buy against the PyTorch tutorial's DCGAN. The cpu
 preset, whose budget is under 3 minutes, trains at 4e-4 rather than the paper's 2e-4: 4,800 steps at 4e-4 scored
 as well as 6,000 at 2e-4 on the digits judge.
 """

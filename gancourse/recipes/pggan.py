@@ -9,7 +9,7 @@ the CPU, with phases about 100x shorter than the paper's, small batches and a le
 1e-3) let the networks learn within the short phases.
 """
 
-from ..progressive import GrowthSchedule, ProgressiveTrainer
+from ganlib.progressive import GrowthSchedule, ProgressiveTrainer
 
 FAMILY = "pggan"
 TRAINER = ProgressiveTrainer

@@ -20,7 +20,7 @@ changes quickly, and with 4 kimg G_ema recognised 2% of the shapes where G itsel
 
 from __future__ import annotations
 
-from ..stylegan_training import StyleGANTrainer
+from ganlib.stylegan_training import StyleGANTrainer
 
 FAMILY = "stylegan"
 TRAINER = StyleGANTrainer
