@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganlib import data as datasets
+from ganlib import shapes
 from ganlib.errors import GanlibError
 from ganlib.files import PRETRAINED, atomic_save, cache_dir, damage
 from ganlib.metrics.formulas import frechet_distance_from_stats, gaussian_stats
@@ -188,16 +189,16 @@ class ShapesJudge(ImageJudge):
     palette_share = 0.8  # share of pixels that must (real images at 16x16: at least 0.88)
     cache_name = "shapes-joint"
     images_seen = 60_000  # rotated shapes need more steps than digits
-    pairs = len(datasets.SHAPE_NAMES) * len(datasets.SHAPE_COLOURS)  # 18; class 18 is "no shape"
+    pairs = len(shapes.SHAPE_NAMES) * len(shapes.SHAPE_COLOURS)  # 18; class 18 is "no shape"
 
     def __init__(self, data_name: str = "shapes", resolution: int = RESOLUTION, cached: bool = True):
         super().__init__("shapes", self.RESOLUTION, cached)
 
     def labelled(self, resolution: int, split: str) -> datasets.ImageData:
         d = datasets.load("shapes", resolution=resolution, split=split)
-        joint = d.factors["shape"] * len(datasets.SHAPE_COLOURS) + d.factors["colour"]  # [N]
+        joint = d.factors["shape"] * len(shapes.SHAPE_COLOURS) + d.factors["colour"]  # [N]
         negatives = self.not_shapes(d.images, seed=len(d))
-        names = [f"{c} {s}" for s in datasets.SHAPE_NAMES for c in datasets.SHAPE_COLOURS] + ["no shape"]
+        names = [f"{c} {s}" for s in shapes.SHAPE_NAMES for c in shapes.SHAPE_COLOURS] + ["no shape"]
         return datasets.ImageData("shapes", torch.cat([d.images, negatives]),
                                   torch.cat([joint, torch.full((len(negatives),), self.pairs)]), len(names), names)
 
@@ -240,7 +241,7 @@ class ShapesJudge(ImageJudge):
         feats, probs = classify(self.model, x)
         shape_p, colour_p = self.shape_colour(probs)  # [N, 3], [N, 6]
         shape_ok = shape_p.max(1).values >= self.threshold  # [N]
-        legal = torch.tensor([*datasets.SHAPE_COLOURS.values(), *datasets.SHAPE_BACKGROUNDS.values()]) * 2 - 1
+        legal = torch.tensor([*shapes.SHAPE_COLOURS.values(), *shapes.SHAPE_BACKGROUNDS.values()]) * 2 - 1
         dist = (x.permute(0, 2, 3, 1)[..., None, :] - legal).norm(dim=-1).min(dim=-1).values  # [N, 16, 16]
         in_palette = (dist < self.colour_tolerance).float().mean(dim=(1, 2)) >= self.palette_share  # [N]
         colour_ok = in_palette & (colour_p.max(1).values >= self.threshold)
@@ -257,7 +258,7 @@ class ShapesJudge(ImageJudge):
     def shape_colour(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The probability of each shape, colours summed out [N, 3], and of each colour, shapes summed out [N, 6],
         from the classifier's class probabilities [N, 19] ("no shape" left out)."""
-        pairs = probs[:, : self.pairs].reshape(len(probs), len(datasets.SHAPE_NAMES), -1)  # [N, 3, 6]
+        pairs = probs[:, : self.pairs].reshape(len(probs), len(shapes.SHAPE_NAMES), -1)  # [N, 3, 6]
         return pairs.sum(2), pairs.sum(1)
 
     def real_score(self, n: int = 1000, resolution: int = RESOLUTION) -> dict:

@@ -7,7 +7,7 @@ import copy
 
 import torch
 
-from ganlib import data as datasets
+from ganlib import shapes
 from ganlib.metrics.geometry import shape_geometry
 from ganlib.models.stylegan import broadcast, mix_styles
 from ganlib.viz import lerp, slerp
@@ -29,7 +29,7 @@ def read_factors(images: torch.Tensor, judge: ShapesJudge) -> dict[str, torch.Te
     images = images.float().cpu()
     shape_p, colour_p = judge.shape_colour(classify(judge.model, judge.prepare(images))[1])  # [N, 3], [N, 6]
     geometry = shape_geometry(images)
-    palette = torch.tensor(list(datasets.SHAPE_BACKGROUNDS.values())) * 2 - 1  # [B, 3] in [-1, 1]
+    palette = torch.tensor(list(shapes.SHAPE_BACKGROUNDS.values())) * 2 - 1  # [B, 3] in [-1, 1]
     return {"shape": shape_p.argmax(1), "colour": colour_p.argmax(1),
             "background": torch.cdist(geometry["background"], palette).argmin(dim=1),
             "position": torch.stack([geometry["x"], geometry["y"]], dim=1)}
