@@ -93,7 +93,7 @@ def test_pggan_report_renders_from_its_figures_alone(monkeypatch):
         raise AssertionError("report must not look beyond the figures it is given")
 
     monkeypatch.setattr(pggan_growing.recipes, "preset", unreachable)
-    monkeypatch.setattr(pggan_growing.metrics, "judge_for", unreachable)
+    monkeypatch.setattr(pggan_growing.evaluation, "judge_for", unreachable)
     # [train seconds, images, resolution, alpha, shape_ok, recognisable]
     race16 = {"resolution": 16, "images": 52000, "real_shape_ok": 0.93, "per_image": 1.875,
               "to_threshold": {"0.5": [30, 60], "0.8": [40, None]},
