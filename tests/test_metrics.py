@@ -10,6 +10,7 @@ import torch
 from gancourse import evaluation
 from ganlib import data, metrics
 from ganlib.errors import GanlibError
+from ganlib.shapes import SHAPE_BACKGROUNDS, SHAPE_COLOURS
 
 
 def test_mode_coverage_protocol():
@@ -358,9 +359,9 @@ def test_shape_geometry_recovers_the_known_factors():
     assert corr(g["x"], f["x"]) > 0.99 and corr(g["y"], f["y"]) > 0.99
     for kind in range(3):  # size is the radius up to a constant that depends on the kind of shape
         assert corr(g["size"][f["shape"] == kind], f["size"][f["shape"] == kind]) > 0.95
-    backgrounds = torch.tensor(list(shapes.SHAPE_BACKGROUNDS.values())) * 2 - 1  # [3, 3] in [-1, 1]
+    backgrounds = torch.tensor(list(SHAPE_BACKGROUNDS.values())) * 2 - 1  # [3, 3] in [-1, 1]
     assert torch.allclose(g["background"], backgrounds[f["background"]], atol=0.02)
-    colours = torch.tensor(list(shapes.SHAPE_COLOURS.values())) * 2 - 1  # [6, 3]
+    colours = torch.tensor(list(SHAPE_COLOURS.values())) * 2 - 1  # [6, 3]
     nearest = torch.cdist(g["colour"], colours).argmin(dim=1)  # edges blend with the background, so: nearest
     assert (nearest == f["colour"]).float().mean() > 0.95
     empty = metrics.shape_geometry(torch.full((1, 3, 16, 16), -0.5))
