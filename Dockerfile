@@ -4,7 +4,7 @@
 #   docker build -t gan-course-grader .
 #   docker run --rm --network none --read-only --tmpfs /tmp --security-opt seccomp=unconfined \
 #     -v "$PWD/submissions":/submissions:ro -v "$PWD/out":/out -v ~/private:/private:ro gan-course-grader \
-#     python -m ganlib grade /submissions --out /out/grades.csv --extra-checks /private/checks_01.py
+#     python -m gancourse grade /submissions --out /out/grades.csv --extra-checks /private/checks_01.py
 FROM python:3.11-slim
 
 ENV PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
@@ -14,9 +14,10 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch torchvisi
 WORKDIR /course
 COPY pyproject.toml README.md ./
 COPY ganlib ganlib
+COPY gancourse gancourse
 COPY solutions solutions
 COPY exercises exercises
-RUN pip install . && python -c "import ganlib.grading, scipy.linalg"
+RUN pip install . && python -c "import gancourse.grading, scipy.linalg"
 
 # not root: the grader confines each submission in user namespaces of its own (which Docker's default seccomp
 # profile forbids, hence `--security-opt seccomp=unconfined` above; without it the grader falls back to

@@ -1,7 +1,8 @@
 """ganlib: the library behind the GAN course.
 
 One module per concept (see the README for the map): `data`, `losses`, `layers`, `models`, `train`,
-`recipes`, `metrics`, `viz`, `checks`. Notebooks start with ``env = ganlib.setup()``.
+`metrics`, `viz`; the course's tools (checks, presets, grader, benchmarks) are `gancourse`, which ganlib never
+imports. Notebooks start with ``env = ganlib.setup()``.
 """
 
 __version__ = "0.1.0"

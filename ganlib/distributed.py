@@ -1,6 +1,6 @@
 """Data-parallel training over several processes (one per GPU), as launched by ``torchrun``.
 
-    torchrun --standalone --nproc_per_node=4 -m ganlib train dcgan --out runs/dcgan
+    torchrun --standalone --nproc_per_node=4 -m gancourse train dcgan --out runs/dcgan
 
 Each process holds a full copy of G and D and trains on its own slice of every global batch; after each
 backward pass the processes average their gradients, so every copy takes the same optimizer step and the
@@ -43,7 +43,7 @@ def init_from_env() -> bool:
     missing = [k for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise GanlibError(f"WORLD_SIZE is set but {', '.join(missing)} not: start several processes with "
-                          f"torchrun (torchrun --standalone --nproc_per_node=N -m ganlib train ...).")
+                          f"torchrun (torchrun --standalone --nproc_per_node=N -m gancourse train ...).")
     if torch.cuda.is_available():
         local_rank = int(os.environ["LOCAL_RANK"])
         if local_rank >= torch.cuda.device_count():

@@ -23,8 +23,8 @@ from .errors import GanlibError
 
 CHECKSUM_RECORD = "ganlib.sha256"  # the record of an `atomic_save` archive that holds the sha256 of the others
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # the files shipped with ganlib: the judges'
-# classifiers (written by `metrics.ship_judge`: trained weights depend on the machine's thread count, so tests and
-# benchmarks that score with a judge need the same file everywhere) and small trained generators
+# classifiers (written by `gancourse.evaluation.ship_judge`: trained weights depend on the machine's thread count,
+# so tests and benchmarks that score with a judge need the same file everywhere) and small trained generators
 
 
 def cache_dir() -> Path:

@@ -1,7 +1,7 @@
-"""The benchmark runner's own settings (the benchmarks themselves take minutes: `python -m ganlib bench`)."""
+"""The benchmark runner's own settings (the benchmarks themselves take minutes: `python -m gancourse bench`)."""
 
-from ganlib import bench
-from ganlib.bench import pggan_costs, pggan_growing, ring8
+from gancourse import bench, results
+from gancourse.bench import pggan_costs, pggan_growing, ring8
 
 
 def test_benchmarks_run_with_omp_num_threads_when_it_is_set(monkeypatch):
@@ -17,11 +17,11 @@ def test_benchmarks_run_with_omp_num_threads_when_it_is_set(monkeypatch):
 
 
 def test_ring8_benchmark_trains_what_the_command_line_trains(tmp_path):
-    """`bench ring8` measures the preset as `python -m ganlib train gan --seed S --set pack=2` trains it:
+    """`bench ring8` measures the preset as `python -m gancourse train gan --seed S --set pack=2` trains it:
     the same weights after training (different steps, rates or initial weights would differ)."""
     import torch
 
-    from ganlib.__main__ import main
+    from gancourse.__main__ import main
     from ganlib.train import load_checkpoint_file
 
     argv = ["train", "gan", "--profile", "smoke", "--device", "cpu", "--seed", "1", "--set", "pack=2"]
@@ -52,15 +52,24 @@ def test_pggan_speedups_from_curves():
 
 
 def test_committed_pggan_figures_follow_from_their_curves():
-    """Chapter 02 plots ganlib/results/pggan_growing.json: its speed-ups are those its curves give."""
-    import json
-
-    measured = json.loads(pggan_growing.PGGAN_RESULTS.read_text())
+    """Chapter 02 plots gancourse/results/pggan_growing.json, where the benchmark writes it: its speed-ups are
+    those its curves give."""
+    assert pggan_growing.PGGAN_RESULTS == results.path("pggan_growing")
+    measured = results.load("pggan_growing")
     assert measured["races"] and measured["thresholds"] == list(pggan_growing.PGGAN_THRESHOLDS)
     for race in measured["races"]:
         assert pggan_growing.summarise_race(race) == race
         assert race["curves"]["fixed"][0][2] == race["resolution"]  # the fixed run never grows
         assert race["curves"]["progressive"][0][2] == 4  # the progressive one starts at 4x4
+
+
+def test_results_of_a_benchmark_never_run_name_the_command_that_measures_them():
+    import pytest
+
+    from ganlib.errors import GanlibError
+
+    with pytest.raises(GanlibError, match="measure them with `python -m gancourse bench no-such-bench`"):
+        results.load("no_such_bench")
 
 
 def test_pggan_costs_measure_quick_and_report():
@@ -84,7 +93,7 @@ def test_pggan_report_renders_from_its_figures_alone(monkeypatch):
         raise AssertionError("report must not look beyond the figures it is given")
 
     monkeypatch.setattr(pggan_growing.recipes, "preset", unreachable)
-    monkeypatch.setattr(pggan_growing.metrics, "judge_for", unreachable)
+    monkeypatch.setattr(pggan_growing.evaluation, "judge_for", unreachable)
     # [train seconds, images, resolution, alpha, shape_ok, recognisable]
     race16 = {"resolution": 16, "images": 52000, "real_shape_ok": 0.93, "per_image": 1.875,
               "to_threshold": {"0.5": [30, 60], "0.8": [40, None]},
@@ -107,7 +116,7 @@ def test_pggan_report_renders_from_its_figures_alone(monkeypatch):
     assert "4x4: 64, 8x8: 32; 16 elsewhere" in flat and "6k images stable, then 3k fading in" in flat
     assert "Adam 0.003" in flat and "load average 1.5 and 2.2" in flat and "fmap_base 128, fmap_max 64" in flat
     assert "2 resolutions at a time" in flat
-    assert pggan_growing.speedup(race16, 0.8) == (95 / 40, True) and pggan_growing.speedup(race8, 0.8) == (None, False)
+    assert results.speedup(race16, 0.8) == (95 / 40, True) and results.speedup(race8, 0.8) == (None, False)
 
 
 def test_runner_calls_report_of_measure_and_gives_the_grading_benchmark_the_course_notebooks(monkeypatch, tmp_path):
@@ -128,7 +137,7 @@ def test_runner_calls_report_of_measure_and_gives_the_grading_benchmark_the_cour
     out = tmp_path / "b.md"
     bench.main(["ring8", "grading"], out=out, quick=True)
     text = out.read_text()
-    assert "<!-- bench:ring8 -->\n## Ring\n\nCommand: `" in text and "python -m ganlib bench --quick ring8`" in text
+    assert "<!-- bench:ring8 -->\n## Ring\n\nCommand: `" in text and "python -m gancourse bench --quick ring8`" in text
     assert "ring8 measured 41.5\n<!-- /bench:ring8 -->" in text and "grading measured 41.5" in text
     assert [(n, q) for n, q, _ in calls] == [("ring8", True), ("grading", True)] and calls[0][2] == {}
     notebooks = calls[1][2]
@@ -157,7 +166,7 @@ def test_ring8_report_from_its_figures():
 
 
 def test_throughput_report_from_its_figures():
-    from ganlib.bench import throughput
+    from gancourse.bench import throughput
 
     seconds = {"ganlib": [1.0, 1.0], "fresh": [0.8, 1.2], "tutorial": [0.5, 0.5]}
     text = throughput.report({"resolution": 16, "batch": 64, "chunk": 25, "rounds": 2, "seconds": seconds})
@@ -168,7 +177,7 @@ def test_throughput_report_from_its_figures():
 
 
 def test_ddp_throughput_report_from_its_figures():
-    from ganlib.bench import ddp_throughput
+    from gancourse.bench import ddp_throughput
 
     setups = [{"name": "1 process", "processes": 1, "accumulate": 1, "runs": [100.0, 120.0]},
               {"name": "2 processes (torchrun, gloo)", "processes": 2, "accumulate": 1, "runs": [180.0, 200.0]},
@@ -187,7 +196,7 @@ def test_ddp_throughput_report_from_its_figures():
 
 
 def test_grading_report_from_its_figures():
-    from ganlib.bench import grading_class
+    from gancourse.bench import grading_class
 
     def kind(name, count, seconds, points, status):
         return {"kind": name, "count": count, "seconds": [seconds] * count, "points": points, "out_of": 4,
@@ -214,8 +223,8 @@ def test_grading_benchmark_builds_its_wrong_submissions_by_redefining_functions(
 
     import torch
 
-    from ganlib import grading
-    from ganlib.bench import grading_class
+    from gancourse import grading
+    from gancourse.bench import grading_class
 
     notebooks = grading.course_notebooks("01_vanilla_gan")
 
@@ -244,7 +253,7 @@ def _spread(mean: float, std: float = 0.0) -> list[float]:
 
 def test_dcgan_digits_report_renders_its_measured_figures():
     """`report` needs nothing but the measured dict: every row's figures, and the ratio computed from them."""
-    from ganlib.bench import dcgan_digits
+    from gancourse.bench import dcgan_digits
 
     def row(name, fd, steps, batch=64):
         return dict(name=name, steps=steps, batch=batch, wall=51.0, cpu=40.0, fd=_spread(fd, 1.25),
@@ -266,7 +275,7 @@ def test_dcgan_digits_report_renders_its_measured_figures():
 
 
 def test_biggan_tricks_report_renders_its_measured_figures():
-    from ganlib.bench import biggan_tricks
+    from gancourse.bench import biggan_tricks
 
     scores = lambda fd, acc: dict(fd=_spread(fd, 0.5), classes=_spread(10.0), label_accuracy=_spread(acc, 0.002),
                                   confidence=_spread(0.95), variety=_spread(0.2))
@@ -307,7 +316,7 @@ def test_stylegan_mixing_report_leaves_diverged_runs_out_of_the_means():
     """The section is rendered from the measured figures alone: per-seed rows, mean ± std over the runs that did
     not diverge (a diverged run is marked and named, not averaged in), and the paired verdict per number of
     latents."""
-    from ganlib.bench import stylegan_mixing as sm
+    from gancourse.bench import stylegan_mixing as sm
 
     runs = [_stylegan_run(0.9, 0, 0.8, [100.0, 110.0, 120.0, 130.0], 0.9),
             _stylegan_run(0.0, 0, 0.7, [200.0, 300.0, 400.0, 500.0], 0.7),
@@ -341,7 +350,7 @@ def test_mix_latents_gives_each_latent_a_run_of_rows():
     once, and the crossovers differ between samples."""
     import torch
 
-    from ganlib.bench.stylegan_mixing import mix_latents
+    from gancourse.bench.stylegan_mixing import mix_latents
 
     k, n, num_ws = 4, 200, 8
     ws = torch.arange(k, dtype=torch.float32)[:, None, None, None].expand(k, n, num_ws, 3)  # latent i is all i

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlib import layers, losses, models, recipes
-from ganlib.__main__ import main
+from gancourse import recipes
+from gancourse.__main__ import main
+from ganlib import layers, losses, models
 from ganlib.errors import GanlibError
 from ganlib.models import biggan
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
-from ganlib import checks
+from gancourse import checks
 
 
 def probe(z, values, intercept=True, normalise=True, sign=1.0):

@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
-from ganlib import checks, layers, losses
+from gancourse import checks
+from ganlib import layers, losses
 from ganlib.models.biggan import truncated_z
 
 

@@ -6,7 +6,7 @@ import scipy.linalg
 import torch
 from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
-from ganlib import checks
+from gancourse import checks
 
 # ---- Fréchet distance
 

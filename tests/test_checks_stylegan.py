@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from check_helpers import lenient, message  # noqa: F401  (lenient is an autouse fixture)
 
-from ganlib import checks, layers, recipes
+from gancourse import checks, recipes
+from ganlib import layers
 from ganlib.models import stylegan as sg
 
 # ----------------------------------------------------------------------------------------------------------
@@ -76,14 +77,14 @@ def test_mapping_network_correct_answer_passes():
     ("last layer", dict(last_activation=False)),
 ])
 def test_mapping_network_mistakes(expected, kwargs):
-    from ganlib.checks.stylegan import mapping_reference
+    from gancourse.checks.stylegan import mapping_reference
 
     fn = lambda z, W, b, lr_mul: mapping_reference(z, W, b, lr_mul, **kwargs)
     assert expected in message(checks.check_mapping_network(fn))
 
 
 def test_the_library_mapping_network_is_the_written_out_formula():
-    from ganlib.checks.stylegan import mapping_reference
+    from gancourse.checks.stylegan import mapping_reference
 
     torch.manual_seed(0)
     mapping = sg.MappingNetwork(6, 4, 3, lr_mul=0.01).eval()

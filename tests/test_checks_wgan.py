@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 from check_helpers import lenient, message  # noqa: F401  (an autouse fixture: failures are results here)
 
-from ganlib import checks, layers, losses
+from gancourse import checks
+from ganlib import layers, losses
 
 
 def _gp(u="sample", at="between", squared=False, batch_norm=False, mean=False, graph=True, one_sided=False):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ganlib.__main__ import main
-from ganlib.metrics import evaluate as evaluate_module
+from gancourse.__main__ import main
+from gancourse.evaluation import evaluate as evaluate_module
 
 
 def run(capsys, *argv):
@@ -104,7 +104,7 @@ def test_sample_writes_its_file_atomically(tmp_path, capsys, monkeypatch):
 
 def test_set_pack_trains_pacgan(tmp_path, capsys):
     """--set pack=2 reaches the discriminator of the gan recipe: it judges pairs (input 2 x 2 coordinates)."""
-    from ganlib import recipes
+    from gancourse import recipes
 
     for pack in (1, 2):
         run_dir = tmp_path / f"pack{pack}"
@@ -262,7 +262,7 @@ def test_disk_full_during_a_save_is_one_line_and_keeps_the_checkpoint(tmp_path, 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 
-    r = subprocess.run([sys.executable, "-m", "ganlib", "train", "dcgan", "--out", str(run_dir), "--profile",
+    r = subprocess.run([sys.executable, "-m", "gancourse", "train", "dcgan", "--out", str(run_dir), "--profile",
                         "smoke", "--steps", "3", "--resume"], capture_output=True, text=True,
                        preexec_fn=limit)
     assert r.returncode == 2, r.stderr
@@ -287,8 +287,8 @@ def test_grade(tmp_path, capsys):
 
 def test_help_for_every_command():
     for cmd in ([], ["train"], ["sample"], ["evaluate"], ["bench"], ["make-exercises"], ["grade"]):
-        r = subprocess.run([sys.executable, "-m", "ganlib", *cmd, "--help"], capture_output=True, text=True)
-        assert r.returncode == 0 and "usage: python -m ganlib" in r.stdout
+        r = subprocess.run([sys.executable, "-m", "gancourse", *cmd, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0 and "usage: python -m gancourse" in r.stdout
 
 
 def test_evaluate_with_fid_features_offline_is_one_line_naming_the_weights(tmp_path, capsys, monkeypatch):

@@ -28,13 +28,13 @@ def declared() -> tuple[set[str], dict[str, set[str]]]:
 
 def imported() -> set[str]:
     found = set()
-    for path in (ROOT / "ganlib").rglob("*.py"):
+    for path in [*(ROOT / "ganlib").rglob("*.py"), *(ROOT / "gancourse").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
-    return {name for name in found if name not in sys.stdlib_module_names and name != "ganlib"}
+    return {name for name in found if name not in sys.stdlib_module_names and name not in ("ganlib", "gancourse")}
 
 
 def test_every_imported_package_is_declared():

@@ -16,8 +16,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from ganlib import distributed, recipes
-from ganlib.__main__ import main
+from gancourse import recipes
+from gancourse.__main__ import main
+from ganlib import distributed
 from ganlib.data import load
 from ganlib.errors import GanlibError
 from ganlib.models import mlp

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ganlib import grading
+from gancourse import grading
 from ganlib.errors import GanlibError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ import math
 
 import torch
 
-from ganlib.checks import Mistake, run_check
+from gancourse.checks import Mistake, run_check
 
 
 def check_generator_loss(fn):
@@ -70,7 +70,7 @@ def check_generator_loss(fn):
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Grade one folder of submissions, as `python -m ganlib grade` does; returns what the tests look at."""
+    """Grade one folder of submissions, as `python -m gancourse grade` does; returns what the tests look at."""
     tmp = tmp_path_factory.mktemp("grading")
     folder = tmp / "submissions"
     sol, ex = load(SOLUTION), load(EXERCISE)
@@ -176,7 +176,7 @@ def test_read_chapter_from_the_solution():
 
 def test_a_chapter_needs_registered_checks(tmp_path):
     save({"cells": [code_cell("checks.check_no_such_exercise(f)")]}, tmp_path / "02_wip.ipynb")
-    with pytest.raises(GanlibError, match="calls check_no_such_exercise, which ganlib.checks.CHECKS does not"):
+    with pytest.raises(GanlibError, match="calls check_no_such_exercise, which gancourse.checks.CHECKS does not"):
         grading.read_chapter(tmp_path / "02_wip.ipynb").require_checks()
     save({"cells": [code_cell("x = 1")]}, tmp_path / "03_none.ipynb")
     with pytest.raises(GanlibError, match="calls no checks"):
@@ -279,7 +279,7 @@ def test_remote_checks_say_what_local_checks_say(tmp_path, monkeypatch):
     """Wrong answers whose diagnosis needs in-place updates of the arguments (optimizer steps, stale .grad,
     the tiny G's count of backward passes) or gradients through the student's output: graded through the
     submission's process, each gets the message the same function gets from the check run locally."""
-    from ganlib import checks
+    from gancourse import checks
 
     monkeypatch.delenv("GANLIB_STRICT_CHECKS", raising=False)  # the local checks return their messages
     variants = {
@@ -317,7 +317,7 @@ def test_replies_are_read_as_data_only():
     is refused, and a state that does not fit the trusted side's object is an error of the student's code."""
     import torch
 
-    from ganlib.grading import remote
+    from gancourse.grading import remote
 
     tensors = []
     value = remote.encode((torch.ones(2), [1, 2.5, "x", None], {"k": True}, len, torch.float32), tensors)
@@ -345,7 +345,7 @@ def test_replies_are_read_as_data_only():
 
 def test_private_checks_cannot_send_their_own_classes(tmp_path):
     private = tmp_path / "private.py"
-    private.write_text("from ganlib.checks import run_check\n\n\nclass Box:\n    pass\n\n\n"
+    private.write_text("from gancourse.checks import run_check\n\n\nclass Box:\n    pass\n\n\n"
                        "def check_generator_loss(fn):\n    return run_check('generator_loss', lambda: fn(Box()))\n")
     save(load(SOLUTION), tmp_path / "subs" / "s.ipynb")
     g = grading.grade(tmp_path / "subs", tmp_path / "g.csv", timeout=20, jobs=1, extra_checks=private,
@@ -356,7 +356,7 @@ def test_private_checks_cannot_send_their_own_classes(tmp_path):
 
 
 def test_csv_cells_and_feedback_names():
-    from ganlib.grading import report
+    from gancourse.grading import report
 
     assert [report.cell(v) for v in ("=1+1", "+x", "-2", "@a", "\tx", "ann", 3)] == [
         "'=1+1", "'+x", "'-2", "'@a", "'\tx", "ann", "3"]
@@ -368,7 +368,7 @@ def test_csv_cells_and_feedback_names():
 def test_a_user_id_per_job_only_where_it_can_reach_python(tmp_path):
     """Without namespaces, a root grader switches each submission to its own user id only when that user id
     can enter the folders that hold Python and ganlib; otherwise the confinement line says why not."""
-    from ganlib.grading import sandbox
+    from gancourse.grading import sandbox
 
     shut = tmp_path / "private"
     (shut / "venv").mkdir(parents=True)

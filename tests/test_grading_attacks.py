@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from test_grading import EXERCISE, PRIVATE_CHECKS, ROOT, SOLUTION, code_cell, load, save
 
-from ganlib import grading
-from ganlib.grading import runner, sandbox
+from gancourse import grading
+from gancourse.grading import runner, sandbox
 
 TIMEOUT = 8
 SECRET = "SECRET-PRIVATE-4b1f"  # in the private checks file only
@@ -43,7 +43,8 @@ def attacker(code: str) -> dict:
 
 
 def course_hashes() -> dict:
-    files = [p for folder in ("ganlib", "solutions", "exercises", "notebooks") for p in (ROOT / folder).rglob("*")
+    folders = ("ganlib", "gancourse", "solutions", "exercises", "notebooks")
+    files = [p for folder in folders for p in (ROOT / folder).rglob("*")
              if p.is_file() and "__pycache__" not in p.parts]
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
@@ -92,11 +93,11 @@ def attacked(tmp_path_factory):
         save(good, folder / f"{name}.ipynb")
     victim = folder / "good1.ipynb"
     paths = dict(private=str(private), solution=str(SOLUTION), victim=str(victim), folder=str(folder), out=str(out),
-                 core=str(ROOT / "ganlib" / "checks" / "core.py"), feedback=str(tmp / "grades-feedback"))
+                 core=str(ROOT / "gancourse" / "checks" / "core.py"), feedback=str(tmp / "grades-feedback"))
     attacks = {
         "patcher": """
-            import ganlib.checks as c, ganlib.checks.core as core
-            from ganlib.checks import CheckResult
+            import gancourse.checks as c, gancourse.checks.core as core
+            from gancourse.checks import CheckResult
             for k in list(c.CHECKS):
                 c.CHECKS[k] = lambda fn, k=k: CheckResult(k, True, "correct on every test input.")
             core.run_check = lambda ex, body: CheckResult(ex, True, "correct on every test input.")
@@ -283,7 +284,7 @@ def test_a_killed_run_keeps_its_rows_and_resumes(tmp_path):
                                           "signal.SIG_IGN)\n    while True:\n        pass"))
     save(stubborn, folder / "zz-hang.ipynb")
     env = {**os.environ, "PYTHONPATH": str(ROOT), RUN_TAG.split("=")[0]: RUN_TAG.split("=")[1]}
-    command = [sys.executable, "-m", "ganlib", "grade", str(folder), "--out", str(out), "--jobs", "1",
+    command = [sys.executable, "-m", "gancourse", "grade", str(folder), "--out", str(out), "--jobs", "1",
                "--timeout", "30"]
     grader = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 60

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LINTED = ["ganlib", "tests", "conftest.py", "notebooks", "solutions", "exercises"]
+LINTED = ["ganlib", "gancourse", "tests", "conftest.py", "notebooks", "solutions", "exercises"]
 
 
 def test_ruff_finds_nothing():

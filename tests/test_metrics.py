@@ -7,8 +7,10 @@ import pytest
 import scipy.linalg
 import torch
 
+from gancourse import evaluation
 from ganlib import data, metrics
 from ganlib.errors import GanlibError
+from ganlib.shapes import SHAPE_BACKGROUNDS, SHAPE_COLOURS
 
 
 def test_mode_coverage_protocol():
@@ -58,7 +60,7 @@ def test_frechet_distance_of_samples_approaches_the_gaussians():
 
 @pytest.fixture(scope="module")
 def judge():
-    return metrics.judge_for("digits", 16)
+    return evaluation.judge_for("digits", 16)
 
 
 def test_digits_classifier_and_floor(judge):
@@ -84,11 +86,11 @@ def test_judge_is_cached_on_disk(monkeypatch, tmp_path):
     """A judge that is not shipped (digits at 8x8) is trained once, then loaded from the cache folder (unless
     the file there is damaged)."""
     monkeypatch.setenv("GANLIB_CACHE", str(tmp_path))  # a cache of its own: the judge below is a weak one
-    monkeypatch.setattr(metrics.ImageJudge, "images_seen", 1)  # 2 epochs: this is about the file, not accuracy
-    first = metrics.ImageJudge("digits", 8)
-    files = list(metrics.cache_dir().glob("classifier-digits-8-*.pt"))
-    assert len(files) == 1 and not (metrics.PRETRAINED / files[0].name).exists()
-    again = metrics.ImageJudge("digits", 8)  # loaded, not retrained: same weights
+    monkeypatch.setattr(evaluation.ImageJudge, "images_seen", 1)  # 2 epochs: this is about the file, not accuracy
+    first = evaluation.ImageJudge("digits", 8)
+    files = list(evaluation.cache_dir().glob("classifier-digits-8-*.pt"))
+    assert len(files) == 1 and not (evaluation.PRETRAINED / files[0].name).exists()
+    again = evaluation.ImageJudge("digits", 8)  # loaded, not retrained: same weights
     for p, q in zip(again.model.parameters(), first.model.parameters()):
         assert torch.equal(p, q)
     raw = bytearray(files[0].read_bytes())  # a damaged cache file is not loaded: the judge is trained again
@@ -98,9 +100,9 @@ def test_judge_is_cached_on_disk(monkeypatch, tmp_path):
     def train_classifier(*args, **kwargs):
         raise RuntimeError("trained again")
 
-    monkeypatch.setattr(metrics.judges, "train_classifier", train_classifier)  # where ImageJudge looks it up
+    monkeypatch.setattr(evaluation.judges, "train_classifier", train_classifier)  # where ImageJudge looks it up
     with pytest.raises(RuntimeError, match="trained again"):
-        metrics.ImageJudge("digits", 8)
+        evaluation.ImageJudge("digits", 8)
 
 
 def test_judge_rejects_wrong_images(judge):
@@ -110,7 +112,7 @@ def test_judge_rejects_wrong_images(judge):
 
 def test_judge_needs_labels():
     with pytest.raises(GanlibError, match="labelled image dataset"):
-        metrics.ImageJudge("ring8", 16)
+        evaluation.ImageJudge("ring8", 16)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -236,24 +238,24 @@ def test_feature_metrics_collects_them():
 
 
 def test_classifier_features():
-    judge = metrics.judge_for("digits", 16)
+    judge = evaluation.judge_for("digits", 16)
     test = data.load("digits", 16, split="test")
     x, _ = test.batch(torch.arange(40))
-    extractor = metrics.feature_extractor("classifier", "digits", 16)
-    assert isinstance(extractor, metrics.FeatureExtractor) and extractor.judge is judge
+    extractor = evaluation.feature_extractor("classifier", "digits", 16)
+    assert isinstance(extractor, evaluation.FeatureExtractor) and extractor.judge is judge
     f = extractor(x, batch=16)
-    assert f.shape == (40, extractor.dim) and torch.allclose(f, metrics.classify(judge.model, x)[0], atol=1e-5)
+    assert f.shape == (40, extractor.dim) and torch.allclose(f, evaluation.classify(judge.model, x)[0], atol=1e-5)
     with pytest.raises(GanlibError, match="1x16x16"):
         extractor(torch.zeros(2, 1, 8, 8))
     with pytest.raises(GanlibError, match="unknown features 'lenet'"):
-        metrics.feature_extractor("lenet", "digits", 16)
+        evaluation.feature_extractor("lenet", "digits", 16)
 
 
 def test_inception_offline_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
     monkeypatch.setenv("GANLIB_OFFLINE", "1")
     with pytest.raises(GanlibError, match="downloads are off.*offline classifier features"):
-        metrics.feature_extractor("inception", "digits", 16)
+        evaluation.feature_extractor("inception", "digits", 16)
 
 
 def test_inception_features_shapes_and_grey_images(monkeypatch):
@@ -261,8 +263,8 @@ def test_inception_features_shapes_and_grey_images(monkeypatch):
 
     torch.manual_seed(0)
     random_weights = Inception3(num_classes=1000, aux_logits=True, init_weights=False).state_dict()
-    monkeypatch.setattr(metrics.extractors, "_inception_state_dict", lambda: random_weights)  # no download
-    extractor = metrics.InceptionFeatures(device="cpu")
+    monkeypatch.setattr(evaluation.extractors, "_inception_state_dict", lambda: random_weights)  # no download
+    extractor = evaluation.InceptionFeatures(device="cpu")
     grey = torch.rand(2, 1, 16, 16) * 2 - 1
     f = extractor(grey)
     assert f.shape == (2, 2048) and f.dtype == torch.float32
@@ -304,7 +306,7 @@ def test_fid_features_offline_or_without_torch_fidelity_say_what_to_do(monkeypat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
     monkeypatch.setenv("GANLIB_OFFLINE", "1")
     with pytest.raises(GanlibError, match=r"FID Inception weights are not in .*downloads are off.*download https://"):
-        metrics.feature_extractor("fid", "digits", 16)
+        evaluation.feature_extractor("fid", "digits", 16)
     monkeypatch.setenv("GANLIB_OFFLINE", "0")
 
     def no_network(url, dst, **kw):
@@ -312,10 +314,10 @@ def test_fid_features_offline_or_without_torch_fidelity_say_what_to_do(monkeypat
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(GanlibError, match=r"could not download .*name resolution.*download https://\S+ into "):
-        metrics.feature_extractor("fid", "digits", 16)
+        evaluation.feature_extractor("fid", "digits", 16)
     monkeypatch.setitem(sys.modules, "torch_fidelity.feature_extractor_inceptionv3", None)
     with pytest.raises(GanlibError, match=r'needs torch-fidelity: pip install "ganlib\[fid\]"'):
-        metrics.feature_extractor("fid", "digits", 16)
+        evaluation.feature_extractor("fid", "digits", 16)
 
 
 def test_fid_features_feed_the_papers_inception_uint8_rgb(monkeypatch, tmp_path):
@@ -333,7 +335,7 @@ def test_fid_features_feed_the_papers_inception_uint8_rgb(monkeypatch, tmp_path)
     cached = tmp_path / "hub" / "checkpoints" / Path(tfi.URL_INCEPTION_V3).name
     cached.parent.mkdir(parents=True)
     torch.save(net.state_dict(), cached)
-    extractor = metrics.feature_extractor("fid", "digits", 16)
+    extractor = evaluation.feature_extractor("fid", "digits", 16)
     grey = torch.rand(2, 1, 16, 16) * 2 - 1
     f = extractor(grey)
     assert f.shape == (2, 2048) and f.dtype == torch.float32
@@ -357,9 +359,9 @@ def test_shape_geometry_recovers_the_known_factors():
     assert corr(g["x"], f["x"]) > 0.99 and corr(g["y"], f["y"]) > 0.99
     for kind in range(3):  # size is the radius up to a constant that depends on the kind of shape
         assert corr(g["size"][f["shape"] == kind], f["size"][f["shape"] == kind]) > 0.95
-    backgrounds = torch.tensor(list(data.SHAPE_BACKGROUNDS.values())) * 2 - 1  # [3, 3] in [-1, 1]
+    backgrounds = torch.tensor(list(SHAPE_BACKGROUNDS.values())) * 2 - 1  # [3, 3] in [-1, 1]
     assert torch.allclose(g["background"], backgrounds[f["background"]], atol=0.02)
-    colours = torch.tensor(list(data.SHAPE_COLOURS.values())) * 2 - 1  # [6, 3]
+    colours = torch.tensor(list(SHAPE_COLOURS.values())) * 2 - 1  # [6, 3]
     nearest = torch.cdist(g["colour"], colours).argmin(dim=1)  # edges blend with the background, so: nearest
     assert (nearest == f["colour"]).float().mean() > 0.95
     empty = metrics.shape_geometry(torch.full((1, 3, 16, 16), -0.5))
@@ -377,7 +379,7 @@ def test_shape_geometry_recovers_the_known_factors():
 
 @pytest.fixture(scope="module")
 def shapes_judge():
-    return metrics.judge_for("shapes", 32)
+    return evaluation.judge_for("shapes", 32)
 
 
 @pytest.fixture(scope="module")
@@ -391,18 +393,18 @@ def test_shipped_judge_matches_the_dataset(name):
     """The judges of digits (16x16) and shapes come with ganlib, so that every machine scores with the same
     weights (trained ones depend on the thread count); the recorded held-out accuracy and the real images'
     feature statistics must still be what the shipped classifier gives on today's dataset."""
-    judge = metrics.JUDGES.get(name, metrics.ImageJudge)(name, 16)
-    shipped = metrics.PRETRAINED / judge.file_name()
+    judge = evaluation.JUDGES.get(name, evaluation.ImageJudge)(name, 16)
+    shipped = evaluation.PRETRAINED / judge.file_name()
     assert shipped.is_file() and shipped.stat().st_size < 1_000_000, (
-        f"{shipped.name} is not shipped: after bumping CLASSIFIER_VERSION, run metrics.ship_judge({name!r}, 16)")
+        f"{shipped.name} is not shipped: after bumping CLASSIFIER_VERSION, run evaluation.ship_judge({name!r}, 16)")
     state = torch.load(shipped, map_location="cpu", weights_only=True)
     assert state["test_accuracy"] == judge.test_accuracy  # `judge_for` loads the shipped file first
     assert all(torch.equal(p, state["model"][k]) for k, p in judge.model.state_dict().items())
     test = judge.labelled(judge.resolution, "test")
-    _, probs = metrics.classify(judge.model, test.batch(torch.arange(len(test)))[0])
+    _, probs = evaluation.classify(judge.model, test.batch(torch.arange(len(test)))[0])
     assert float((probs.argmax(1) == test.labels).float().mean()) == pytest.approx(judge.test_accuracy, abs=1e-6)
     ref = judge.reference(judge.resolution)
-    feats, _ = metrics.classify(judge.model, ref.batch(torch.arange(len(ref)))[0])
+    feats, _ = evaluation.classify(judge.model, ref.batch(torch.arange(len(ref)))[0])
     mu, cov = metrics.gaussian_stats(feats)
     assert np.allclose(mu, judge.ref_mu, atol=1e-4) and np.allclose(cov, judge.ref_cov, atol=1e-3)
 
@@ -428,8 +430,8 @@ def test_read_factors_reads_real_shapes_back(shapes_judge, shapes_test):
     `shape_geometry`."""
     x, factors = shapes_test
     n = len(x)
-    read = metrics.read_factors(x, shapes_judge)
-    assert set(read) == set(metrics.FACTORS)
+    read = evaluation.read_factors(x, shapes_judge)
+    assert set(read) == set(evaluation.FACTORS)
     assert (read["shape"] == factors["shape"][:n]).float().mean() > 0.9  # the judge's held-out accuracy: 0.935
     assert (read["colour"] == factors["colour"][:n]).float().mean() > 0.98
     assert torch.equal(read["background"], factors["background"][:n])
@@ -437,7 +439,7 @@ def test_read_factors_reads_real_shapes_back(shapes_judge, shapes_test):
     assert (read["position"] - drawn).norm(dim=1).mean() < 0.01  # centroids of 32x32 pixels vs the drawn centres
     geometry = metrics.shape_geometry(x)
     assert torch.equal(read["position"], torch.stack([geometry["x"], geometry["y"]], dim=1))
-    _, probs = metrics.classify(shapes_judge.model, shapes_judge.prepare(x))
+    _, probs = evaluation.classify(shapes_judge.model, shapes_judge.prepare(x))
     shape_p, colour_p = shapes_judge.shape_colour(probs)
     assert shape_p.shape == (n, 3) and colour_p.shape == (n, 6)
     assert torch.allclose(shape_p.sum(1) + probs[:, -1], torch.ones(n)) and torch.allclose(shape_p.sum(1),
@@ -445,13 +447,13 @@ def test_read_factors_reads_real_shapes_back(shapes_judge, shapes_test):
 
 
 def test_shapes_judge_serves_every_resolution(shapes_judge):
-    assert metrics.judge_for("shapes", 16) is shapes_judge and metrics.judge_for("shapes", 64) is shapes_judge
+    assert evaluation.judge_for("shapes", 16) is shapes_judge and evaluation.judge_for("shapes", 64) is shapes_judge
     by_res = {r: shapes_judge.real_score(500, r) for r in (4, 16, 64)}
     assert by_res[16]["recognisable"] > 0.97 and by_res[64]["recognisable"] > 0.97
     assert by_res[4]["recognisable"] < 0.3  # 4x4 shapes, blown up, are blocks, not shapes
     test = data.load("shapes", 16, split="test")
     x16 = test.batch(torch.arange(200))[0]
-    assert metrics.classifier_metrics(x16, "shapes")["recognisable"] > 0.95
+    assert evaluation.classifier_metrics(x16, "shapes")["recognisable"] > 0.95
     labels = test.labels[:200]
     assert shapes_judge.score(x16, labels)["label_accuracy"] > 0.9
     assert shapes_judge.score(x16, (labels + 1) % 3)["label_accuracy"] < 0.05

@@ -8,11 +8,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ganlib import checks, grading
+from gancourse import checks, grading
+from gancourse.grading import read_chapter, read_submission
+from gancourse.notebooks import NOTEBOOK_METADATA, exercise_from_solution, is_clean, make_exercises, strip_solutions
+from gancourse.repo import project
 from ganlib.errors import GanlibError
-from ganlib.grading import read_chapter, read_submission
-from ganlib.notebooks import NOTEBOOK_METADATA, exercise_from_solution, is_clean, make_exercises, strip_solutions
-from ganlib.repo import project
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -35,7 +35,7 @@ def test_there_are_notebooks():
 def test_stored_clean(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    assert is_clean(nb), f"{rel(path)} has outputs or metadata: run `python -m ganlib make-exercises` or clear it"
+    assert is_clean(nb), f"{rel(path)} has outputs or metadata: run `python -m gancourse make-exercises` or clear it"
 
 
 def test_exercises_are_generated_from_solutions(tmp_path):
@@ -43,7 +43,7 @@ def test_exercises_are_generated_from_solutions(tmp_path):
     for path in SOLUTIONS:
         fresh = (tmp_path / path.name).read_text()
         stored = (ROOT / "exercises" / path.name).read_text()
-        assert fresh == stored, f"exercises/{path.name} is stale: run `python -m ganlib make-exercises`"
+        assert fresh == stored, f"exercises/{path.name} is stale: run `python -m gancourse make-exercises`"
 
 
 def test_solution_regions_become_stubs_that_name_the_exercise():

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlib import recipes
+from gancourse import recipes
 from ganlib.errors import GanlibError
 from ganlib.models import pggan
 from ganlib.progressive import GrowthSchedule, ProgressiveTrainer, box_downsample
@@ -222,7 +222,7 @@ def test_trainer_rejects_a_schedule_that_does_not_fit(tmp_path):
 
 def test_budget_scaled_to_another_final_resolution():
     """budget_images keeps the phases per doubling and the images at the final resolution of the preset."""
-    from ganlib.recipes.pggan import budget_images
+    from gancourse.recipes.pggan import budget_images
 
     p = recipes.preset("pggan", "cpu")
     growth, batch, steps = p["trainer"]["growth"], p["train"]["batch_size"], p["train"]["steps"]

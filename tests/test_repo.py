@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import ganlib
-from ganlib.__main__ import main
+from gancourse.__main__ import main
+from gancourse.repo import linked_files, links, project, set_repo
 from ganlib.errors import GanlibError
-from ganlib.repo import linked_files, links, project, set_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlib import layers, losses, models, recipes, stylegan_training
+from gancourse import recipes
+from ganlib import layers, losses, models, stylegan_training
 from ganlib.errors import GanlibError
 from ganlib.models import stylegan as sg
 from ganlib.train import TrainConfig
@@ -407,7 +408,7 @@ def test_stylegan_options_are_run_options_checked_like_train_options():
 
 
 def test_command_line_sets_and_resumes_stylegan_options(tmp_path, capsys):
-    from ganlib.__main__ import main
+    from gancourse.__main__ import main
 
     run_dir = tmp_path / "sg"
     base = ["train", "stylegan", "--data", "digits", "--out", str(run_dir), "--profile", "smoke"]
@@ -428,7 +429,7 @@ def test_command_line_sets_and_resumes_stylegan_options(tmp_path, capsys):
 
 
 def test_command_line_trains_and_samples_with_truncation(tmp_path, capsys):
-    from ganlib.__main__ import main
+    from gancourse.__main__ import main
 
     run_dir = tmp_path / "sg"
     assert main(["train", "stylegan", "--data", "digits", "--out", str(run_dir), "--profile", "smoke",

@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from ganlib import files, recipes
+from gancourse import recipes
+from ganlib import files
 from ganlib.data import load
 from ganlib.errors import GanlibError, TrainingDiverged
 from ganlib.files import atomic_save

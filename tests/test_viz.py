@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 
-from ganlib import recipes, viz
+from gancourse import recipes
+from ganlib import viz
 from ganlib.errors import GanlibError
 
 WIDGET_CELL = """
