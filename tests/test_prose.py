@@ -34,7 +34,7 @@ ALLOWED_SPANS = [
                r"appendix|steps? of the list|part)\s+\d+[a-z]?(?:\s*(?:,|and|or|to|–|-)\s*\d+[a-z]?)*", re.I),
     re.compile(r"^\s*(?:#{1,6}\s+)?\d+[a-z]?[.)]\s", re.M),  # numbered headings and list items
     re.compile(r"\b\d{4}\.\d{4,5}(?:v\d+)?\b"),  # arXiv numbers
-    re.compile(r"\((?=[^()]*(?:et al\.|\bpapers?\b))[^()]*\)"),  # a parenthesis citing a paper
+    re.compile(r"\((?=[^()]*(?:et\s+al\.|\bpapers?\b))[^()]*\)"),  # a parenthesis citing a paper
 ]
 
 
