@@ -36,7 +36,8 @@ from .checkpoints import CHECKPOINT_FORMAT, Checkpointing, load_checkpoint_file
 from .errors import GanlibError, TrainingDiverged
 from .options import OPTION_RANGES, Options, TrainConfig
 
-__all__ = ["BatchStream", "CHECKPOINT_FORMAT", "OPTION_RANGES", "TrainConfig", "Trainer", "load_checkpoint_file"]
+__all__ = ["BatchStream", "CHECKPOINT_FORMAT", "OPTION_RANGES", "TrainConfig", "Trainer", "ema_update",
+           "load_checkpoint_file"]
 
 
 class BatchStream:
@@ -324,10 +325,7 @@ class Trainer(Checkpointing):
             beta = cfg.ema_beta
         if self.step < cfg.ema_start:
             beta = 0.0  # copy G
-        ema_params, params = list(self.G_ema.parameters()), list(self.G.parameters())
-        torch._foreach_lerp_(ema_params, params, 1.0 - beta)  # ema <- beta * ema + (1 - beta) * p
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)  # buffers (BN statistics, ...) are copied, as in StyleGAN2-ADA
+        ema_update(self.G_ema, self.G, beta)
 
     def flush_stats(self) -> dict:
         """Average the losses since the last flush, append them to `history`, stop if any is NaN/inf.
@@ -430,6 +428,17 @@ class Trainer(Checkpointing):
         if not self.conditional:
             return None
         return (torch.arange(n) // 8) % self.G.num_classes
+
+
+@torch.no_grad()
+def ema_update(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
+    """One step of the exponential moving average of G's weights, in place in `G_ema` (G is not changed): every
+    parameter becomes beta * ema + (1 - beta) * p (beta = 0 copies G), and the buffers (batch norm's running
+    statistics) are copied from G, as in StyleGAN2-ADA. `G_ema` has G's architecture."""
+    ema_params, params = list(G_ema.parameters()), list(G.parameters())
+    torch._foreach_lerp_(ema_params, params, 1.0 - beta)  # ema <- beta * ema + (1 - beta) * p
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
 
 
 def _accumulate(total: dict, micro: dict, k: int) -> None:

@@ -119,3 +119,41 @@ def test_pack_samples_reference_and_mistakes():
         (lambda x, m: x.reshape(m, -1), "should be"),
     ]:
         assert words in message(checks.check_pack_samples(fn)), words
+
+
+def test_ema_reference_and_mistakes():
+    from ganlib.train import ema_update
+
+    assert checks.check_ema(ema_update).passed
+
+    @torch.no_grad()
+    def by_hand(G_ema, G, beta):  # another correct way
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.mul_(beta).add_((1 - beta) * p)
+        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b)
+
+    assert checks.check_ema(by_hand).passed
+
+    def params_then_buffers(update_params, copy_buffers=True, no_grad=True):
+        def fn(G_ema, G, beta):
+            with torch.no_grad() if no_grad else torch.enable_grad():
+                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                    update_params(p_ema, p, beta)
+                if copy_buffers:
+                    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                        b_ema.copy_(b)
+        return fn
+
+    cases = {
+        "wrong way round": params_then_buffers(lambda e, p, beta: e.copy_((1 - beta) * e + beta * p)),
+        "copy of G": params_then_buffers(lambda e, p, beta: e.copy_(p)),
+        "G changed": params_then_buffers(lambda e, p, beta: p.lerp_(e, 1 - beta)),  # updates G in place
+        "did not change": params_then_buffers(lambda e, p, beta: beta * e + (1 - beta) * p),  # result dropped
+        "buffers": params_then_buffers(lambda e, p, beta: e.lerp_(p, 1 - beta), copy_buffers=False),
+        "torch.no_grad()": params_then_buffers(lambda e, p, beta: e.copy_(beta * e + (1 - beta) * p), no_grad=False),
+        "should be beta * ema": params_then_buffers(lambda e, p, beta: e.lerp_(p, 0.5)),
+    }
+    for expected, fn in cases.items():
+        assert expected in message(checks.check_ema(fn)), expected
+    assert "(yours are unchanged)" in message(checks.check_ema(cases["buffers"]))

@@ -112,27 +112,27 @@ def test_grades_csv(graded):
     rows = graded["rows"]
     with open(graded["out"], newline="") as f:
         header = next(csv.reader(f))
-    assert header == ["student", "discriminator_loss", "generator_loss", "train_step", "pack_samples",
+    assert header == ["student", "discriminator_loss", "generator_loss", "train_step", "pack_samples", "ema",
                       "extra:generator_loss", "total", "max", "status", "notebook", "sha256"]
     expected = {  # student: (points per column, total, status)
-        "solution": ("11111", 5, "ok"),
-        "untouched": ("00000", 0, "ok"),
-        "loop": ("00000", 0, "timeout"),
-        "stubborn": ("10000", 1, "timeout"),  # killed while checking generator_loss; the earlier point stays
-        "crash": ("10000", 1, "crashed"),  # the process died in generator_loss; the earlier point stays
-        "invalid": ("00000", 0, "invalid"),
-        "partial": ("10010", 2, "ok"),  # wrong sign, a syntax error in train_step, and the private check fails
-        "renamed": ("11011", 4, "ok"),
-        "flood": ("11111", 5, "ok"),
-        "dana": ("11111", 5, "ok"),
-        "erin": ("00000", 0, "missing"),
+        "solution": ("111111", 6, "ok"),
+        "untouched": ("000000", 0, "ok"),
+        "loop": ("000000", 0, "timeout"),
+        "stubborn": ("100000", 1, "timeout"),  # killed while checking generator_loss; the earlier point stays
+        "crash": ("100000", 1, "crashed"),  # the process died in generator_loss; the earlier point stays
+        "invalid": ("000000", 0, "invalid"),
+        "partial": ("100110", 3, "ok"),  # wrong sign, a syntax error in train_step, and the private check fails
+        "renamed": ("110111", 5, "ok"),
+        "flood": ("111111", 6, "ok"),
+        "dana": ("111111", 6, "ok"),
+        "erin": ("000000", 0, "missing"),
     }
     assert sorted(rows) == sorted(expected)
     for student, (points, total, status) in expected.items():
         row = rows[student]
-        got = "".join(row[c] for c in header[1:6])
+        got = "".join(row[c] for c in header[1:7])
         assert (got, int(row["total"]), row["status"]) == (points, total, status), (student, row)
-        assert row["max"] == "5"
+        assert row["max"] == "6"
     assert rows["dana"]["notebook"] == "dana/week 1/my notebook.ipynb"
     assert rows["solution"]["notebook"] == "solution.ipynb"
 
@@ -147,8 +147,8 @@ def test_the_whole_run_takes_under_a_minute(graded):
 
 def test_feedback_names_what_went_wrong(graded):
     fb = graded["feedback"]
-    assert "**5 of 5 points**" in fb["solution"] and "not yet" not in fb["solution"]
-    assert fb["untouched"].count("not implemented yet") == 5
+    assert "**6 of 6 points**" in fb["solution"] and "not yet" not in fb["solution"]
+    assert fb["untouched"].count("not implemented yet") == 6
     assert "timeout: did not finish within its share" in fb["loop"]
     assert "time limit (8 s) ran out while this exercise was being checked" in fb["stubborn"]
     assert "not run: the submission's time limit" in fb["stubborn"]
@@ -170,7 +170,7 @@ def test_read_chapter_from_the_solution():
     assert chapter.name == "01_vanilla_gan"
     assert [(e.name, e.call) for e in chapter.exercises] == [
         ("discriminator_loss", "discriminator_loss"), ("generator_loss", "generator_loss"),
-        ("train_step", "train_step"), ("pack_samples", "pack_samples")]
+        ("train_step", "train_step"), ("pack_samples", "pack_samples"), ("ema", "ema_update")]
     assert grading.read_chapter(EXERCISE).exercises == chapter.exercises  # the handed-out notebook works too
 
 

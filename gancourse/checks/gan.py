@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 
 from ganlib import losses
 from ganlib.models import mlp
+from ganlib.train import ema_update
 
 from .core import CheckResult, Mistake, as_scalar, backward, close, diagnose, run_check, show
 
@@ -281,3 +283,77 @@ CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "train_step": check_train_step,
     "pack_samples": check_pack_samples,
 }
+
+
+def _ema_pair(seed: int) -> tuple[nn.Module, nn.Module]:
+    """(G_ema, G): a small G with batch norm, and its EMA copy from a few updates ago (G's weights and running
+    statistics have since moved), frozen as the trainer keeps it."""
+    torch.manual_seed(seed)
+    G = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.randn(p.shape))
+        G(torch.randn(16, 3))  # train mode: batch norm's running statistics move
+    return G_ema, G
+
+
+def _tensors(module: nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in (*module.parameters(), *module.buffers())]
+
+
+def check_ema(fn: Callable) -> CheckResult:
+    """fn(G_ema, G, beta) -> None: G_ema's parameters <- beta * ema + (1 - beta) * G's, in place; G's buffers copied;
+    G not changed (reference: ganlib.train.ema_update)."""
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(close(x.double(), y.double()) for x, y in zip(a, b))
+
+    def body():
+        for seed, beta in [(0, 0.9), (1, 0.99)]:
+            G_ema, G = _ema_pair(seed)
+            ema_before, g_before = _tensors(G_ema), _tensors(G)
+            ref = copy.deepcopy(G_ema)
+            ema_update(ref, G, beta)
+            fn(G_ema, G, beta)
+            n_params = len(list(G.parameters()))
+            out, want = _tensors(G_ema), _tensors(ref)
+            if not same(_tensors(G), g_before):
+                raise Mistake("G changed: the average is updated in G_ema's tensors, in place (p_ema.lerp_(p, "
+                              "1 - beta) or p_ema.mul_(beta).add_(...)); G's own weights are what the optimiser "
+                              "trains and must not move.")
+            if any(p.grad_fn is not None or p.requires_grad for p in G_ema.parameters()):
+                raise Mistake("G_ema's weights now have a gradient history: do the update under torch.no_grad(), "
+                              "so the average is not part of the next backward pass.")
+            if same(out[:n_params], ema_before[:n_params]):
+                raise Mistake("G_ema's parameters did not change: write the new values into G_ema's own tensors "
+                              "in place (p_ema.copy_(...), p_ema.lerp_(...)); `p_ema = ...` only rebinds a "
+                              "name.")
+            if not same(out[:n_params], want[:n_params]):
+                swapped, copied = copy.deepcopy(G_ema), copy.deepcopy(G_ema)
+                for module, weight in ((swapped, 1 - beta), (copied, 0.0)):
+                    for t, b in zip(module.parameters(), ema_before[:n_params]):
+                        t.copy_(b)
+                    ema_update(module, G, weight)
+                diagnose(out[:n_params], [
+                    (_tensors(swapped)[:n_params], f"the decay is the wrong way round: with beta = {beta} the "
+                                                   f"average keeps beta of its old value and takes only 1 - beta "
+                                                   f"of G's, ema = beta * ema + (1 - beta) * p."),
+                    (_tensors(copied)[:n_params], "G_ema is now a copy of G: the average keeps beta of its "
+                                                  "old value, ema = beta * ema + (1 - beta) * p."),
+                ], lambda got, wrong: same(got, wrong))
+                raise Mistake(f"with beta = {beta}, G_ema's parameters should be beta * ema + (1 - beta) * p for "
+                              f"each pair of G_ema's and G's parameters (in the same order), and they are not.")
+            if not same(out[n_params:], want[n_params:]):
+                message = ("the parameters are right, but the buffers (batch norm's running mean and variance) "
+                           "are not G's: copy them, b_ema.copy_(b) for G_ema.buffers() and G.buffers(); they "
+                           "are statistics, not weights, so they are not averaged")
+                if same(out[n_params:], ema_before[n_params:]):
+                    message += " (yours are unchanged)"
+                raise Mistake(message + ".")
+        return "G_ema's parameters averaged with the right decay, its buffers copied, G untouched."
+
+    return run_check("ema", body)
+
+
+CHECKS["ema"] = check_ema
