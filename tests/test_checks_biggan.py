@@ -148,3 +148,43 @@ def test_power_iteration_is_what_torch_spectral_norm_does():
     sigma, u1 = layers.power_iteration(w, u0)
     torch.testing.assert_close(sn._u, u1)
     torch.testing.assert_close(linear.weight.detach(), w / sigma)
+
+
+def _attention(softmax_dim=-1, residual=True, pool=F.max_pool2d, transposed=False, scale=False, gain=None):
+    """A self-attention function, right by default, with one typical mistake switched on by an argument
+    (`gain`: what multiplies the attention path instead of gamma)."""
+
+    def fn(x, theta, phi, g, o, gamma):
+        n, c, h, w = x.shape
+        q = theta(x).flatten(2)
+        k, v = (pool(f(x), 2).flatten(2) if pool else f(x).flatten(2) for f in (phi, g))
+        logits = q.transpose(1, 2) @ k / ((c // 8) ** 0.5 if scale else 1)
+        beta = torch.softmax(logits, dim=softmax_dim)
+        attended = (v @ beta if transposed else v @ beta.transpose(1, 2)).reshape(n, -1, h, w)
+        out = (gamma if gain is None else gain(gamma)) * o(attended)
+        return x + out if residual else out
+
+    return fn
+
+
+def test_self_attention_reference_and_registration():
+    assert checks.check_self_attention(lambda x, theta, phi, g, o, gamma: layers.SelfAttention.forward(
+        type("Block", (), dict(theta=theta, phi=phi, g=g, o=o, gamma=gamma))(), x)).passed  # ganlib's forward
+    assert checks.check_self_attention(_attention()).passed  # the test's own, independently written block
+    assert checks.CHECKS["self_attention"] is checks.check_self_attention
+
+
+def test_self_attention_mistakes():
+    cases = {
+        "softmax runs over the queries": _attention(softmax_dim=1),
+        "not by 1 + gamma": _attention(gain=lambda gamma: 1 + gamma),  # not the identity when built
+        "residual is missing": _attention(residual=False),
+        "shapes that do not fit": _attention(transposed=True),  # g @ beta with pooled keys: the product fails
+        "attention map is transposed": _attention(transposed=True, pool=None),
+        "not max-pooled": _attention(pool=None),
+        "average-pooled": _attention(pool=F.avg_pool2d),
+        "1/sqrt(C/8)": _attention(scale=True),
+        "gets no gradient": _attention(gain=lambda gamma: gamma.item()),
+    }
+    for expected, fn in cases.items():
+        assert expected in message(checks.check_self_attention(fn)), expected

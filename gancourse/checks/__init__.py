@@ -12,6 +12,7 @@ from .biggan import (
     check_hinge_loss,
     check_orthogonal_regularization,
     check_power_iteration,
+    check_self_attention,
     check_truncated_z,
 )
 from .core import CheckFailed, CheckResult, Mistake, run_check
@@ -45,5 +46,5 @@ __all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
            "check_mixing_regularisation",
            "check_frechet_distance", "check_mmd2_unbiased", "check_precision_recall",
            "check_hinge_loss", "check_conditional_batch_norm", "check_orthogonal_regularization", "check_truncated_z",
-           "check_power_iteration",
+           "check_power_iteration", "check_self_attention",
            "check_probe_direction", "check_project"]
