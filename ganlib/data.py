@@ -435,5 +435,8 @@ def load(name: str, resolution: int | None = None, split: str = "train", seed: i
     if name in TORCHVISION_SETS:
         return torchvision_set(name, resolution, split, root)
     if name.startswith("folder:"):
+        if not name[len("folder:"):].strip():
+            raise GanlibError("folder: needs the path of a folder of images after the colon, e.g. "
+                              "folder:~/pictures/faces.")
         return image_folder(name[len("folder:"):], resolution)
     raise GanlibError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, or folder:PATH.")

@@ -38,18 +38,24 @@ def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def d_loss_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """relu(1 - l(x)) + relu(1 + l(G(z))), averaged (SAGAN, BigGAN): D is pushed to score reals above +1 and
+    fakes below -1, and a sample already past its margin adds neither loss nor gradient."""
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
 
 def g_loss_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-l(G(z)), averaged: G raises D's score of its samples, without a margin (SAGAN, BigGAN)."""
     return -fake_logits.mean()
 
 
 def d_loss_wasserstein(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """l(G(z)) - l(x), averaged: the critic's estimate of the Wasserstein-1 distance, negated (WGAN); it needs a
+    Lipschitz critic (gradient penalty, `gradient_penalty`)."""
     return fake_logits.mean() - real_logits.mean()
 
 
 def g_loss_wasserstein(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-l(G(z)), averaged: G raises the critic's score of its samples (WGAN)."""
     return -fake_logits.mean()
 
 

@@ -64,17 +64,19 @@ def test_every_run_folder_gets_its_history_as_csv_and_plot_history_draws_it(tmp_
     t.train(callback=lambda tr: tr.record(fd=100.0 / tr.step), every=15, progress=False)
     rows = (tmp_path / viz.HISTORY_FILE).read_text().splitlines()
     columns = rows[0].split(",")
-    assert columns[:3] == ["step", "kimg", "seconds"] and {"loss_d", "loss_g", "D(x)", "D(G(z))", "fd"} <= set(columns)
+    assert columns[:3] == ["step", "kimg", "seconds"]
+    assert {"loss_d", "loss_g", "logit_real", "logit_fake", "fd"} <= set(columns)
     h = viz.read_history(tmp_path)
     assert h["step"].tolist() == [e["step"] for e in t.history] == [10, 15, 20, 30]
-    for name in ("loss_d", "D(G(z))"):
+    for name in ("loss_d", "logit_fake"):
         logged = [e.get(name, np.nan) for e in t.history]
         np.testing.assert_allclose(h[name], logged, rtol=1e-12)  # floats survive the text round trip
     np.testing.assert_allclose(h["fd"], [np.nan, 100 / 15, np.nan, 100 / 30])  # only where it was recorded
     assert viz.read_history(t.history).keys() == h.keys()
     axes = viz.plot_history(tmp_path, metrics=("fd", "not recorded"))
     assert [ax.get_ylabel() for ax in axes] == ["loss", "D's mean logit", "fd"]
-    assert [line.get_label() for line in axes[1].get_lines()] == ["D(x)", "D(G(z))"]
+    assert isinstance(axes, list) and len(axes) == 3 and len(axes[0].figure.axes) == 3  # one per panel
+    assert [line.get_label() for line in axes[1].get_lines()] == ["logit_real", "logit_fake"]
     np.testing.assert_allclose(axes[2].get_lines()[0].get_ydata(), [100 / 15, 100 / 30])
     plt.close("all")
     assert viz.read_history(tmp_path / viz.HISTORY_FILE).keys() == h.keys()

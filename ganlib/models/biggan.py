@@ -269,7 +269,8 @@ class Discriminator(nn.Module):
             add_spectral_norm(self)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_images(x, self.img_channels, self.resolution, "the BigGAN discriminator")
+        check_images(x, self.img_channels, self.resolution, "the BigGAN discriminator",
+                     dtype=next(self.parameters()).dtype)
         assert labels is not None and labels.shape == x.shape[:1], "D needs labels [N]"
         h = x
         for block in self.blocks:

@@ -105,7 +105,8 @@ class Discriminator(nn.Module):
         self.apply(dcgan_init)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_images(x, self.img_channels, self.resolution, "the DCGAN discriminator")
+        check_images(x, self.img_channels, self.resolution, "the DCGAN discriminator",
+                     dtype=next(self.parameters()).dtype)
         if self.num_classes:
             assert labels is not None and labels.shape == x.shape[:1], "a conditional D needs labels [N]"
             onehot = F.one_hot(labels, self.num_classes).to(x.dtype)  # [N, K]

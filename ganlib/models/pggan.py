@@ -167,7 +167,8 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         """Scores of images at their own resolution; `alpha` fades the top block in, mirroring G."""
-        check_images(x, self.img_channels, None, "the PGGAN discriminator")
+        check_images(x, self.img_channels, None, "the PGGAN discriminator",
+                     dtype=next(self.parameters()).dtype)
         resolution = x.shape[-1]
         if resolution not in self.resolutions or x.shape[-2] != resolution:
             raise GanlibError(f"the PGGAN discriminator takes square images of "
