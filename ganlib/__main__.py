@@ -98,9 +98,9 @@ def _train_in(run_dir: Path, args) -> None:
     parts += [f"{cfg.accumulate} accumulated"] if cfg.accumulate > 1 else []
     batch = f"batch {' x '.join(parts)}" + (f" = global batch {trainer.global_batch}" if len(parts) > 1 else "")
     where = f"{trainer.world_size} processes ({trainer.device.type})" if trainer.world_size > 1 else trainer.device
-    say(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {cfg.steps} steps, "
-        f"{batch}, on {where}; writing to {run_dir}")
     with _ctrl_c_saves(trainer) as stop_if_asked:
+        say(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {cfg.steps} steps, "
+            f"{batch}, on {where}; writing to {run_dir}", flush=True)
         trainer.train(callback=stop_if_asked, every=1)
     last = trainer.history[-1] if trainer.history else {}
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("loss"))

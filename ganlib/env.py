@@ -22,6 +22,11 @@ import torch
 
 from .errors import GanlibError
 
+__all__ = [
+    "PROFILES", "current_profile", "default_device", "check_device", "seed_everything", "COLAB_WITHOUT_GPU",
+    "on_colab", "Env", "format_profile_table", "default_threads", "setup"
+]
+
 PROFILES = ("smoke", "cpu", "gpu")
 
 

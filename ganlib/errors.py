@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typing
 
+__all__ = ["GanlibError", "TrainingDiverged", "first_line", "is_power_of_two", "check_resolution", "check_images"]
+
 if typing.TYPE_CHECKING:
     import torch
 

@@ -21,6 +21,11 @@ import torch
 
 from .errors import GanlibError
 
+__all__ = [
+    "CHECKSUM_RECORD", "PRETRAINED", "cache_dir", "previous_path", "atomic_save", "damage", "atomic_write",
+    "atomic_write_text", "LOCK_FILE", "run_lock"
+]
+
 CHECKSUM_RECORD = "ganlib.sha256"  # the record of an `atomic_save` archive that holds the sha256 of the others
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # the files shipped with ganlib: the judges'
 # classifiers (written by `metrics.ship_judge`: trained weights depend on the machine's thread count, so tests and

@@ -21,6 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "d_loss_logistic", "g_loss_minimax", "g_loss_nonsaturating", "d_loss_hinge", "g_loss_hinge", "d_loss_wasserstein",
+    "g_loss_wasserstein", "GAN_LOSSES", "gradient_penalty", "r1_penalty", "drift_penalty", "path_lengths",
+    "path_length_penalty", "orthogonal_regularization"
+]
+
 
 def d_loss_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """-log D(x) - log(1 - D(G(z))), averaged: D's loss for both the minimax and the non-saturating game."""

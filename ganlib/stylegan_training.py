@@ -22,6 +22,8 @@ from .models.stylegan import mixing_regularisation
 from .options import AT_LEAST_1, FRACTION, NON_NEGATIVE, Interval, Options
 from .train import Trainer
 
+__all__ = ["StyleGANOptions", "StyleGANTrainer", "pretrained", "pretrained_path"]
+
 
 @dataclass
 class StyleGANOptions(Options):

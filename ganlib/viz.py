@@ -12,6 +12,11 @@ import torch
 from .errors import GanlibError
 from .files import atomic_write_text
 
+__all__ = [
+    "as_image_batch", "image_grid", "save_image_grid", "show_images", "plot_points", "plot_discriminator",
+    "save_points", "lerp", "slerp", "interactive", "HISTORY_FILE", "write_history", "read_history", "plot_history"
+]
+
 
 def as_image_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Images as the float tensor [N, C, H, W] in [-1, 1] that the pictures below take, from a tensor or a NumPy

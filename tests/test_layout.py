@@ -119,3 +119,43 @@ def test_the_string_reader_skips_docstrings_only():
 def test_no_file_is_over_450_lines():
     long = {rel(p) for p in sources() if len(p.read_text().splitlines()) > MAX_LINES}
     assert not long, f"over {MAX_LINES} lines: {sorted(long)}"
+
+
+def test_every_module_is_an_attribute_of_the_package_without_importing_torch():
+    """`import ganlib` then `ganlib.models.dcgan`, `ganlib.viz`, ... work without importing them first, and the
+    package itself imports no torch (so the command line can say one line for a Ctrl-C while torch loads)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ganlib; assert 'torch' not in sys.modules; "
+            "print(ganlib.models.dcgan.Generator.__name__, ganlib.viz.image_grid.__name__, ganlib.setup.__name__, "
+            "ganlib.GanlibError.__name__)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split() == ["Generator", "image_grid", "setup", "GanlibError"], r.stderr
+    assert {"models", "viz", "data", "train", "setup"} <= set(dir(ganlib)) and "torch" not in dir(ganlib)
+
+
+def test_every_module_lists_its_public_names_in_all():
+    """Each library module's `__all__` (what `help(module)` and `from module import *` show) holds its own public
+    functions and classes, and names only what the module has. (The course's tools are not the library a notebook
+    reads: the exercise checks, the grader, the benchmarks, the notebook and release tooling.)"""
+    import importlib
+
+    missing, wrong = [], []
+    for path in sources():
+        name = ".".join(("ganlib", *path.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
+        if path.name == "__main__.py" or unit(path) in ("checks", "grading", "bench", "notebooks", "repo"):
+            continue
+        tree = ast.parse(path.read_text())
+        defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+                   and not n.name.startswith("_")}
+        if not defined:
+            continue
+        module = importlib.import_module(name)
+        listed = getattr(module, "__all__", None)
+        if listed is None:
+            missing.append(name)
+            continue
+        missing += [f"{name}.{d}" for d in sorted(defined - set(listed))]
+        wrong += [f"{name}.{n}" for n in listed if not hasattr(module, n)]
+    assert not missing and not wrong, (missing, wrong)

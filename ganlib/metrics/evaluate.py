@@ -11,6 +11,8 @@ from .extractors import PAPER_SAMPLES, feature_extractor
 from .formulas import feature_metrics, knn_radii, mode_coverage, nearest_neighbour_distances
 from .judges import ShapesJudge, judge_for
 
+__all__ = ["read_samples", "evaluate_file"]
+
 
 def read_samples(path) -> dict[str, np.ndarray]:
     """The arrays of a samples file written by `python -m ganlib sample`, with one-line errors."""

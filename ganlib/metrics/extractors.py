@@ -14,6 +14,11 @@ from ..env import default_device
 from ..errors import GanlibError, first_line
 from .judges import classify, judge_for
 
+__all__ = [
+    "FeatureExtractor", "ClassifierFeatures", "InceptionFeatures", "FID_INSTALL", "PAPER_SAMPLES",
+    "FIDInceptionFeatures", "FEATURES", "feature_extractor"
+]
+
 
 class FeatureExtractor:
     """Maps images [N, C, R, R] in [-1, 1] to features [N, dim] (float32, CPU). `name` says which features

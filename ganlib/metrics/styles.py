@@ -13,6 +13,8 @@ from ..viz import lerp, slerp
 from .geometry import shape_geometry
 from .judges import ShapesJudge, classify
 
+__all__ = ["FACTORS", "read_factors", "mixing_shares", "perceptual_path_length"]
+
 FACTORS = ("shape", "colour", "background", "position")
 
 

@@ -30,6 +30,12 @@ from .. import layers
 from ..errors import GanlibError, check_images, check_resolution
 from ..layers import ConditionalBatchNorm2d, SelfAttention
 
+__all__ = [
+    "SN_EPS", "SAMPLING_STATISTICS", "channels_at", "add_spectral_norm", "orthogonal_init", "truncated_z",
+    "batch_norms", "standing_statistics", "GBlock", "DBlock", "Generator", "forward_with_batch_statistics",
+    "Discriminator"
+]
+
 SN_EPS = 1e-6  # spectral-norm epsilon of the BigGAN-PyTorch launch scripts
 SAMPLING_STATISTICS = ("standing", "running", "batch")  # the batch-norm statistics G can sample with (`sampling`)
 

@@ -19,6 +19,8 @@ from torch import nn
 
 from ..errors import check_images, check_resolution
 
+__all__ = ["feature_channels", "dcgan_init", "Generator", "Discriminator"]
+
 
 def feature_channels(resolution: int, final: int, width: int, max_channels: int) -> int:
     """Channels of the feature map at `resolution` in a net whose final resolution is `final`: doubling

@@ -18,6 +18,8 @@ from torch import nn
 from .. import layers
 from ..errors import GanlibError
 
+__all__ = ["CONDITIONINGS", "mlp", "pack", "MLPGenerator", "MLPDiscriminator"]
+
 CONDITIONINGS = ("concat", "projection")
 
 

@@ -29,6 +29,11 @@ from torch import nn
 from ..errors import GanlibError, check_images, check_resolution
 from ..layers import EqualizedConv2d, EqualizedLinear, minibatch_stddev, pixel_norm
 
+__all__ = [
+    "upsample", "downsample", "fade_in", "fade_reals", "channels", "lrelu", "GeneratorBlock", "Generator",
+    "DiscriminatorBlock", "Discriminator"
+]
+
 
 def upsample(x: torch.Tensor) -> torch.Tensor:
     """Nearest-neighbour 2x upsampling [N, C, H, W] -> [N, C, 2H, 2W]."""

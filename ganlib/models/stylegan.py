@@ -33,6 +33,12 @@ from torch import nn
 from .. import layers
 from ..errors import GanlibError, check_images, check_resolution
 
+__all__ = [
+    "STYLES", "LRELU_GAIN", "lrelu", "feature_channels", "MappingNetwork", "broadcast", "truncate", "mix_styles",
+    "mixing_regularisation", "SynthesisLayer", "adain_epilogue", "ToRGB", "SynthesisBlock", "SynthesisNetwork",
+    "Generator", "DiscriminatorBlock", "Discriminator"
+]
+
 STYLES = ("modulated", "adain")
 LRELU_GAIN = math.sqrt(2)
 

@@ -31,6 +31,11 @@ from ..errors import GanlibError
 from ..options import TrainConfig, check_names
 from ..train import Trainer
 
+__all__ = [
+    "RECIPES", "get", "trainer_class", "option_names", "preset", "default_spec", "make_trainer", "own_options",
+    "sample_from_run"
+]
+
 RECIPES = (
     "gan",
     "dcgan",
