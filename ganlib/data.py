@@ -324,6 +324,9 @@ TORCHVISION_SETS = {
 
 def torchvision_set(name: str, resolution: int | None = None, split: str = "train",
                     root: str | Path | None = None) -> ImageData:
+    """One of `TORCHVISION_SETS` (MNIST, Fashion-MNIST, CIFAR-10, ...) through torchvision, as `ImageData` of
+    `split` at `resolution` (default: the set's own), downloaded once into `root` (default `data_root()`); a
+    one-line GanlibError when it is not there and downloads are off or fail."""
     import torchvision.datasets as tvd
 
     cls_name, default_res, class_names = TORCHVISION_SETS[name]

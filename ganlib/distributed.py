@@ -70,6 +70,7 @@ def shutdown() -> None:
 
 
 def is_initialized() -> bool:
+    """Whether this process is one of several in a process group (torchrun)."""
     return dist.is_available() and dist.is_initialized()
 
 

@@ -81,6 +81,7 @@ COLAB_WITHOUT_GPU = ("This Colab runtime has no GPU, so the notebook runs the sl
 
 
 def on_colab() -> bool:
+    """Whether this runs in a Google Colab runtime."""
     import sys
 
     return "google.colab" in sys.modules

@@ -30,6 +30,7 @@ def first_line(e: BaseException, limit: int = 200) -> str:
 
 
 def is_power_of_two(n: int) -> bool:
+    """Whether `n` is a whole number 1, 2, 4, 8, ..."""
     return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
 
 

@@ -110,4 +110,6 @@ def pretrained():
 
 
 def pretrained_path() -> Path:
+    """The StyleGAN generator shipped with ganlib (trained on shapes at 32x32), for the chapters that sample
+    a trained one without training it."""
     return PRETRAINED / "stylegan-shapes32.pt"

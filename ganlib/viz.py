@@ -120,6 +120,8 @@ def plot_discriminator(D: Callable[[torch.Tensor], torch.Tensor], lim: float, ax
 
 
 def save_points(points: torch.Tensor, path: str | Path, reference=None) -> None:
+    """Save a scatter plot of 2-D samples [N, 2] as a picture file, with the mode centres of `reference` (a
+    toy dataset) when it has them."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)

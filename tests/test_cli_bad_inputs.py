@@ -175,9 +175,13 @@ def test_ctrl_c_before_the_first_step_is_one_line(tmp_path, capsys, monkeypatch)
     code, _, err = run(capsys, "train", "gan", "--out", tmp_path / "r", "--profile", "smoke")
     assert code == 130 and err == "interrupted before a checkpoint was saved: nothing to resume.\n"
     assert not (tmp_path / "r").exists()
-    monkeypatch.setattr(cli, "build_parser", interrupt)
+    monkeypatch.setattr(recipes, "sample_from_run", interrupt)
     code, _, err = run(capsys, "sample", tmp_path / "r", "--out", tmp_path / "s.npz")
     assert code == 130 and err == "interrupted; no samples file was written.\n"
+    monkeypatch.setattr(cli, "build_parser", interrupt)  # while the command line imports torch and the recipes
+    code, _, err = run(capsys, "sample", tmp_path / "r", "--out", tmp_path / "s.npz")
+    assert code == 130 and err == "interrupted.\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to another process is POSIX")
@@ -210,3 +214,12 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_a_second_trainer_is_
     from ganlib.__main__ import _interrupted
     assert _interrupted(SimpleNamespace(command="train", out=str(run_dir))) == \
         f"interrupted; the checkpoint of step {step + 1} in {str(run_dir)!r} is kept: continue with --resume."
+
+
+def test_train_help_points_at_the_file_that_defines_train_config(capsys):
+    from ganlib import options
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "a field of TrainConfig in ganlib/options.py" in " ".join(capsys.readouterr().out.split())
+    assert options.TrainConfig.__module__ == "ganlib.options"

@@ -159,3 +159,20 @@ def test_every_module_lists_its_public_names_in_all():
         missing += [f"{name}.{d}" for d in sorted(defined - set(listed))]
         wrong += [f"{name}.{n}" for n in listed if not hasattr(module, n)]
     assert not missing and not wrong, (missing, wrong)
+
+
+def test_every_public_function_and_class_of_the_library_has_a_docstring():
+    undocumented = [f"{rel(path)}: {node.name}" for path in sources()
+                    if unit(path) not in ("checks", "grading", "bench", "notebooks", "repo", "__main__")
+                    for node in ast.parse(path.read_text()).body
+                    if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+                    and not ast.get_docstring(node)]
+    assert not undocumented, undocumented
+
+
+def test_the_readme_samples_file_is_ignored_by_git():
+    """The README's `sample ... --out FILE` writes FILE in the course folder: .gitignore keeps it out of commits."""
+    readme = (ROOT.parent / "README.md").read_text()
+    written = re.findall(r"python -m ganlib sample \S+ .*--out (\S+)", readme)
+    ignored = (ROOT.parent / ".gitignore").read_text().split()
+    assert written and all(name in ignored for name in written), (written, ignored)

@@ -53,6 +53,7 @@ def add_spectral_norm(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> No
 
 
 def orthogonal_init(module: nn.Module) -> None:
+    """BigGAN's initialisation of one module (apply it with `G.apply`): orthogonal weights, zero biases."""
     if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
         nn.init.orthogonal_(module.weight)
         if getattr(module, "bias", None) is not None:

@@ -29,6 +29,8 @@ def feature_channels(resolution: int, final: int, width: int, max_channels: int)
 
 
 def dcgan_init(module: nn.Module) -> None:
+    """The DCGAN paper's initialisation of one module (apply it with `G.apply`): weights from N(0, 0.02), batch
+    norm scales from N(1, 0.02), zero biases."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if getattr(module, "bias", None) is not None:

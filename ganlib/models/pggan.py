@@ -67,6 +67,7 @@ def channels(resolution: int, fmap_base: int, fmap_max: int) -> int:
 
 
 def lrelu(x: torch.Tensor) -> torch.Tensor:
+    """PGGAN's leaky ReLU, slope 0.2."""
     return F.leaky_relu(x, 0.2)
 
 
