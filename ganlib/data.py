@@ -31,12 +31,10 @@ import torch.nn.functional as F
 
 from .errors import GanlibError, check_resolution, first_line
 
-__all__ = [
-    "IMAGE_SUFFIXES", "PointData", "ImageData", "to_uint8", "resize_images", "ring8_centres", "grid25_centres",
-    "TOY_MIXTURES", "toy_mixture", "digits", "SHAPE_NAMES", "SHAPE_COLOURS", "SHAPE_BACKGROUNDS", "SHAPES_SIZE",
-    "ShapesData", "shape_factors", "render_shapes", "shapes", "data_root", "downloads_allowed", "TORCHVISION_SETS",
-    "torchvision_set", "image_folder", "OFFLINE", "DATASETS", "load"
-]
+__all__ = ["IMAGE_SUFFIXES", "PointData", "ImageData", "to_uint8", "resize_images", "ring8_centres", "grid25_centres",
+           "TOY_MIXTURES", "toy_mixture", "digits", "SHAPE_NAMES", "SHAPE_COLOURS", "SHAPE_BACKGROUNDS", "SHAPES_SIZE",
+           "ShapesData", "shape_factors", "render_shapes", "shapes", "data_root", "downloads_allowed",
+           "TORCHVISION_SETS", "torchvision_set", "image_folder", "OFFLINE", "DATASETS", "load"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 

@@ -475,11 +475,11 @@ def test_evaluate_table_columns_stay_apart_for_any_width():
     right-aligned under their column's name, and the header line comes first unchanged."""
     from ganlib.metrics.evaluate import _table
 
-    rows = [("samples", {"fd": 35609.9825, "kid": 5.246e7, "kid_std": 5.8e4, "modes": 8}),
+    rows = [("samples", {"fd": 35609.98, "kid": 5.246e7, "kid_std": 5.8e4, "modes": 8}),
             ("real data", {"fd": 0.003, "kid": -0.001319, "kid_std": 0.0047, "modes": 123456789012345678})]
     lines = _table("the header", rows, ["modes", "fd", "kid"]).splitlines()
     assert lines[0] == "the header"
-    assert lines[2].split() == ["samples", "8", "35609.983", "5.246e+07±5.8e+04"]
+    assert lines[2].split() == ["samples", "8", "35609.980", "5.246e+07±5.8e+04"]
     assert lines[3].split() == ["real", "data", "123456789012345678", "0.003", "-0.001319±0.0047"]
     ends = [m.end() for m in re.finditer(r"\S+", lines[1])]
     for line in lines[2:]:
