@@ -223,3 +223,20 @@ def test_train_help_points_at_the_file_that_defines_train_config(capsys):
         main(["train", "--help"])
     assert "a field of TrainConfig in ganlib/options.py" in " ".join(capsys.readouterr().out.split())
     assert options.TrainConfig.__module__ == "ganlib.options"
+
+
+def test_sample_refuses_to_write_samples_that_are_nan(world, capsys, monkeypatch):
+    """A generator that outputs NaN (a diverged run) would give all-black images: `sample` names it instead."""
+    from ganlib import models
+
+    def diverged(G, n, *args, **kwargs):
+        x = torch.zeros(n, 2)
+        x[::4] = float("nan")
+        return x, None
+
+    monkeypatch.setattr(models, "sample", diverged)
+    before = snapshot(world)
+    code, _, err = run(capsys, "sample", world / "gan", "--num", 8, "--out", world / "s.npz")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"2 of the 8 samples hold NaN or infinite values: the generator in {str(world / 'gan')!r} diverged" in err
+    assert snapshot(world) == before
