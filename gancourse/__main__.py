@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -31,6 +32,16 @@ def cmd_train(args) -> None:
 
 
 def _train(args) -> None:
+    from ganlib.env import check_device
+
+    if args.device:
+        check_device(args.device)  # a mistyped device, or cuda on a machine without a GPU, before any work
+    run_dir = Path(args.out)
+    with _run_lock(run_dir):  # one trainer per run folder; it is held until the run stops
+        _train_in(run_dir, args)
+
+
+def _train_in(run_dir: Path, args) -> None:
     from ganlib import distributed
     from ganlib.checkpoints import load_checkpoint_file
     from ganlib.data import load as load_data
@@ -39,14 +50,8 @@ def _train(args) -> None:
 
     from . import recipes
 
-    run_dir = Path(args.out)
     checkpoint = run_dir / "checkpoint.pt"
-    if args.resume and not checkpoint.is_file():
-        raise GanlibError(f"--resume: there is no checkpoint in {str(run_dir)!r}; start a new run without "
-                          f"--resume, or point --out at the run folder to continue.")
-    if not args.resume and checkpoint.is_file():
-        raise GanlibError(f"{str(run_dir)!r} already holds a checkpoint: pass --resume to continue it, or choose "
-                          f"another --out folder.")
+    _check_run_folder(run_dir, args.resume)
     overrides = {}
     for item in args.set or []:
         if "=" not in item:
@@ -89,8 +94,6 @@ def _train(args) -> None:
             say(f"nothing to train: the run has reached step {trainer.step}; pass --steps N (more than "
                 f"{trainer.step}) to train it further.")
             return
-    elif trainer.is_main:
-        _check_writable(run_dir)
     data, cfg = trainer.data, trainer.cfg
     shape = "x".join(str(s) for s in data.shape)
     parts = [f"{trainer.batch_description()} per process", f"{trainer.world_size} processes"] \
@@ -98,41 +101,129 @@ def _train(args) -> None:
     parts += [f"{cfg.accumulate} accumulated"] if cfg.accumulate > 1 else []
     batch = f"batch {' x '.join(parts)}" + (f" = global batch {trainer.global_batch}" if len(parts) > 1 else "")
     where = f"{trainer.world_size} processes ({trainer.device.type})" if trainer.world_size > 1 else trainer.device
-    say(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {cfg.steps} steps, "
-        f"{batch}, on {where}; writing to {run_dir}")
-    trainer.train()
+    with _ctrl_c_saves(trainer) as stop_if_asked:
+        say(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {cfg.steps} steps, "
+            f"{batch}, on {where}; writing to {run_dir}", flush=True)
+        trainer.train(callback=stop_if_asked, every=1)
     last = trainer.history[-1] if trainer.history else {}
     losses = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith("loss"))
     say(f"done: step {trainer.step}, {trainer.elapsed:.0f} s, {losses}; checkpoint {run_dir / 'checkpoint.pt'}")
 
 
-def _check_writable(run_dir: Path) -> None:
-    """Create the run folder and write a file in it, so that an unwritable --out stops before training."""
-    import os
+def _check_run_folder(run_dir: Path, resume: bool) -> None:
+    """--resume needs a checkpoint in the run folder, a new run needs a folder without one (nor its previous
+    one, which the new run's second save would replace)."""
+    from ganlib.files import previous_path
 
-    probe = run_dir / f".write-test.{os.getpid()}"
+    checkpoint = run_dir / "checkpoint.pt"
+    previous = previous_path(checkpoint)
+    if not checkpoint.is_file() and previous.is_file():
+        raise GanlibError(f"{str(run_dir)!r} holds only the previous checkpoint {previous.name}: rename it to "
+                          f"{checkpoint.name} and pass --resume to continue from it, or choose another --out folder.")
+    if resume and not checkpoint.is_file():
+        grids = sorted((run_dir / "samples").glob("step*.png")) if (run_dir / "samples").is_dir() else []
+        grids = (f" (samples/{grids[-1].name} is a sample grid, not a checkpoint: this run had not saved one "
+                 f"when it stopped; --set checkpoint_every=N saves every N steps)") if grids else ""
+        raise GanlibError(f"--resume: there is no checkpoint in {str(run_dir)!r}{grids}; start a new run without "
+                          f"--resume, or point --out at the run folder to continue.")
+    if not resume and checkpoint.is_file():
+        raise GanlibError(f"{str(run_dir)!r} already holds a checkpoint: pass --resume to continue it, or choose "
+                          f"another --out folder.")
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """`files.run_lock` on the run folder, taken by process 0 (the one that writes it); under torchrun every
+    process stops alike when it cannot be taken. An unwritable --out stops here, before any work."""
+    from ganlib import distributed
+    from ganlib.files import run_lock
+
+    with contextlib.ExitStack() as stack:
+        failed = None
+        if distributed.rank() == 0:
+            try:
+                stack.enter_context(run_lock(run_dir))
+            except GanlibError as e:
+                failed = str(e)
+            except OSError as e:
+                failed = (f"cannot write to --out {str(run_dir)!r} ({e.strerror or e}): choose a folder you can "
+                          f"write to.")
+        failed = distributed.gather_objects(failed)[0]
+        if failed:
+            raise GanlibError(failed)
+        yield
+
+
+class Stopped(Exception):
+    """Training stopped on request (Ctrl-C) after saving a checkpoint; the message says where."""
+
+
+@contextlib.contextmanager
+def _ctrl_c_saves(trainer):
+    """While training, Ctrl-C (SIGINT) asks the loop to stop: at the end of the current step, the callback this
+    yields (for `Trainer.train`) saves a checkpoint and raises `Stopped`. A second Ctrl-C stops at once
+    (KeyboardInterrupt; the checkpoint file on disk is then the last complete one). Under torchrun, where a
+    save needs every process, Ctrl-C stops at once as well."""
+    import signal
+
+    asked = []
+
+    def on_sigint(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+
+    def stop_if_asked(trainer) -> None:
+        if asked:
+            path = trainer.save_checkpoint()
+            raise Stopped(f"interrupted at step {trainer.step} of {trainer.cfg.steps}: saved {path}; continue with "
+                          f"--resume.")
+
+    if trainer.world_size > 1:
+        yield None
+        return
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise GanlibError(f"cannot write to --out {str(run_dir)!r} ({e.strerror or e}): choose a folder you can "
-                          f"write to.") from None
+        yield stop_if_asked
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(args) -> str:
+    """What a Ctrl-C outside the training loop leaves behind, in one line."""
+    command = getattr(args, "command", None)
+    if command == "sample":
+        return "interrupted; no samples file was written."
+    if command != "train":
+        return "interrupted."
+    import json
+
+    run_dir = Path(args.out)
+    try:  # config.json is written with every checkpoint and names its step
+        step = json.loads((run_dir / "config.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        step = None
+    if step is not None and (run_dir / "checkpoint.pt").is_file():
+        return f"interrupted; the checkpoint of step {step} in {str(run_dir)!r} is kept: continue with --resume."
+    return "interrupted before a checkpoint was saved: nothing to resume."
 
 
 def cmd_sample(args) -> None:
     import numpy as np
 
     from ganlib.data import to_uint8
+    from ganlib.env import check_device
     from ganlib.files import atomic_write
 
     from . import recipes
 
-    x, labels, kind = recipes.sample_from_run(args.run_dir, args.num, seed=args.seed, label=args.label,
-                                              truncation=args.truncation, device=args.device)
     out = Path(args.out)
     if out.suffix != ".npz":
         raise GanlibError(f"--out {str(out)!r}: the samples file must end in .npz.")
+    if args.device:
+        check_device(args.device)
+    x, labels, kind = recipes.sample_from_run(args.run_dir, args.num, seed=args.seed, label=args.label,
+                                              truncation=args.truncation, device=args.device)
     arrays = {}
     if kind == "points":
         arrays["points"] = x.numpy().astype(np.float32)  # [N, 2]
@@ -218,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "options given again (--steps, --set lr_g=...) apply from there on")
     t.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
     t.add_argument("--set", action="append", metavar="NAME=VALUE",
-                   help="override a training option (a field of TrainConfig in ganlib/train.py), e.g. "
+                   help="override a training option (a field of TrainConfig in ganlib/options.py), e.g. "
                         "--set lr_g=1e-4 (repeatable)")
     t.set_defaults(func=cmd_train)
 
@@ -305,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
+    args = None
+    try:  # Ctrl-C anywhere, even while torch is imported: one line
+        args = build_parser().parse_args(argv)
         args.func(args)
     except GanlibError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -316,8 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e.strerror or e}{where}: free some disk space, or check the folder's permissions.",
               file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(e, file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept.", file=sys.stderr)
+        print(_interrupted(args), file=sys.stderr)
         return 130
     return 0
 

@@ -23,6 +23,11 @@ from .errors import GanlibError, first_line
 from .files import atomic_save, atomic_write_text, damage, previous_path
 from .options import option_changes
 
+__all__ = [
+    "CHECKPOINT_FORMAT", "load_checkpoint_file", "Checkpointing", "spec_difference", "describe", "load_generator",
+    "export_generator"
+]
+
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
 
 
@@ -34,7 +39,9 @@ def load_checkpoint_file(path: str | Path) -> dict:
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.is_file():
-        raise GanlibError(f"no checkpoint at {str(path)!r}: train first, or check the run folder.")
+        only_previous = f", only the previous one {previous_path(path).name}: rename it to {path.name} to use it" \
+            if previous_path(path).is_file() else ": train first, or check the run folder"
+        raise GanlibError(f"no checkpoint at {str(path)!r}{only_previous}.")
     reason = damage(path)
     if reason is None:
         try:

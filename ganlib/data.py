@@ -32,6 +32,11 @@ import torch.nn.functional as F
 from .errors import GanlibError, check_resolution, first_line
 from .shapes import SHAPE_NAMES, render_shapes, shape_factors
 
+__all__ = ["IMAGE_SUFFIXES", "PointData", "ImageData", "to_uint8", "resize_images", "ring8_centres", "grid25_centres",
+           "TOY_MIXTURES", "toy_mixture", "digits", "SHAPES_SIZE",
+           "ShapesData", "shapes", "data_root", "downloads_allowed",
+           "TORCHVISION_SETS", "torchvision_set", "image_folder", "OFFLINE", "DATASETS", "load"]
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -261,6 +266,9 @@ TORCHVISION_SETS = {
 
 def torchvision_set(name: str, resolution: int | None = None, split: str = "train",
                     root: str | Path | None = None) -> ImageData:
+    """One of `TORCHVISION_SETS` (MNIST, Fashion-MNIST, CIFAR-10, ...) through torchvision, as `ImageData` of
+    `split` at `resolution` (default: the set's own), downloaded once into `root` (default `data_root()`); a
+    one-line GanlibError when it is not there and downloads are off or fail."""
     import torchvision.datasets as tvd
 
     cls_name, default_res, class_names = TORCHVISION_SETS[name]
@@ -379,5 +387,8 @@ def load(name: str, resolution: int | None = None, split: str = "train", seed: i
     if name in TORCHVISION_SETS:
         return torchvision_set(name, resolution, split, root)
     if name.startswith("folder:"):
+        if not name[len("folder:"):].strip():
+            raise GanlibError("folder: needs the path of a folder of images after the colon, e.g. "
+                              "folder:~/pictures/faces.")
         return image_folder(name[len("folder:"):], resolution)
     raise GanlibError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}, or folder:PATH.")

@@ -32,6 +32,12 @@ from torch import nn
 
 from .errors import GanlibError
 
+__all__ = [
+    "init_from_env", "shutdown", "is_initialized", "rank", "world_size", "local_device", "broadcast_module",
+    "average_gradients", "same_everywhere", "check_copies_equal", "average_values", "gather_objects",
+    "convert_sync_batchnorm"
+]
+
 
 def init_from_env() -> bool:
     """Join the process group torchrun describes in the environment; False (and nothing done) without it.
@@ -64,6 +70,7 @@ def shutdown() -> None:
 
 
 def is_initialized() -> bool:
+    """Whether this process is one of several in a process group (torchrun)."""
     return dist.is_available() and dist.is_initialized()
 
 

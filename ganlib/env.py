@@ -22,6 +22,11 @@ import torch
 
 from .errors import GanlibError
 
+__all__ = [
+    "PROFILES", "current_profile", "default_device", "check_device", "seed_everything", "COLAB_WITHOUT_GPU",
+    "on_colab", "Env", "format_profile_table", "default_threads", "setup"
+]
+
 PROFILES = ("smoke", "cpu", "gpu")
 
 
@@ -36,10 +41,32 @@ def current_profile() -> str:
 
 
 def default_device(device: torch.device | str | None = None) -> torch.device:
-    """`device` as a torch.device; None: CUDA when it is available, else the CPU."""
+    """`device` as a torch.device (checked: `check_device`); None: CUDA when it is available, else the CPU."""
     if device:
-        return torch.device(device)
+        return check_device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(device: torch.device | str) -> torch.device:
+    """`device` as a torch.device, or a GanlibError when it is not a device name or this machine lacks it."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise GanlibError(f"unknown device {str(device)!r}: use cpu, cuda, cuda:N (the N-th GPU) or mps.") from None
+    if d.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise GanlibError(f"device {str(device)!r}: this machine has no CUDA GPU that torch can use: leave the "
+                              f"device out (or use cpu) to run on the CPU, or install torch with CUDA on a machine "
+                              f"with an NVIDIA GPU.")
+        if d.index is not None and d.index >= count:
+            raise GanlibError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                              f"cuda:{count - 1}.")
+    elif d.type == "mps" and not torch.backends.mps.is_available():
+        raise GanlibError(f"device {str(device)!r}: Apple's mps is not available on this machine: use cpu.")
+    elif d.type not in ("cpu", "cuda", "mps"):
+        raise GanlibError(f"device {str(device)!r}: ganlib runs on cpu, cuda or mps.")
+    return d
 
 
 def seed_everything(seed: int) -> None:
@@ -54,6 +81,7 @@ COLAB_WITHOUT_GPU = ("This Colab runtime has no GPU, so the notebook runs the sl
 
 
 def on_colab() -> bool:
+    """Whether this runs in a Google Colab runtime."""
     import sys
 
     return "google.colab" in sys.modules
@@ -71,12 +99,13 @@ class Env:
         """Where a notebook keeps a run's checkpoints and samples, so that it can resume after a restart.
 
         ``runs/<name>-<profile>`` beside the notebook; on Colab with `use_drive`, on your Google Drive (it
-        survives the end of the Colab session); in the smoke profile, a fresh temporary folder.
+        survives the end of the Colab session); in the smoke profile, a fresh temporary folder, deleted when
+        the process (the notebook's kernel) ends.
         """
         if self.profile == "smoke":
             import tempfile
 
-            return Path(tempfile.mkdtemp(prefix=f"ganlib-{name}-"))
+            return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_smoke_runs()))
         if use_drive and on_colab():
             from google.colab import drive  # noqa: F401  (only exists on Colab)
 
@@ -96,6 +125,22 @@ class Env:
         if show:
             print(format_profile_table(table, self.profile))
         return dict(table[self.profile])
+
+
+_SMOKE_RUNS = []  # the TemporaryDirectory of this process's smoke-profile run folders, once made
+
+
+def _smoke_runs() -> str:
+    """Where the smoke profile's run folders go: $GANLIB_SMOKE_RUNS when set (the test session sets it for the
+    notebook kernels it starts, and deletes it at its end: the kernels are killed, so they cannot clean up),
+    else one temporary folder per process, deleted when the process exits (TemporaryDirectory's finaliser)."""
+    import tempfile
+
+    if os.environ.get("GANLIB_SMOKE_RUNS"):
+        return os.environ["GANLIB_SMOKE_RUNS"]
+    if not _SMOKE_RUNS:
+        _SMOKE_RUNS.append(tempfile.TemporaryDirectory(prefix="ganlib-smoke-runs-"))
+    return _SMOKE_RUNS[0].name
 
 
 def format_profile_table(table: dict[str, dict], selected: str) -> str:

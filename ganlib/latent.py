@@ -17,6 +17,8 @@ from torch import nn
 
 from . import models
 
+__all__ = ["project", "probe_direction"]
+
 
 def project(G: nn.Module, targets: torch.Tensor, labels: torch.Tensor | None = None, steps: int = 300,
             lr: float = 0.05, starts: int = 4, seed: int = 0,

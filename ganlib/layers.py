@@ -16,6 +16,13 @@ from torch import nn
 
 from .errors import GanlibError
 
+__all__ = [
+    "EqualizedLinear", "EqualizedConv2d", "pixel_norm", "PixelNorm", "minibatch_stddev", "MinibatchStdDev", "adain",
+    "AdaIN", "NOISE_MODES", "NoiseInjection", "modulate_weight", "modulated_conv2d", "fir_filter", "upsample2d",
+    "downsample2d", "ConditionalBatchNorm2d", "SelfAttention", "power_iteration", "one_hot_concat",
+    "projection_logits"
+]
+
 # ----------------------------------------------------------------------------------------------------------
 # PGGAN
 

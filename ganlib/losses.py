@@ -21,6 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "d_loss_logistic", "g_loss_minimax", "g_loss_nonsaturating", "d_loss_hinge", "g_loss_hinge", "d_loss_wasserstein",
+    "g_loss_wasserstein", "GAN_LOSSES", "gradient_penalty", "r1_penalty", "drift_penalty", "path_lengths",
+    "path_length_penalty", "orthogonal_regularization"
+]
+
 
 def d_loss_logistic(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """-log D(x) - log(1 - D(G(z))), averaged: D's loss for both the minimax and the non-saturating game."""
@@ -38,18 +44,24 @@ def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def d_loss_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """relu(1 - l(x)) + relu(1 + l(G(z))), averaged (SAGAN, BigGAN): D is pushed to score reals above +1 and
+    fakes below -1, and a sample already past its margin adds neither loss nor gradient."""
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
 
 def g_loss_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-l(G(z)), averaged: G raises D's score of its samples, without a margin (SAGAN, BigGAN)."""
     return -fake_logits.mean()
 
 
 def d_loss_wasserstein(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """l(G(z)) - l(x), averaged: the critic's estimate of the Wasserstein-1 distance, negated (WGAN); it needs a
+    Lipschitz critic (gradient penalty, `gradient_penalty`)."""
     return fake_logits.mean() - real_logits.mean()
 
 
 def g_loss_wasserstein(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-l(G(z)), averaged: G raises the critic's score of its samples (WGAN)."""
     return -fake_logits.mean()
 
 

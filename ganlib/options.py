@@ -18,6 +18,11 @@ from dataclasses import dataclass, fields
 from . import losses
 from .errors import GanlibError
 
+__all__ = [
+    "RESUME_FIXED", "Interval", "AT_LEAST_1", "POSITIVE", "NON_NEGATIVE", "FRACTION", "DECAY", "check_names",
+    "Options", "checked_option", "OPTION_RANGES", "TrainConfig", "option_changes"
+]
+
 # The options a run cannot change when it resumes, and why (the others apply from the resumed step on)
 RESUME_FIXED = {"seed": "the data order and the latents follow it",
                 "loss": "D's outputs mean what its loss made them mean"}

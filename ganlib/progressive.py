@@ -28,6 +28,8 @@ from .errors import GanlibError, check_resolution
 from .models.pggan import fade_reals
 from .train import Trainer
 
+__all__ = ["GrowthSchedule", "box_downsample", "ProgressiveTrainer"]
+
 
 @dataclass(frozen=True)
 class GrowthSchedule:

@@ -17,6 +17,9 @@ SHAPE_COLOURS = {  # name: RGB in [0, 1]; saturated and bright, so every one sta
 SHAPE_BACKGROUNDS = {"black": (0.05, 0.05, 0.05), "grey": (0.35, 0.35, 0.35), "navy": (0.08, 0.1, 0.3)}
 
 
+__all__ = ["SHAPE_NAMES", "SHAPE_COLOURS", "SHAPE_BACKGROUNDS", "shape_factors", "render_shapes"]
+
+
 def shape_factors(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """Draw the factors of `n` shapes images, deterministically from `seed` (see `shapes`)."""
     g = torch.Generator().manual_seed(seed)

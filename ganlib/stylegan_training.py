@@ -22,6 +22,8 @@ from .models.stylegan import mixing_regularisation
 from .options import AT_LEAST_1, FRACTION, NON_NEGATIVE, Interval, Options
 from .train import Trainer
 
+__all__ = ["StyleGANOptions", "StyleGANTrainer", "pretrained", "pretrained_path"]
+
 
 @dataclass
 class StyleGANOptions(Options):
@@ -101,11 +103,13 @@ class StyleGANTrainer(Trainer):
 
 def pretrained():
     """(G_ema in eval mode, training history) of the generator shipped with the course: the `cpu` preset
-    trained on shapes at 32x32 (``python -m ganlib train stylegan --profile cpu``), exported with
+    trained on shapes at 32x32 (``python -m gancourse train stylegan --profile cpu``), exported with
     `checkpoints.export_generator`. Loaded with weights_only=True."""
     G, _, state = load_generator(pretrained_path(), device="cpu")
     return G, state["history"]
 
 
 def pretrained_path() -> Path:
+    """The StyleGAN generator shipped with ganlib (trained on shapes at 32x32), for the chapters that sample
+    a trained one without training it."""
     return PRETRAINED / "stylegan-shapes32.pt"

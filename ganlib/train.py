@@ -209,8 +209,8 @@ class Trainer(Checkpointing):
             real_logits = self.discriminate(real, labels)
             fake_logits = self.discriminate(fake, fake_labels)
             loss = self.d_loss_fn(real_logits.float(), fake_logits.float())
-        stats = {"loss_d": loss.detach(), "D(x)": real_logits.detach().float().mean(),
-                 "D(G(z))": fake_logits.detach().float().mean()}
+        stats = {"loss_d": loss.detach(), "logit_real": real_logits.detach().float().mean(),  # D's mean raw output
+                 "logit_fake": fake_logits.detach().float().mean()}
         if cfg.gp_weight > 0:
             gp = losses.gradient_penalty(lambda x: self.discriminate(x, labels).float(), real, fake, self.rng)
             loss = loss + cfg.gp_weight * gp
@@ -387,11 +387,11 @@ class Trainer(Checkpointing):
                     bar.set_postfix({k: f"{v:.3g}" for k, v in entry.items() if k.startswith("loss")}, refresh=False)
                 if callback and self.is_main and ((every and self.step % every == 0) or at_end):
                     callback(self)
-                if self.run_dir is not None:
-                    if self.is_main and (at_end or (cfg.sample_every and self.step % cfg.sample_every == 0)):
-                        self.write_samples()
+                if self.run_dir is not None:  # the checkpoint first: a grid on disk implies its step's checkpoint
                     if at_end or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
                         self.save_checkpoint()
+                    if self.is_main and (at_end or (cfg.sample_every and self.step % cfg.sample_every == 0)):
+                        self.write_samples()
                 start = time.perf_counter() - self.elapsed  # callbacks and I/O do not count as training time
         finally:
             bar.close()

@@ -12,11 +12,35 @@ import torch
 from .errors import GanlibError
 from .files import atomic_write_text
 
+__all__ = [
+    "as_image_batch", "image_grid", "save_image_grid", "show_images", "plot_points", "plot_discriminator",
+    "save_points", "lerp", "slerp", "interactive", "HISTORY_FILE", "write_history", "read_history", "plot_history"
+]
 
-def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> np.ndarray:
-    """Images [N, C, H, W] in [-1, 1] -> one uint8 picture [rows*(H+pad)+pad, ..., C] (C = 1 or 3)."""
-    assert images.ndim == 4, f"images must be [N, C, H, W], got {list(images.shape)}"
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+def as_image_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Images as the float tensor [N, C, H, W] in [-1, 1] that the pictures below take, from a tensor or a NumPy
+    array, channels first or last (C = 1 or 3; channels last as `sample` writes them), floats in [-1, 1] or
+    uint8 in 0..255; a GanlibError naming the fix for anything else."""
+    x = torch.from_numpy(np.asarray(images)) if isinstance(images, np.ndarray) else images
+    if not isinstance(x, torch.Tensor):
+        raise GanlibError(f"images must be a tensor or a NumPy array [N, C, H, W], got {type(images).__name__}.")
+    if x.ndim != 4:
+        raise GanlibError(f"images must be a batch [N, C, H, W], got shape {list(x.shape)}: add a batch axis with "
+                          f"x[None] for a single image.")
+    if x.shape[1] not in (1, 3):
+        if x.shape[-1] not in (1, 3):
+            raise GanlibError(f"images must have 1 or 3 channels, on axis 1 [N, C, H, W] or last [N, H, W, C]; "
+                              f"got shape {list(x.shape)}.")
+        x = x.permute(0, 3, 1, 2)  # [N, H, W, C] -> [N, C, H, W]
+    x = x.detach().cpu()
+    return x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()
+
+
+def image_grid(images: torch.Tensor | np.ndarray, nrow: int = 8, pad: int = 1) -> np.ndarray:
+    """Images [N, C, H, W] in [-1, 1] (or what `as_image_batch` takes) -> one uint8 picture
+    [rows*(H+pad)+pad, ..., C] (C = 1 or 3)."""
+    x = ((as_image_batch(images).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     n, c, h, w = x.shape
     ncol = min(nrow, n)
     rows = -(-n // ncol)
@@ -27,15 +51,19 @@ def image_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> np.ndarray:
     return grid.permute(1, 2, 0).numpy()  # [H', W', C]
 
 
-def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
+def save_image_grid(images: torch.Tensor | np.ndarray, path: str | Path, nrow: int = 8) -> None:
+    """Save images [N, C, H, W] in [-1, 1] (or what `as_image_batch` takes) as one picture file, `nrow` images per
+    row (`image_grid`); the file's suffix picks the format (.png)."""
     from PIL import Image
 
     grid = image_grid(images, nrow)
     Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
 
 
-def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, scale: float = 0.5):
-    """Draw a grid of images [N, C, H, W] in [-1, 1] with matplotlib; returns the axes."""
+def show_images(images: torch.Tensor | np.ndarray, nrow: int = 8, title: str | None = None, ax=None,
+                scale: float = 0.5):
+    """Draw a grid of images [N, C, H, W] in [-1, 1] (or what `as_image_batch` takes: a NumPy array, channels
+    last, uint8) with matplotlib; returns the axes."""
     import matplotlib.pyplot as plt
 
     grid = image_grid(images, nrow)
@@ -92,6 +120,8 @@ def plot_discriminator(D: Callable[[torch.Tensor], torch.Tensor], lim: float, ax
 
 
 def save_points(points: torch.Tensor, path: str | Path, reference=None) -> None:
+    """Save a scatter plot of 2-D samples [N, 2] as a picture file, with the mode centres of `reference` (a
+    toy dataset) when it has them."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -228,19 +258,20 @@ def read_history(run: str | Path | list[dict]) -> dict[str, np.ndarray]:
 
 
 def plot_history(run: str | Path | list[dict], metrics: tuple[str, ...] = ("fd",), axes=None):
-    """A run's training curves side by side: the losses of D and G, D's mean logit on real and on generated
-    images (``D(x)``, ``D(G(z))``), and each quality metric the run recorded (with `Trainer.record`).
+    """A run's training curves side by side: the losses of D and G, D's mean raw output (logit, or critic score)
+    on real and on generated images (``logit_real``, ``logit_fake``), and each quality metric the run recorded
+    (with `Trainer.record`).
 
     Args:
         run: a run folder (its history.csv), a history.csv file, or a trainer's `history` list.
         metrics: the recorded metrics to draw, each in a panel of its own; those the history lacks are left out.
         axes: matplotlib axes to draw into, one per panel (default: a new figure).
-    Returns the axes.
+    Returns a list of the axes drawn into, one per panel (``axes[0].figure`` is the figure).
     """
     import matplotlib.pyplot as plt
 
     h = read_history(run)
-    panels = [("loss", ["loss_d", "loss_g"]), ("D's mean logit", ["D(x)", "D(G(z))"])]
+    panels = [("loss", ["loss_d", "loss_g"]), ("D's mean logit", ["logit_real", "logit_fake"])]
     panels += [(m, [m]) for m in metrics if m in h and not np.isnan(h[m]).all()]
     panels = [(label, [c for c in cols if c in h]) for label, cols in panels]
     panels = [(label, cols) for label, cols in panels if cols]
@@ -255,4 +286,4 @@ def plot_history(run: str | Path | list[dict], metrics: tuple[str, ...] = ("fd",
         if len(cols) > 1:
             ax.legend(fontsize=8)
     plt.tight_layout()
-    return axes
+    return list(axes[:len(panels)])

@@ -279,10 +279,10 @@ def test_grade(tmp_path, capsys):
     shutil.copy(solution, tmp_path / "subs" / "ada.ipynb")
     code, out, err = run(capsys, "grade", tmp_path / "subs", "--out", tmp_path / "g.csv", "--jobs", 1)
     assert code == 0, err
-    assert "grading 1 submission(s) of 01_vanilla_gan" in out and "ada  4/4  ok" in out
+    assert "grading 1 submission(s) of 01_vanilla_gan" in out and "ada  5/5  ok" in out
     digest = hashlib.sha256(solution.read_bytes()).hexdigest()  # what --resume compares
-    assert (tmp_path / "g.csv").read_text().splitlines()[1] == f"ada,1,1,1,1,4,4,ok,ada.ipynb,{digest}"
-    assert "**4 of 4 points**" in (tmp_path / "g-feedback" / "ada.md").read_text()
+    assert (tmp_path / "g.csv").read_text().splitlines()[1] == f"ada,1,1,1,1,1,5,5,ok,ada.ipynb,{digest}"
+    assert "**5 of 5 points**" in (tmp_path / "g-feedback" / "ada.md").read_text()
 
 
 def test_help_for_every_command():

@@ -149,6 +149,32 @@ def test_check_images_messages():
     check_images(torch.zeros(2, 3, 16, 16), 3, 16, "D")
 
 
+def test_models_refuse_uint8_float64_and_channels_last_images_in_one_line():
+    """What a student passes most often by mistake, said with its fix: raw uint8 pixels, float64 from NumPy,
+    channels last as image files and `sample` store them (not a suggestion to build the model for 16 channels)."""
+    from ganlib.models import dcgan
+
+    D = dcgan.Discriminator(resolution=16, img_channels=1, width=8)
+    with pytest.raises(GanlibError, match=r"float images in \[-1, 1\], got torch.uint8: convert them with "
+                                          r"x.float\(\) / 127.5 - 1"):
+        D(torch.zeros(2, 1, 16, 16, dtype=torch.uint8))
+    with pytest.raises(GanlibError, match=r"has torch.float32 weights and got float64 images: convert them with "
+                                          r"x.float\(\)\.$"):
+        D(torch.zeros(2, 1, 16, 16, dtype=torch.float64))
+    with pytest.raises(GanlibError, match=r"got \[2, 16, 16, 1\], which looks channels last \[N, H, W, C\]: "
+                                          r"reorder it with x.permute\(0, 3, 1, 2\)") as e:
+        D(torch.zeros(2, 16, 16, 1))
+    assert "img_channels" not in str(e.value)
+    assert D.double()(torch.zeros(2, 1, 16, 16, dtype=torch.float64)).dtype == torch.float64  # a float64 model
+
+
+def test_empty_folder_path_is_refused():
+    """'folder:' without a path would scan the current folder; it is refused, with an example."""
+    for name in ("folder:", "folder:  "):
+        with pytest.raises(GanlibError, match="folder: needs the path of a folder of images after the colon"):
+            data.load(name)
+
+
 def test_to_uint8_roundtrip():
     d = data.load("digits", resolution=16)
     x, _ = d.batch(torch.arange(20))

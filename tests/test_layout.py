@@ -203,3 +203,56 @@ def test_the_library_reads_in_an_afternoon():
     total = sum(lines(p) for p in sources(ROOT))
     assert total <= MAX_LIBRARY_LINES, f"ganlib has {total} lines, more than {MAX_LIBRARY_LINES}: move run support " \
                                        f"to gancourse, or make the library shorter"
+
+
+def test_every_module_is_an_attribute_of_the_package_without_importing_torch():
+    """`import ganlib` then `ganlib.models.dcgan`, `ganlib.viz`, ... work without importing them first, and the
+    package itself imports no torch (so the command line can say one line for a Ctrl-C while torch loads)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ganlib; assert 'torch' not in sys.modules; "
+            "print(ganlib.models.dcgan.Generator.__name__, ganlib.viz.image_grid.__name__, ganlib.setup.__name__, "
+            "ganlib.GanlibError.__name__)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split() == ["Generator", "image_grid", "setup", "GanlibError"], r.stderr
+    assert {"models", "viz", "data", "train", "setup"} <= set(dir(ganlib)) and "torch" not in dir(ganlib)
+
+
+def test_every_module_lists_its_public_names_in_all():
+    """Each library module's `__all__` (what `help(module)` and `from module import *` show) holds its own public
+    functions and classes, and names only what the module has."""
+    import importlib
+
+    missing, wrong = [], []
+    for path in sources():
+        name = ".".join(("ganlib", *path.relative_to(ROOT).with_suffix("").parts)).removesuffix(".__init__")
+        tree = ast.parse(path.read_text())
+        defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+                   and not n.name.startswith("_")}
+        if not defined:
+            continue
+        module = importlib.import_module(name)
+        listed = getattr(module, "__all__", None)
+        if listed is None:
+            missing.append(name)
+            continue
+        missing += [f"{name}.{d}" for d in sorted(defined - set(listed))]
+        wrong += [f"{name}.{n}" for n in listed if not hasattr(module, n)]
+    assert not missing and not wrong, (missing, wrong)
+
+
+def test_every_public_function_and_class_of_the_library_has_a_docstring():
+    undocumented = [f"{rel(path)}: {node.name}" for path in sources()
+                    for node in ast.parse(path.read_text()).body
+                    if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+                    and not ast.get_docstring(node)]
+    assert not undocumented, undocumented
+
+
+def test_the_readme_samples_file_is_ignored_by_git():
+    """The README's `sample ... --out FILE` writes FILE in the course folder: .gitignore keeps it out of commits."""
+    readme = (ROOT.parent / "README.md").read_text()
+    written = re.findall(r"python -m gancourse sample \S+ .*--out (\S+)", readme)
+    ignored = (ROOT.parent / ".gitignore").read_text().split()
+    assert written and all(name in ignored for name in written), (written, ignored)

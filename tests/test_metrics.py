@@ -1,4 +1,5 @@
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -469,3 +470,19 @@ def test_shapes_judge_is_not_fooled_by_an_untrained_generator(shapes_judge):
     with torch.no_grad():
         for r in (4, 8, 32):
             assert shapes_judge.score(G(torch.randn(200, 32), resolution=r))["recognisable"] < 0.15, r  # real: 0.98
+
+
+def test_evaluate_table_columns_stay_apart_for_any_width():
+    """Cells wider than any fixed column (a PGGAN's FD of 35609.98, a KID of -0.001319±0.0047) stay separated,
+    right-aligned under their column's name, and the header line comes first unchanged."""
+    from ganlib.metrics.evaluate import _table
+
+    rows = [("samples", {"fd": 35609.98, "kid": 5.246e7, "kid_std": 5.8e4, "modes": 8}),
+            ("real data", {"fd": 0.003, "kid": -0.001319, "kid_std": 0.0047, "modes": 123456789012345678})]
+    lines = _table("the header", rows, ["modes", "fd", "kid"]).splitlines()
+    assert lines[0] == "the header"
+    assert lines[2].split() == ["samples", "8", "35609.980", "5.246e+07±5.8e+04"]
+    assert lines[3].split() == ["real", "data", "123456789012345678", "0.003", "-0.001319±0.0047"]
+    ends = [m.end() for m in re.finditer(r"\S+", lines[1])]
+    for line in lines[2:]:
+        assert [m.end() for m in re.finditer(r"\S+", line)][-3:] == ends

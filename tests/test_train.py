@@ -173,7 +173,7 @@ def test_history_has_finite_losses_and_D_outputs():
                 TrainConfig(steps=10, batch_size=8, log_every=5), device="cpu")
     t.train(progress=False)
     assert [h["step"] for h in t.history] == [5, 10]
-    assert all(math.isfinite(h["loss_d"]) and "D(G(z))" in h for h in t.history)
+    assert all(math.isfinite(h["loss_d"]) and math.isfinite(h["logit_fake"]) for h in t.history)
 
 
 class PooledLatents(Trainer):
@@ -318,7 +318,7 @@ def test_resume_refuses_another_dataset_seed_or_loss(tmp_path):
     for i in range(4):  # grey 16x16 images: the same networks as for digits, another dataset
         Image.new("L", (16, 16), 60 * i).save(images / f"{i}.png")
     other = recipes.make_trainer("dcgan", profile="smoke", data=f"folder:{images}", run_dir=tmp_path / "run",
-                                 device="cpu")
+                                 device="cpu", batch_size=4)  # no larger than the folder
     assert other.spec == tiny_dcgan(tmp_path / "run").spec
     with pytest.raises(GanlibError, match=r"was trained on digits, this run is on folder:.*resume with --data digits"):
         other.load_checkpoint()
@@ -379,3 +379,42 @@ def test_a_save_is_synced_to_disk_before_the_rename_and_the_folder_after(tmp_pat
     path = tmp_path / "x.pt"
     atomic_save({"w": torch.ones(3)}, path)
     assert events == [("fsync", path.stat().st_ino), ("replace", str(path)), ("fsync", tmp_path.stat().st_ino)]
+
+
+class _ConstantCritic(torch.nn.Module):
+    """A D for 2-D points whose every output is 3.0 until its first update (zero weights, bias 3)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.constant_(self.linear.bias, 3.0)
+
+    def forward(self, x):
+        return self.linear(x).squeeze(1)
+
+
+def test_history_records_D_s_mean_logits_under_their_name():
+    """logit_real and logit_fake are D's mean raw outputs on the step's real and generated batches (3.0 here, which
+    no probability could be), measured before D's update."""
+    G = mlp.MLPGenerator(z_dim=4, hidden=8, depth=1)
+    t = Trainer(G, _ConstantCritic(), load("ring8"), TrainConfig(steps=1, batch_size=16, log_every=1), device="cpu")
+    t.train(progress=False)
+    assert t.history[0]["logit_real"] == t.history[0]["logit_fake"] == 3.0
+    assert "D(x)" not in t.history[0]
+
+
+def test_a_sample_grid_on_disk_implies_the_checkpoint_of_its_step(tmp_path, monkeypatch):
+    """The checkpoint is written before the grid of the same step: after a kill between the two, --resume finds a
+    checkpoint at least as recent as the newest grid."""
+    t = recipes.make_trainer("gan", profile="smoke", run_dir=tmp_path, device="cpu", steps=4, sample_every=2,
+                             checkpoint_every=2)
+    checked, write_samples = [], t.write_samples
+
+    def check_then_write():
+        checked.append(load_checkpoint_file(tmp_path)["step"] == t.step)
+        return write_samples()
+
+    monkeypatch.setattr(t, "write_samples", check_then_write)
+    t.train(progress=False)
+    assert checked == [True, True]

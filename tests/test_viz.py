@@ -65,17 +65,19 @@ def test_every_run_folder_gets_its_history_as_csv_and_plot_history_draws_it(tmp_
     t.train(callback=lambda tr: tr.record(fd=100.0 / tr.step), every=15, progress=False)
     rows = (tmp_path / viz.HISTORY_FILE).read_text().splitlines()
     columns = rows[0].split(",")
-    assert columns[:3] == ["step", "kimg", "seconds"] and {"loss_d", "loss_g", "D(x)", "D(G(z))", "fd"} <= set(columns)
+    assert columns[:3] == ["step", "kimg", "seconds"]
+    assert {"loss_d", "loss_g", "logit_real", "logit_fake", "fd"} <= set(columns)
     h = viz.read_history(tmp_path)
     assert h["step"].tolist() == [e["step"] for e in t.history] == [10, 15, 20, 30]
-    for name in ("loss_d", "D(G(z))"):
+    for name in ("loss_d", "logit_fake"):
         logged = [e.get(name, np.nan) for e in t.history]
         np.testing.assert_allclose(h[name], logged, rtol=1e-12)  # floats survive the text round trip
     np.testing.assert_allclose(h["fd"], [np.nan, 100 / 15, np.nan, 100 / 30])  # only where it was recorded
     assert viz.read_history(t.history).keys() == h.keys()
     axes = viz.plot_history(tmp_path, metrics=("fd", "not recorded"))
     assert [ax.get_ylabel() for ax in axes] == ["loss", "D's mean logit", "fd"]
-    assert [line.get_label() for line in axes[1].get_lines()] == ["D(x)", "D(G(z))"]
+    assert isinstance(axes, list) and len(axes) == 3 and len(axes[0].figure.axes) == 3  # one per panel
+    assert [line.get_label() for line in axes[1].get_lines()] == ["logit_real", "logit_fake"]
     np.testing.assert_allclose(axes[2].get_lines()[0].get_ydata(), [100 / 15, 100 / 30])
     plt.close("all")
     assert viz.read_history(tmp_path / viz.HISTORY_FILE).keys() == h.keys()
@@ -84,3 +86,26 @@ def test_every_run_folder_gets_its_history_as_csv_and_plot_history_draws_it(tmp_
     assert viz.read_history(tmp_path)["step"].tolist() == [10, 15, 20, 30, 40]
     with pytest.raises(GanlibError, match="no history.csv in '.*elsewhere'"):
         viz.read_history(tmp_path / "elsewhere")
+
+
+def test_image_pictures_take_numpy_channels_last_and_uint8_and_refuse_the_rest():
+    """A batch [N, C, H, W] in [-1, 1] as a tensor, the same as a NumPy array, channels last, or uint8 pixels (as a
+    samples file holds them) make the same grid; what cannot be images is one GanlibError."""
+    import torch
+
+    x = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    grid = viz.image_grid(x, nrow=4)
+    assert grid.shape == (2 * 9 + 1, 4 * 9 + 1, 3) and grid.dtype == np.uint8
+    np.testing.assert_array_equal(viz.image_grid(x.numpy(), nrow=4), grid)
+    np.testing.assert_array_equal(viz.image_grid(x.permute(0, 2, 3, 1).numpy(), nrow=4), grid)
+    pixels = ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # a samples file's images
+    np.testing.assert_array_equal(viz.image_grid(pixels, nrow=4), grid)
+    ax = viz.show_images(x.permute(0, 2, 3, 1).numpy())
+    np.testing.assert_array_equal(ax.get_images()[0].get_array(), viz.image_grid(x))
+    plt.close("all")
+    with pytest.raises(GanlibError, match=r"1 or 3 channels, on axis 1 \[N, C, H, W\] or last"):
+        viz.show_images(np.zeros((2, 5, 8, 8)))
+    with pytest.raises(GanlibError, match=r"a batch \[N, C, H, W\], got shape \[3, 8, 8\]: add a batch axis"):
+        viz.image_grid(x[0])
+    with pytest.raises(GanlibError, match="a tensor or a NumPy array"):
+        viz.save_image_grid([[1, 2]], "x.png")

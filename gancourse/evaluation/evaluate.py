@@ -12,6 +12,8 @@ from ganlib.metrics.formulas import feature_metrics, knn_radii, mode_coverage, n
 from .extractors import PAPER_SAMPLES, feature_extractor
 from .judges import ShapesJudge, judge_for
 
+__all__ = ["read_samples", "evaluate_file"]
+
 
 def read_samples(path) -> dict[str, np.ndarray]:
     """The arrays of a samples file written by `python -m gancourse sample`, with one-line errors."""
@@ -32,16 +34,29 @@ def read_samples(path) -> dict[str, np.ndarray]:
 
 
 def _table(header: str, rows: list[tuple[str, dict]], cols: list[str]) -> str:
+    """The header, then one line per row: its name, then its value in each column, right-aligned in columns as
+    wide as their widest cell, two spaces apart (so numbers of any width never run together)."""
     def cell(r: dict, c: str) -> str:
         if c == "kid":  # with its std over subsets
             return f"{r['kid']:.4g}±{r['kid_std']:.2g}"
         return f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c])
 
     names = {"label_accuracy": "label acc", "nn": "nn dist"}
-    width = max(len(name) for name, _ in rows) + 2
-    lines = [header, " " * width + "".join(f"{names.get(c, c):>15}" for c in cols)]
-    lines += [f"{name:{width}}" + "".join(f"{cell(r, c):>15}" for c in cols) for name, r in rows]
+    table = [["", *(names.get(c, c) for c in cols)]] + [[name, *(cell(r, c) for c in cols)] for name, r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = [header] + [line[0].ljust(widths[0]) + "".join(f"  {text:>{w}}" for text, w in zip(line[1:], widths[1:]))
+                        for line in table]
     return "\n".join(lines)
+
+
+def _check_counts(n: int, k: int, what: str) -> None:
+    """Precision and recall need k nearest neighbours among the samples, and the rest at least 2 samples."""
+    if n < 2:
+        raise GanlibError(f"the file holds {n} {what}; the metrics need at least 2 (and 1000 or more for numbers "
+                          f"worth comparing): write more with `python -m gancourse sample RUN --num 1000`.")
+    if not 1 <= k < n:
+        raise GanlibError(f"--k {k}: precision and recall use the k nearest neighbours among the {n} {what}, so k "
+                          f"must be from 1 to {n - 1} (default 3).")
 
 
 def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3) -> str:
@@ -53,6 +68,13 @@ def evaluate_file(path, data_name: str, features: str = "classifier", k: int = 3
     imgs = torch.from_numpy(np.asarray(arrays["images"]))
     if imgs.ndim != 4 or imgs.dtype != torch.uint8:
         raise GanlibError(f"'images' should be uint8 [N, H, W, C], got {imgs.dtype} {list(imgs.shape)}.")
+    if imgs.shape[-1] not in (1, 3) and imgs.shape[1] in (1, 3):
+        raise GanlibError(f"'images' is {list(imgs.shape)}, channels first; `sample` writes them channels last "
+                          f"[N, H, W, C]: save images.transpose(0, 2, 3, 1) instead.")
+    if imgs.shape[1] != imgs.shape[2] or imgs.shape[-1] not in (1, 3):
+        raise GanlibError(f"'images' is {list(imgs.shape)}: expected square images with 1 or 3 channels, "
+                          f"[N, R, R, C], as `python -m gancourse sample` writes them.")
+    _check_counts(len(imgs), k, "images")
     x = imgs.permute(0, 3, 1, 2).float().div(127.5).sub(1)  # [N, C, H, W] in [-1, 1]
     labels = torch.from_numpy(arrays["labels"]).long() if "labels" in arrays else None
     res = x.shape[-1]
@@ -123,6 +145,11 @@ def _evaluate_points(points: np.ndarray, data_name: str, k: int) -> str:
     pts = torch.from_numpy(np.asarray(points, dtype=np.float32))
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise GanlibError(f"'points' has shape {list(pts.shape)}; expected [N, 2].")
+    _check_counts(len(pts), k, "points")
+    bad = int((~torch.isfinite(pts).all(dim=1)).sum())
+    if bad:
+        raise GanlibError(f"{bad} of the {len(pts)} points are NaN or infinite: the generator diverged; sample an "
+                          f"earlier checkpoint (checkpoint.prev.pt) or train again with a lower learning rate.")
     reference = ref.points[:max(len(pts), 2500)]  # training draw (seed 0)
     held_out = datasets.load(data_name, seed=1).points[: len(pts)]  # an independent draw: the floor
 

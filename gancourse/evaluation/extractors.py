@@ -15,6 +15,11 @@ from ganlib.errors import GanlibError, first_line
 
 from .judges import classify, judge_for
 
+__all__ = [
+    "FeatureExtractor", "ClassifierFeatures", "InceptionFeatures", "FID_INSTALL", "PAPER_SAMPLES",
+    "FIDInceptionFeatures", "FEATURES", "feature_extractor"
+]
+
 
 class FeatureExtractor:
     """Maps images [N, C, R, R] in [-1, 1] to features [N, dim] (float32, CPU). `name` says which features

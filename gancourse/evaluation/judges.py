@@ -15,6 +15,11 @@ from ganlib.errors import GanlibError
 from ganlib.files import PRETRAINED, atomic_save, cache_dir, damage
 from ganlib.metrics.formulas import frechet_distance_from_stats, gaussian_stats
 
+__all__ = [
+    "CLASSIFIER_VERSION", "Classifier", "train_classifier", "classify", "ImageJudge", "ShapesJudge", "JUDGES",
+    "judge_for", "ship_judge", "classifier_metrics"
+]
+
 CLASSIFIER_VERSION = 2  # bump when the architecture or its training changes (invalidates the cache)
 
 

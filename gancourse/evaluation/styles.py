@@ -14,6 +14,8 @@ from ganlib.viz import lerp, slerp
 
 from .judges import ShapesJudge, classify
 
+__all__ = ["FACTORS", "read_factors", "mixing_shares", "perceptual_path_length"]
+
 FACTORS = ("shape", "colour", "background", "position")
 
 

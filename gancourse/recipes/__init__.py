@@ -31,6 +31,11 @@ from ganlib.errors import GanlibError
 from ganlib.options import TrainConfig, check_names
 from ganlib.train import Trainer
 
+__all__ = [
+    "RECIPES", "get", "trainer_class", "option_names", "preset", "default_spec", "make_trainer", "own_options",
+    "sample_from_run"
+]
+
 RECIPES = (
     "gan",
     "dcgan",
@@ -105,6 +110,7 @@ def make_trainer(name: str, profile: str | None = None, data: str | None = None,
         if option in train_overrides:
             p[net] = dict(p[net], **{option: train_overrides.pop(option)})
     trainer_cls = trainer_class(name)
+    _check_recipe_options(name, train_overrides)
     check_names(train_overrides, option_names(name))  # before anything is loaded or built
     own = trainer_cls.OPTIONS.names() if trainer_cls.OPTIONS else []
     trainer_options = {option: train_overrides.pop(option) for option in own if option in train_overrides}
@@ -122,10 +128,59 @@ def make_trainer(name: str, profile: str | None = None, data: str | None = None,
     spec = spec_fn(p, ds)
     G, D = build(spec)
     cfg = TrainConfig.from_dict({**p["train"], **train_overrides})
-    trainer = trainer_cls(G, D, ds, cfg, run_dir=run_dir, device=device, spec=spec,
-                          **{**p.get("trainer", {}), **trainer_options})
+    trainer_kwargs = {**p.get("trainer", {}), **trainer_options}
+    _check_batches(cfg, ds, D, trainer_kwargs.get("growth"))
+    trainer = trainer_cls(G, D, ds, cfg, run_dir=run_dir, device=device, spec=spec, **trainer_kwargs)
     trainer.preset = p
     return trainer
+
+
+def own_options(name: str) -> set[str]:
+    """The options only recipe `name` has: its NET_OPTIONS and its trainer's OPTIONS (not TrainConfig's)."""
+    own = trainer_class(name).OPTIONS
+    return set(getattr(get(name), "NET_OPTIONS", {})) | set(own.names() if own else ())
+
+
+def _check_recipe_options(name: str, given: dict) -> None:
+    """A GanlibError for an option given to recipe `name` that belongs to another recipe (pack to dcgan)."""
+    misplaced = {option: other for other in RECIPES if other != name for option in own_options(other)
+                 if option in given and option not in option_names(name)}
+    if misplaced:
+        option, other = sorted(misplaced.items())[0]
+        owners = sorted(r for r in RECIPES if option in own_options(r))
+        raise GanlibError(f"{option} is an option of {' and '.join(owners)}, not of {name}: train "
+                          f"{' or '.join(owners)} to use it, or leave --set {option}=... out.")
+
+
+def _check_batches(cfg: TrainConfig, data, D, growth: dict | None = None) -> None:
+    """Every minibatch the run will use must fit in the dataset and be a multiple of the groups D forms
+    (minibatch standard deviation's, packing's), checked before the first step; with progressive `growth`
+    (`GrowthSchedule` arguments), the minibatch of every resolution it grows through."""
+    from ganlib import distributed
+    from ganlib.progressive import GrowthSchedule
+
+    batches = {None: cfg.batch_size}  # {resolution or None: minibatch}
+    if growth is not None:
+        schedule = GrowthSchedule(**{"final_resolution": data.resolution, **growth})
+        resolutions = [schedule.start_resolution << i for i in range(schedule.levels + 1)]
+        batches = {r: schedule.batch(r, cfg.batch_size) for r in resolutions}
+    n, processes = len(data), distributed.world_size()
+    for resolution, batch in batches.items():
+        where = f" (the minibatch at {resolution}x{resolution})" if resolution and batch != cfg.batch_size else ""
+        if batch * processes > n:
+            many = f"{batch} x {processes} processes" if processes > 1 else f"{batch}"
+            raise GanlibError(f"batch size {many}{where} is larger than the {n} samples of {data.name}: "
+                              f"use --batch-size {n // processes} or less.")
+        group = getattr(D, "mbstd_group", None)
+        if group and batch % min(group, batch):
+            raise GanlibError(f"batch size {batch}{where}: the discriminator's minibatch standard deviation "
+                              f"compares samples in groups of {group}, so the batch must be a multiple of "
+                              f"{group}: use --batch-size {max(group, batch - batch % group)}.")
+        pack = getattr(D, "pack", 1)
+        if batch % pack:
+            raise GanlibError(f"batch size {batch}: the discriminator judges packs of {pack} samples (pack={pack}), "
+                              f"so the batch must be a multiple of {pack}: use --batch-size "
+                              f"{max(pack, batch - batch % pack)}.")
 
 
 def sample_from_run(run_dir: str | Path, n: int, seed: int = 0, label: int | None = None,
@@ -147,4 +202,9 @@ def sample_from_run(run_dir: str | Path, n: int, seed: int = 0, label: int | Non
             raise GanlibError(f"--class {label}: this model has classes 0 to {G.num_classes - 1}.")
         labels = torch.full((n,), label, dtype=torch.long)
     x, labels = models.sample(G, n, seed, labels, truncation)
+    bad = int((~torch.isfinite(x.flatten(1)).all(dim=1)).sum())
+    if bad:
+        raise GanlibError(f"{bad} of the {n} samples hold NaN or infinite values: the generator in "
+                          f"{str(run_dir)!r} diverged; sample an earlier checkpoint, or train again with a lower "
+                          f"learning rate.")
     return x, labels, ("points" if x.ndim == 2 else "images")

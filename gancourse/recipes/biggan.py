@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from ganlib.errors import GanlibError
 
+__all__ = ["FAMILY", "PRESETS", "model_spec"]
+
 FAMILY = "biggan"
 
 _TRAIN = dict(loss="hinge", lr_g=2e-4, lr_d=8e-4, betas=(0.0, 0.999), eps=1e-6, d_steps=1, ortho_beta=1e-4,

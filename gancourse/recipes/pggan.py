@@ -11,6 +11,8 @@ the CPU, with phases about 100x shorter than the paper's, small batches and a le
 
 from ganlib.progressive import GrowthSchedule, ProgressiveTrainer
 
+__all__ = ["FAMILY", "TRAINER", "budget_images", "PRESETS", "model_spec"]
+
 FAMILY = "pggan"
 TRAINER = ProgressiveTrainer
 

@@ -6,6 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+__all__ = [
+    "mode_coverage", "gaussian_stats", "frechet_distance_from_stats", "frechet_distance", "polynomial_kernel",
+    "mmd2_unbiased", "kid", "inception_score", "knn_radii", "in_manifold", "precision_recall",
+    "nearest_neighbour_distances", "feature_metrics"
+]
+
 # ----------------------------------------------------------------------------------------------------------
 # Toy mode coverage
 

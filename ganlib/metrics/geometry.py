@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+__all__ = ["shape_geometry"]
+
 
 def shape_geometry(images: torch.Tensor, threshold: float = 0.9, min_share: float = 0.03) -> dict[str, torch.Tensor]:
     """Where and how big the shape in each image of `shapes` (or a generator imitating it) is, measured from

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Callable
 
 import torch
@@ -20,6 +21,15 @@ FAMILIES = {
     "biggan": ("biggan", "Generator", "Discriminator"),
     "stylegan": ("stylegan", "Generator", "Discriminator"),
 }
+
+__all__ = ["FAMILIES", "build", "generate", "sample", *sorted({module for module, _, _ in FAMILIES.values()})]
+
+
+def __getattr__(name: str):
+    """The family modules (`ganlib.models.dcgan`, ...), imported on first use."""
+    if name in {module for module, _, _ in FAMILIES.values()}:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build(spec: dict, saved: bool = False):
@@ -69,6 +79,9 @@ def sample(G: nn.Module, n: int, seed: int = 0, labels: torch.Tensor | None = No
     """
     sampling = getattr(G, "sampling", None)  # the model family's sampling (StyleGAN, BigGAN)
     name = f"{type(G).__module__}.{type(G).__name__}"
+    if truncation is not None and not (isinstance(truncation, (int, float)) and math.isfinite(truncation)):
+        raise GanlibError(f"truncation {truncation!r}: use a finite number (see the model's truncation trick), or "
+                          f"none for plain sampling.")
     if sampling is None and truncation is not None:
         raise GanlibError(f"truncation {truncation!r}: {name} has no truncation trick; sample without one (no "
                           f"--truncation), or use a model that has one (StyleGAN, BigGAN).")

@@ -30,6 +30,12 @@ from .. import layers
 from ..errors import GanlibError, check_images, check_resolution
 from ..layers import ConditionalBatchNorm2d, SelfAttention
 
+__all__ = [
+    "SN_EPS", "SAMPLING_STATISTICS", "channels_at", "add_spectral_norm", "orthogonal_init", "truncated_z",
+    "batch_norms", "standing_statistics", "GBlock", "DBlock", "Generator", "forward_with_batch_statistics",
+    "Discriminator"
+]
+
 SN_EPS = 1e-6  # spectral-norm epsilon of the BigGAN-PyTorch launch scripts
 SAMPLING_STATISTICS = ("standing", "running", "batch")  # the batch-norm statistics G can sample with (`sampling`)
 
@@ -47,6 +53,7 @@ def add_spectral_norm(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> No
 
 
 def orthogonal_init(module: nn.Module) -> None:
+    """BigGAN's initialisation of one module (apply it with `G.apply`): orthogonal weights, zero biases."""
     if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
         nn.init.orthogonal_(module.weight)
         if getattr(module, "bias", None) is not None:
@@ -269,7 +276,8 @@ class Discriminator(nn.Module):
             add_spectral_norm(self)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        check_images(x, self.img_channels, self.resolution, "the BigGAN discriminator")
+        check_images(x, self.img_channels, self.resolution, "the BigGAN discriminator",
+                     dtype=next(self.parameters()).dtype)
         assert labels is not None and labels.shape == x.shape[:1], "D needs labels [N]"
         h = x
         for block in self.blocks:

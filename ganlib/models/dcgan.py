@@ -19,6 +19,8 @@ from torch import nn
 
 from ..errors import check_images, check_resolution
 
+__all__ = ["feature_channels", "dcgan_init", "Generator", "Discriminator"]
+
 
 def feature_channels(resolution: int, final: int, width: int, max_channels: int) -> int:
     """Channels of the feature map at `resolution` in a net whose final resolution is `final`: doubling
@@ -27,6 +29,8 @@ def feature_channels(resolution: int, final: int, width: int, max_channels: int)
 
 
 def dcgan_init(module: nn.Module) -> None:
+    """The DCGAN paper's initialisation of one module (apply it with `G.apply`): weights from N(0, 0.02), batch
+    norm scales from N(1, 0.02), zero biases."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if getattr(module, "bias", None) is not None:
@@ -105,7 +109,8 @@ class Discriminator(nn.Module):
         self.apply(dcgan_init)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        check_images(x, self.img_channels, self.resolution, "the DCGAN discriminator")
+        check_images(x, self.img_channels, self.resolution, "the DCGAN discriminator",
+                     dtype=next(self.parameters()).dtype)
         if self.num_classes:
             assert labels is not None and labels.shape == x.shape[:1], "a conditional D needs labels [N]"
             onehot = F.one_hot(labels, self.num_classes).to(x.dtype)  # [N, K]

@@ -18,10 +18,13 @@ from torch import nn
 from .. import layers
 from ..errors import GanlibError
 
+__all__ = ["CONDITIONINGS", "mlp", "pack", "MLPGenerator", "MLPDiscriminator"]
+
 CONDITIONINGS = ("concat", "projection")
 
 
 def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
+    """Linear layers of `sizes` [in, hidden..., out] with an `activation` between them (none after the last)."""
     modules: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         modules.append(nn.Linear(a, b))

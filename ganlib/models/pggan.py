@@ -29,6 +29,11 @@ from torch import nn
 from ..errors import GanlibError, check_images, check_resolution
 from ..layers import EqualizedConv2d, EqualizedLinear, minibatch_stddev, pixel_norm
 
+__all__ = [
+    "upsample", "downsample", "fade_in", "fade_reals", "channels", "lrelu", "GeneratorBlock", "Generator",
+    "DiscriminatorBlock", "Discriminator"
+]
+
 
 def upsample(x: torch.Tensor) -> torch.Tensor:
     """Nearest-neighbour 2x upsampling [N, C, H, W] -> [N, C, 2H, 2W]."""
@@ -62,6 +67,7 @@ def channels(resolution: int, fmap_base: int, fmap_max: int) -> int:
 
 
 def lrelu(x: torch.Tensor) -> torch.Tensor:
+    """PGGAN's leaky ReLU, slope 0.2."""
     return F.leaky_relu(x, 0.2)
 
 
@@ -167,7 +173,8 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         """Scores of images at their own resolution; `alpha` fades the top block in, mirroring G."""
-        check_images(x, self.img_channels, None, "the PGGAN discriminator")
+        check_images(x, self.img_channels, None, "the PGGAN discriminator",
+                     dtype=next(self.parameters()).dtype)
         resolution = x.shape[-1]
         if resolution not in self.resolutions or x.shape[-2] != resolution:
             raise GanlibError(f"the PGGAN discriminator takes square images of "

@@ -31,7 +31,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import layers
-from ..errors import check_images, check_resolution
+from ..errors import GanlibError, check_images, check_resolution
+
+__all__ = [
+    "STYLES", "LRELU_GAIN", "lrelu", "feature_channels", "MappingNetwork", "broadcast", "truncate", "mix_styles",
+    "mixing_regularisation", "SynthesisLayer", "adain_epilogue", "ToRGB", "SynthesisBlock", "SynthesisNetwork",
+    "Generator", "DiscriminatorBlock", "Discriminator"
+]
 
 STYLES = ("modulated", "adain")
 LRELU_GAIN = math.sqrt(2)
@@ -321,6 +327,9 @@ class Generator(nn.Module):
         """How `models.sample` runs this G: with the constant noise maps (the same seed gives the same images) and
         the truncation trick in W, psi = `truncation` (None: 1, off). Returns (None: plain z, the forward)."""
         psi = 1.0 if truncation is None else truncation
+        if not 0 <= psi <= 1:
+            raise GanlibError(f"truncation psi {psi!r}: use a number from 0 (every sample the average image) to 1 "
+                              f"(no truncation); 0.7 is the StyleGAN papers' usual choice.")
         return None, lambda G, z, labels: G(z, truncation_psi=psi, noise_mode="const")
 
 
@@ -378,7 +387,8 @@ class Discriminator(nn.Module):
         self.out = layers.EqualizedLinear(ch(4), 1, gain=1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_images(x, self.img_channels, self.resolution, "the StyleGAN discriminator")
+        check_images(x, self.img_channels, self.resolution, "the StyleGAN discriminator",
+                     dtype=next(self.parameters()).dtype)
         x = lrelu(self.from_rgb(x))  # [N, C, R, R]
         x = self.blocks(x)  # [N, C4, 4, 4]
         x = layers.minibatch_stddev(x, self.mbstd_group)  # [N, C4 + 1, 4, 4]
