@@ -31,7 +31,18 @@ import torch
 from ..errors import first_line
 from .channel import FRAME, Channel, ChannelClosed, ChannelOverflow, ChannelTimeout
 from .chapters import PRIVATE_MODULE_PREFIX
-from .codec import BadReply, capture, decode, encode, grad_leaves, mutable_objects, plain, restore, same_tensor
+from .codec import (
+    BadReply,
+    capture,
+    decode,
+    encode,
+    grad_leaves,
+    mutable_objects,
+    plain,
+    rebuild,
+    restore,
+    same_tensor,
+)
 from .codec import Opaque as Opaque  # what a check gets back in place of a value that is not transferred
 from .extraction import define
 from .limits import MESSAGE_LIMIT, OUTPUT_KEPT, TEXT_LIMIT, TimeUp, alarm
@@ -276,7 +287,10 @@ class Remote:
             self.gone = "closed"
             raise SubmissionGone("closed") from None
         try:
-            reply = torch.load(io.BytesIO(data), weights_only=True)
+            reply = rebuild(torch.load(io.BytesIO(data), weights_only=True))
+        except BadReply as e:
+            self.gone = f"refused: {e}"
+            raise SubmissionGone(self.gone) from None
         except Exception:
             reply = None
         if not isinstance(reply, dict):

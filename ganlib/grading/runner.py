@@ -21,12 +21,18 @@ from ..errors import first_line
 from . import sandbox
 from .channel import Channel, ChannelClosed, ChannelTimeout
 from .chapters import Chapter, PrivateChecks, columns
+from .limits import alarm
 from .report import Graded, Outcome
 from .submissions import Submission, read_bytes
 
 DEFAULT_TIMEOUT = 60.0  # seconds per submission
 DEFAULT_MEMORY_MB = 2048  # what a submission may allocate beyond the imported libraries
-CHECKER_MARGIN = 20.0  # seconds a checker may take beyond the submission's limit before the grader kills it
+CHECKER_MARGIN = 20.0  # seconds a checker may take beyond the submission's limit before the grader kills it, and
+# the trusted side's own work on one exercise beyond that exercise's share of the limit before it stops the check
+
+
+class CheckerBusy(BaseException):
+    """The trusted side's own work on one exercise ran past its deadline (not the submission's time)."""
 ZYGOTE_START = 300.0  # seconds the zygote may take to import torch
 
 
@@ -68,6 +74,8 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
         """Why the submission's process is gone, for its feedback."""
         if link.gone == "killed":
             return f"the submission's time limit ({timeout:g} s) ran out"
+        if link.gone and link.gone.startswith("refused: "):
+            return f"the grader refused a reply of the submission ({link.gone[9:]}) and stopped it"
         status = jail.exit_status()
         if status is None:
             return "the grading process ended for an unknown reason"
@@ -85,7 +93,7 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
                                      1 + len(exercises))))
         notes += defined["notes"]
     except BaseException:  # gone, or a reply no honest submission sends
-        if link.gone == "killed":
+        if link.gone != "closed":
             jail.kill()
         why, defined = ended(), None
     for k, (column, call, check) in enumerate(phases):
@@ -94,14 +102,16 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
             outcomes.append(Outcome(column, False, f"not run: {why} before this exercise was checked."))
             continue
         try:
-            link.begin(time.time() + max(0.01, (deadline - 1.0 - time.time()) / (len(phases) - k)))
-            passed, message = _check_one(check, call, link, defined)
+            share = max(0.01, (deadline - 1.0 - time.time()) / (len(phases) - k))
+            link.begin(time.time() + share)
+            with alarm(time.time() + share + CHECKER_MARGIN, CheckerBusy):
+                passed, message = _check_one(check, call, link, defined)
         except remote.TimeUp as e:
             passed, message = False, (f"timeout: did not finish within its share of the time limit ({e.args[0]:.1f} "
                                       f"s); look for an endless loop, or far more computation than the exercise "
                                       f"needs.")
         except remote.SubmissionGone:
-            if link.gone == "killed":
+            if link.gone != "closed":
                 jail.kill()
             why = ended()
             kind = "timeout" if link.gone == "killed" else "crashed"
@@ -109,6 +119,10 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
             passed, message = False, f"{kind}: {why} while this exercise was being checked{hint}."
         except SystemExit as e:
             passed, message = False, f"your code called exit() (SystemExit {e.code}): an exercise must return."
+        except CheckerBusy:
+            passed, message = False, (f"the check stopped: the grader's own work on this exercise took more than "
+                                      f"{CHECKER_MARGIN:g} s beyond its share of the time limit (a loaded machine?); "
+                                      f"grade it again, with fewer --jobs.")
         except BaseException as e:  # a failure of the check itself
             passed, message = False, f"the check stopped: {type(e).__name__}: {first_line(e)}"
         outcomes.append(Outcome(column, passed, message, round(time.time() - start, 3)))
@@ -339,9 +353,15 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
                 if "result" in message:
                     r = message["result"]
                     results[i] = Graded(**{**r, "outcomes": [Outcome(**o) for o in r["outcomes"]]})
-                else:
+                elif sock in ready:
                     results[i] = not_run(*submissions[i], private, "crashed",
-                                         "the grader's checker process failed on this submission; grade it again.")
+                                         "the grader's checker process ended without a result (its error is in the "
+                                         "grader's output); grade it again.")
+                else:
+                    results[i] = not_run(*submissions[i], private, "timeout",
+                                         f"the grader's checker was still busy {timeout + CHECKER_MARGIN:g} s after "
+                                         f"it started (the time limit plus {CHECKER_MARGIN:g} s) and was stopped.")
+                results[i].seconds = time.time() - (backstop - timeout - CHECKER_MARGIN)
                 on_done(results[i])
     finally:
         for _, _, pid, _, _ in running.values():
