@@ -49,7 +49,7 @@ from .chapters import (
     read_chapter,
 )
 from .extraction import define as _define  # noqa: F401  the extraction, for the tests
-from .report import STATUSES, Graded, GradesFile, Outcome, feedback, feedback_names
+from .report import STATUSES, Graded, GradesFile, Outcome, feedback, feedback_names, write_feedback
 from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run
 from .submissions import MAX_NOTEBOOK_BYTES, Submission, collect, find_submissions, read_submission, unique_names
 
@@ -103,7 +103,10 @@ def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeo
 
     def done(g: Graded) -> None:
         grades.add(g)
-        (feedback_dir / names[g.student]).write_text(feedback(g, chosen.name), encoding="utf-8")
+        try:
+            write_feedback(feedback_dir / names[g.student], feedback(g, chosen.name))
+        except OSError as e:  # this student's feedback only: every other student is still graded
+            log(f"warning: the feedback of {g.student} could not be written ({e.strerror or e}); its CSV row is kept.")
         log(f"  {g.student:<{width}}  {g.total}/{len(cols)}  {g.status:<8} {g.seconds:5.1f} s")
 
     try:

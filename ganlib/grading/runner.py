@@ -269,14 +269,39 @@ class Zygote:
 
 
 def hidden_paths(hidden: tuple[Path, ...], private: Path | None, scratch: Path) -> list[str]:
-    """What no submission may see: the course's solutions, exercises and notebooks, the submissions, the
-    grader's output, the private checks and the other jobs' folders, and the home folders."""
-    course = {Path.cwd(), Path(__file__).resolve().parents[2]}
-    paths = [root / name for root in course for name in ("solutions", "exercises", "notebooks")]
+    """What no submission may see: the course's folder (the current folder and the one that holds ganlib) but
+    ganlib itself (its solutions, exercises, notebooks, tests, caches and git history, wherever the history
+    lies), the submissions, the grader's output, the private checks and the other jobs' folders, and the home
+    folders."""
+    course = {Path.cwd().resolve(), Path(__file__).resolve().parents[2]}
+    system = Path(sys.base_prefix).resolve()
+    paths = [root for root in course if root != Path("/") and root not in system.parents and root != system]
+    paths += [git for root in course for git in git_dirs(root)]
     paths += [*hidden, *(p.parent for p in hidden if p.suffix == ".csv"), scratch]  # the CSV's folder: earlier grades
     paths += [private, private.parent] if private else []  # the folder too: other private material
     paths += [Path.home(), Path("/home"), Path("/root")]  # keys, mail, other courses; Python and the course
     return sorted({str(p.resolve()) for p in paths})  # stay visible when inside (see sandbox._cover)
+
+
+def git_dirs(root: Path) -> list[Path]:
+    """The git folders of a working tree at `root`: `.git`, or where a `.git` file points (a worktree's own
+    folder and the repository's common folder, which hold the whole history)."""
+    dot = root / ".git"
+    if not dot.is_file():
+        return [dot] if dot.is_dir() else []
+    try:
+        text = dot.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return []
+    if not text.startswith("gitdir:"):
+        return []
+    own = (root / text[len("gitdir:"):].strip()).resolve()
+    found = [own]
+    try:
+        found.append((own / (own / "commondir").read_text().strip()).resolve())
+    except OSError:
+        pass
+    return found
 
 
 def keep_visible() -> list[str]:
