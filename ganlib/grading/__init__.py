@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import GanlibError
+from . import sandbox
 from .chapters import (
     Chapter,
     Exercise,
@@ -50,7 +51,7 @@ from .chapters import (
 )
 from .extraction import define as _define  # noqa: F401  the extraction, for the tests
 from .report import STATUSES, Graded, GradesFile, Outcome, feedback, feedback_names, write_feedback
-from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run
+from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, imported_lazily, run
 from .submissions import MAX_NOTEBOOK_BYTES, Submission, collect, find_submissions, read_submission, unique_names
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "MAX_NOTEBOOK_BYTES", "STATUSES", "Chapter", "Exercise",
@@ -61,11 +62,12 @@ __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "MAX_NOTEBOOK_BYTES", "STATUS
 
 def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeout: float = DEFAULT_TIMEOUT,
           jobs: int | None = None, extra_checks: str | Path | None = None, feedback_dir: str | Path | None = None,
-          memory_mb: int = DEFAULT_MEMORY_MB, resume: bool = False,
+          memory_mb: int = DEFAULT_MEMORY_MB, resume: bool = False, weaker_isolation: bool = False,
           log: Callable[[str], None] = print) -> list[Graded]:
     """`python -m ganlib grade`: grade every submission in `folder`, write the CSV `out` (a row as each
     submission finishes) and the feedback files (default: a folder beside the CSV, `<out stem>-feedback/`).
-    With `resume`, students whose notebook is unchanged since the CSV's earlier run keep their row."""
+    With `resume`, students whose notebook is unchanged since the CSV's earlier run keep their row. Without
+    Linux namespaces it refuses (a GanlibError saying how to enable them) unless `weaker_isolation`."""
     out = Path(out).absolute()
     if out.suffix.lower() != ".csv":
         raise GanlibError(f"--out {str(out)!r}: the grades file must end in .csv.")
@@ -81,6 +83,10 @@ def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeo
     private = PrivateChecks.load(extra_checks) if extra_checks else None
     if private:
         private.require(chosen)
+    confinement = sandbox.probe(imported_lazily())
+    why = confinement.refusal() if not weaker_isolation else confinement.weaker_refusal()
+    if why:
+        raise GanlibError(why[0].upper() + why[1:] + ".")
     cols = columns(chosen, private)
     jobs = jobs or os.cpu_count() or 1
     names = feedback_names([s.student for s in submissions])

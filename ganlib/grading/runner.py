@@ -54,7 +54,7 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
     out_fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     layout = sandbox.Layout(spec["hidden"], spec["keep_visible"], str(job))
     try:
-        jail = sandbox.start(spec["slot"], layout, confinement, spec["memory_mb"], timeout, out_fd, remote.serve)
+        jail = sandbox.start(layout, confinement, spec["memory_mb"], timeout, out_fd, remote.serve)
     finally:
         os.close(out_fd)
     import torch
@@ -193,7 +193,7 @@ def zygote(control_fd: int) -> None:
 
     confinement = sandbox.probe(imported_lazily())
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # checkers are reaped by the kernel
-    Channel(control).send(json.dumps([confinement.namespaces, confinement.switch_user]).encode())
+    Channel(control).send(json.dumps(list(vars(confinement).values())).encode())
     control.setblocking(True)
     while True:
         try:
@@ -332,7 +332,7 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
     on_done = on_done or (lambda _: None)
     results: list[Graded | None] = [None] * len(submissions)
     pending = list(enumerate(submissions))[::-1]
-    running: dict = {}  # socket -> (index, channel, pid, backstop, slot)
+    running: dict = {}  # socket -> (index, channel, pid, backstop)
     scratch = Path(tempfile.mkdtemp(prefix="ganlib-grading-"))
     os.chmod(scratch, 0o711)  # a job's own folder is reachable by its user id; the others are not
     zygote = None
@@ -347,23 +347,22 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
                 if zygote is None:
                     zygote = Zygote()
                     log(f"confinement: {zygote.confinement.describe()}")
-                slot = min(set(range(jobs)) - {r[4] for r in running.values()})
                 job = scratch / f"{i:04d}"
                 job.mkdir(mode=0o700)
                 spec = dict(student=sub.student, notebook=sub.shown, sha256=sub.sha256, notes=list(sub.notes),
                             cells=sub.cells, exercises=[(e.name, e.call) for e in chapter.exercises],
-                            private=str(private.path) if private else None, job=str(job), slot=slot,
+                            private=str(private.path) if private else None, job=str(job),
                             timeout=timeout, memory_mb=memory_mb, keep_visible=keep_visible(),
                             hidden=hidden_paths(hidden, private.path if private else None, scratch))
                 channel, pid = zygote.fork()
                 channel.send(json.dumps(spec).encode())
-                running[channel.sock] = (i, channel, pid, time.time() + timeout + CHECKER_MARGIN, slot)
+                running[channel.sock] = (i, channel, pid, time.time() + timeout + CHECKER_MARGIN)
             if not running:
                 continue
             soonest = min(r[3] for r in running.values())
             ready, _, _ = select.select(list(running), [], [], max(0.0, soonest - time.time()))
             for sock in list(running):
-                i, channel, pid, backstop, _ = running[sock]
+                i, channel, pid, backstop = running[sock]
                 if sock not in ready and time.time() < backstop:
                     continue
                 del running[sock]
@@ -389,7 +388,7 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
                 results[i].seconds = time.time() - (backstop - timeout - CHECKER_MARGIN)
                 on_done(results[i])
     finally:
-        for _, _, pid, _, _ in running.values():
+        for _, _, pid, _ in running.values():
             _kill(pid)
         if zygote is not None:
             zygote.stop()

@@ -15,7 +15,7 @@ exercises and notebooks, the submissions, the grader's output, the private check
 hidden (what the submission needs to import Python, torch and ganlib is mounted back), and /tmp,
 /var/tmp and /dev/shm are small fresh tmpfs (the submission's only writable places, its disk quota); a new
 /proc shows only the submission's own processes. When the grader runs as root the submission also runs
-under an unprivileged user id of its own (one per job slot), with `RLIMIT_NPROC`. Killing the jail's init
+under an unprivileged user id of its own (a fresh one per job), with `RLIMIT_NPROC`. Killing the jail's init
 ends every process of the namespace, including daemons that started a new session. Without namespaces
 (not Linux, or a kernel that forbids them) what remains is a session, resource limits, the user id switch
 when root, and a sweep of the session's and that user id's processes at the end.
@@ -45,12 +45,15 @@ from .linux import (
     MS_NOSUID,
     MS_PRIVATE,
     MS_REC,
+    PR_SET_CHILD_SUBREAPER,
     PR_SET_DUMPABLE,
     PR_SET_NO_NEW_PRIVS,
     QUOTA_MB,
     Layout,
     build_mounts,
     die_with_parent,
+    landlock,
+    landlock_abi,
     map_user,
     mount,
     prctl,
@@ -58,8 +61,14 @@ from .linux import (
     unshare,
 )
 
-SLOT_UID = 1_990_000_000  # + the job slot: the user id a submission runs under when the grader is root
+JOB_UIDS = range(1_990_000_000, 2_090_000_000)  # a submission's own user id, when the grader is root: one drawn at
+# random for each job and not in use by any process, so that concurrent runs never share one
 MAX_PROCESSES = 256  # RLIMIT_NPROC for that user id (threads count)
+SYSTEM_READABLE = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev", "/opt")
+# what a submission may read without namespaces (Landlock), besides Python, torch and ganlib
+WEAKER_FLAG = "--weaker-isolation"
+ENABLE_NAMESPACES = ("enable them (in Docker: docker run --security-opt seccomp=unconfined ...; on Ubuntu 23.10 "
+                     "and later: sysctl kernel.apparmor_restrict_unprivileged_userns=0; or unset GANLIB_NAMESPACES)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -70,24 +79,43 @@ MAX_PROCESSES = 256  # RLIMIT_NPROC for that user id (threads count)
 class Confinement:
     namespaces: bool  # user (when not root), mount, pid, network and IPC namespaces
     switch_user: bool  # root: the submission runs under an unprivileged user id of its own
+    landlock: bool = False  # without namespaces: Landlock limits what the submission may open
+    why_not: str = ""  # why there are no namespaces
 
     def describe(self) -> str:
         parts = []
         if self.namespaces:
             parts.append("namespaces (pid, mount, network" + ("" if os.geteuid() == 0 else ", user")
-                         + "): read-only file systems, course solutions and other submissions hidden, no network, "
-                           f"a {QUOTA_MB} MB scratch tmpfs")
+                         + "): read-only file systems, the course folder but ganlib, the submissions, the grades "
+                           f"and the private checks hidden, no network, a {QUOTA_MB} MB scratch tmpfs")
         else:
-            parts.append("no namespaces (not available here): the submission can read what this user can "
-                         "read, and reach the network")
+            parts.append(f"WEAKER ISOLATION, no namespaces ({self.why_not}): "
+                         + ("Landlock lets the submission read only Python, its libraries, ganlib and the system's "
+                            "folders, and write only its own folder; no TCP; other processes of this user visible"
+                            if self.landlock else "the submission can read what its user id can read"))
         if self.switch_user:
-            parts.append("a separate user id per job")
+            parts.append("a user id of its own per job")
         elif os.name == "posix" and os.geteuid() == 0 and not self.namespaces:
             parts.append("the grader's own user id, as Python or ganlib lies in a folder that other user ids cannot "
                          "enter (make its parent folders world-executable, chmod o+x, for a user id per job)")
         elif os.name == "posix":
             parts.append("the grader's own user id")
         return "; ".join(parts) + "; resource limits; every process it starts is killed at its end"
+
+    def refusal(self) -> str | None:
+        """Why the grader will not grade here without WEAKER_FLAG (None: it will), in one line."""
+        if self.namespaces:
+            return None
+        return (f"the grader confines submissions with Linux namespaces, which are not available ({self.why_not}): "
+                f"{ENABLE_NAMESPACES}, or pass {WEAKER_FLAG} to grade with Landlock and a process sweep only")
+
+    def weaker_refusal(self) -> str | None:
+        """Why even WEAKER_FLAG cannot grade here (None: it can)."""
+        if self.namespaces or self.landlock:
+            return None
+        return (f"neither Linux namespaces ({self.why_not}) nor Landlock (Linux 6.12 or later; 5.13 when root) is "
+                f"available, so a submission could read the solutions, the other submissions and the grades, or "
+                f"signal the grader: {ENABLE_NAMESPACES}")
 
     @property
     def flags(self) -> int:
@@ -106,8 +134,16 @@ def probe(keep_visible: list[str]) -> Confinement:
     leaves them out (for a kernel where they misbehave). Without them, a root grader switches each submission
     to its own user id only when that user id can reach `keep_visible` (Python, torch, ganlib)."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    if LIBC is None or not hasattr(os, "fork") or os.environ.get("GANLIB_NAMESPACES") == "0":
-        return Confinement(False, root and reachable_by_others(keep_visible))
+
+    def fallback(why: str) -> Confinement:
+        switch = root and reachable_by_others(keep_visible) and _can_switch_user()
+        # Landlock's file rules, and (ABI 6, Linux 6.12) its scoped signals when the submission keeps our user id
+        return Confinement(False, switch, landlock_abi() >= (1 if switch else 6), why)
+
+    if LIBC is None or not hasattr(os, "fork"):
+        return fallback("not Linux")
+    if os.environ.get("GANLIB_NAMESPACES") == "0":
+        return fallback("GANLIB_NAMESPACES=0 turned them off")
     wanted = Confinement(True, root)
     pid = os.fork()
     if pid == 0:  # what a jail needs: the namespaces, a read-only remount, a tmpfs, and /proc in the pid namespace
@@ -131,8 +167,40 @@ def probe(keep_visible: list[str]) -> Confinement:
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    return wanted if os.waitstatus_to_exitcode(status) == 0 else Confinement(False, root and reachable_by_others(
-        keep_visible))
+    if os.waitstatus_to_exitcode(status) != 0:
+        return fallback("the kernel or a seccomp profile forbids them")
+    return wanted if not root or _can_switch_user() else Confinement(True, False)
+
+
+def _can_switch_user() -> bool:
+    """Whether a child can take a job's user id (not in a user namespace that maps only root, say)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            uid = job_uid()
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os._exit(0)
+        finally:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def job_uid() -> int:
+    """A user id for one job: drawn at random from JOB_UIDS and owned by no running process."""
+    import random
+
+    busy = set()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            busy.add(os.stat(f"/proc/{entry}").st_uid) if entry.isdigit() else None
+        except OSError:
+            pass
+    while True:
+        uid = random.SystemRandom().choice(JOB_UIDS)
+        if uid not in busy:
+            return uid
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -172,22 +240,22 @@ class Jail:
             os.kill(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        if not self.confinement.namespaces:
-            sweep(self.keeper, self.uid)
         try:
-            os.waitpid(self.keeper, 0)
+            os.waitpid(self.keeper, 0)  # the keeper ends whatever is left below it first (`_end_descendants`)
         except ChildProcessError:
             pass
+        if not self.confinement.namespaces:
+            sweep(self.keeper, self.uid)
         self.channel.close()
         os.close(self.status_fd)
 
 
-def start(slot: int, layout: Layout, confinement: Confinement, memory_mb: int, seconds: float, output_fd: int,
+def start(layout: Layout, confinement: Confinement, memory_mb: int, seconds: float, output_fd: int,
           serve) -> Jail:
     """Fork the jail; `serve(channel_socket, info)` runs in the confined submission process."""
     ours, theirs = socket.socketpair()
     status_r, status_w = os.pipe()
-    uid = SLOT_UID + slot if confinement.switch_user else None
+    uid = job_uid() if confinement.switch_user else None
     keeper = os.fork()
     if keeper == 0:  # the keeper
         try:
@@ -196,6 +264,7 @@ def start(slot: int, layout: Layout, confinement: Confinement, memory_mb: int, s
             die_with_parent()
             _close_other_fds({theirs.fileno(), status_w, output_fd})
             os.setsid()
+            prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the submission (daemons) become the keeper's children
             scratch = layout.scratch
             if confinement.namespaces:
                 ids = os.getuid(), os.getgid()
@@ -207,10 +276,12 @@ def start(slot: int, layout: Layout, confinement: Confinement, memory_mb: int, s
                 os.chown(scratch, uid, uid)
             init = os.fork()
             if init == 0:
-                _jail_init(theirs, status_w, output_fd, scratch, uid, confinement, memory_mb, seconds, serve)
+                _jail_init(theirs, status_w, output_fd, scratch, uid, confinement, memory_mb, seconds, serve,
+                           layout.keep_visible)
             theirs.close()
             os.write(status_w, f"pid {init}\n".encode())
             os.waitpid(init, 0)
+            _end_descendants()
         finally:
             os._exit(0)
     theirs.close()
@@ -231,7 +302,38 @@ def start(slot: int, layout: Layout, confinement: Confinement, memory_mb: int, s
     return Jail(Channel(ours), init, keeper, status_r, uid, confinement)
 
 
-def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, seconds, serve) -> None:
+def _end_descendants() -> None:
+    """In the keeper, a child subreaper: kill every process below it (orphaned daemons are re-parented to it)
+    until it has no child left, so that nothing the submission started outlives its grading."""
+    me = os.getpid()
+    while True:
+        for pid in _children(me):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return
+        time.sleep(0.005)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
+        except OSError:
+            continue
+        if stat and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(entry))
+    return found
+
+
+def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, seconds, serve,
+               keep_visible) -> None:
     """pid 1 of the jail's pid namespace: mount /proc, start the submission, reap, report how it ended."""
     code = 0
     try:
@@ -245,7 +347,7 @@ def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, 
                 die_with_parent()  # without a pid namespace nothing else would end it with the grader
                 prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays its own (a user id switch resets this)
                 os.close(status_w)
-                _confine(scratch, uid, confinement, memory_mb, seconds, output_fd)
+                _confine(scratch, uid, confinement, memory_mb, seconds, output_fd, keep_visible)
                 serve(sock)
             finally:
                 os._exit(70)
@@ -262,8 +364,9 @@ def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, 
 
 
 def _confine(scratch: str, uid: int | None, confinement: Confinement, memory_mb: int, seconds: float,
-             output_fd: int) -> None:
-    """The last steps in the submission's process: folder, output, user id, limits."""
+             output_fd: int, keep_visible: list[str]) -> None:
+    """The last steps in the submission's process: folder, output, user id, limits, and without namespaces
+    Landlock's list of what it may open."""
     import resource
 
     os.chdir(scratch)
@@ -297,6 +400,8 @@ def _confine(scratch: str, uid: int | None, confinement: Confinement, memory_mb:
         map_user(*ids)
         if _kernel() >= (5, 14):  # RLIMIT_NPROC counts per user namespace: this one holds the submission only
             limit(resource.RLIMIT_NPROC, MAX_PROCESSES)
+    if not confinement.namespaces and confinement.landlock:
+        landlock([*SYSTEM_READABLE, *keep_visible], [scratch, os.devnull])
     prctl(PR_SET_NO_NEW_PRIVS, 1)  # no set-user-id program gives it more rights
 
 
