@@ -324,9 +324,10 @@ def test_nothing_of_the_course_is_readable(attacked):
 
 
 def test_check_messages_are_escaped_in_the_feedback(attacked):
-    text = fb(attacked, "markdown")
+    text = re.sub(r"`[^`\n]+`", "CODE", fb(attacked, "markdown"))  # code spans render literally
     assert "**6 of 6 points**" not in text and "\n# Notes" not in text and "<b>" not in text
     assert text.count("**") == 2  # the real score line only
+    assert "\\*\\*6 of 6 points\\*\\*" in text  # the student's text, shown as it is
 
 
 def test_no_name_or_format_stops_the_run(attacked):

@@ -14,7 +14,7 @@ from .biggan import (
     check_power_iteration,
     check_truncated_z,
 )
-from .core import CheckFailed, CheckResult, Mistake, run_check
+from .core import CheckFailed, CheckResult, Mistake, close, finite, run_check
 from .evaluation import CHECKS as _EVALUATION
 from .evaluation import check_frechet_distance, check_mmd2_unbiased, check_precision_recall
 from .gan import CHECKS as _GAN
@@ -36,7 +36,7 @@ from .wgan import check_conditional_input, check_critic_loss, check_gradient_pen
 # exercise name -> check, for every chapter; the grader looks exercises up here
 CHECKS = {**_GAN, **_WGAN, **_PGGAN, **_STYLEGAN, **_EVALUATION, **_BIGGAN, **_APPLICATIONS}
 
-__all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
+__all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "close", "finite", "run_check",
            "check_discriminator_loss", "check_generator_loss", "check_train_step", "check_pack_samples",
            "check_gradient_penalty", "check_critic_loss", "check_conditional_input", "check_projection_logits",
            "check_fade_in", "check_minibatch_stddev", "check_pixel_norm", "check_fade_reals", "check_growth_stage",

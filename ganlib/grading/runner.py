@@ -77,6 +77,8 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
         if link.gone and link.gone.startswith("refused: "):
             return f"the grader refused a reply of the submission ({link.gone[9:]}) and stopped it"
         status = jail.exit_status()
+        if jail.over:
+            return f"the submission's processes {jail.over} and were stopped"
         if status is None:
             return "the grading process ended for an unknown reason"
         if os.WIFSIGNALED(status):
