@@ -142,3 +142,20 @@ def test_nothing_of_the_instructor_is_readable(fallback):
 
 def test_no_daemon_outlives_a_normal_finish(fallback):
     assert fallback["alive"] == []
+
+
+def test_every_chapters_solution_imports_what_it_needs():
+    """Chapter 05's solution imports scipy.linalg, which reads the standard library's files: Landlock lets
+    the submission read Python's own folders, so the reference solution gets every point here too."""
+    home = Path(tempfile.mkdtemp(prefix="ganlib-fallback-05-"))
+    try:
+        save(load(ROOT / "solutions" / "05_evaluation.ipynb"), home / "submissions" / "reference.ipynb")
+        (home / "private_checks.py").write_text("def check_frechet_distance(fn):\n    return True\n")
+        for path in [home, *home.rglob("*")]:
+            shutil.chown(path, USER, USER)
+        done = grade(home / "submissions", home / "grades.csv", "--weaker-isolation")
+        assert done.returncode == 0, done.stdout + done.stderr
+        row = next(csv.DictReader((home / "grades.csv").open()))
+        assert row["total"] == row["max"], (row, (home / "grades-feedback" / "reference.md").read_text())
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

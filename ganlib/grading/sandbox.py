@@ -5,20 +5,23 @@ Process tree of one grading run (each process dies with its parent, `PR_SET_PDEA
 
     grader (the command)  ->  zygote (imports torch once; loads no student code)
       -> checker, one per submission (trusted: runs the checks, decodes what the submission sends)
-        -> keeper (outside the namespaces; reports the jail's pid)
+        -> keeper (outside the namespaces; reports the jail's pid, keeps the budget of all the submission's
+           processes together (`_watch`), and as a child subreaper ends whatever they leave (`_end_descendants`))
           -> jail init (pid 1 of a new pid namespace; waits for the submission and reports how it ended)
             -> submission (the student's code, confined; serves remote calls, see `remote.py`)
 
 Confinement, where Linux allows it (probed once per run, see `probe`): new user (when not root), mount, pid,
-network and IPC namespaces; in the mount namespace every file system is read-only, the course's solutions,
-exercises and notebooks, the submissions, the grader's output, the private checks and the home folders are
-hidden (what the submission needs to import Python, torch and ganlib is mounted back), and /tmp,
+network and IPC namespaces; in the mount namespace every file system is read-only, the course folder (but
+ganlib) and its git folders, the submissions, the grader's output, the private checks and the home folders
+are hidden (what the submission needs to import Python, torch and ganlib is mounted back), and /tmp,
 /var/tmp and /dev/shm are small fresh tmpfs (the submission's only writable places, its disk quota); a new
 /proc shows only the submission's own processes. When the grader runs as root the submission also runs
 under an unprivileged user id of its own (a fresh one per job), with `RLIMIT_NPROC`. Killing the jail's init
 ends every process of the namespace, including daemons that started a new session. Without namespaces
-(not Linux, or a kernel that forbids them) what remains is a session, resource limits, the user id switch
-when root, and a sweep of the session's and that user id's processes at the end.
+(not Linux, a kernel or seccomp profile that forbids them, GANLIB_NAMESPACES=0) the grader refuses unless
+the instructor accepts weaker isolation (`Confinement.refusal`); then Landlock limits what the submission
+may open, connect to and signal (`linux.landlock`), a root grader still switches it to a fresh user id, and
+the keeper's budget and end-of-job sweep hold as with namespaces.
 """
 
 from __future__ import annotations
