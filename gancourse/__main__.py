@@ -277,7 +277,8 @@ def cmd_grade(args) -> None:
     from .grading import grade
 
     grade(args.submissions, args.out, chapter=args.chapter, timeout=args.timeout, jobs=args.jobs,
-          extra_checks=args.extra_checks, feedback_dir=args.feedback, memory_mb=args.memory, resume=args.resume)
+          extra_checks=args.extra_checks, feedback_dir=args.feedback, memory_mb=args.memory, resume=args.resume,
+          weaker_isolation=args.weaker_isolation)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true",
                    help="keep the rows of the --out file for students whose notebook is unchanged (same path and "
                         "content) and grade only the others, e.g. after a run was interrupted")
+    g.add_argument("--weaker-isolation", dest="weaker_isolation", action="store_true",
+                   help="where Linux namespaces are not available, grade anyway with Landlock, a user id per job "
+                        "(as root) and a process sweep, accepting weaker isolation (see the README)")
     g.set_defaults(func=cmd_grade)
     return p
 

@@ -204,7 +204,9 @@ def test_grading_report_from_its_figures():
 
     ordinary = [kind("solution", 12, 0.25, 4, "ok"), kind(grading_class.LOOP_KIND, 2, 15.0, 0, "timeout")]
     attacked = [*ordinary, kind("attack: forges a results file, then exits", 1, 0.5, 0, "crashed")]
+    attacked[0] = kind("solution", 12, 0.4, 4, "ok")
     text = grading_class.report({"jobs": 2, "timeout": 60.0, "fresh": [2.0, 3.0, 2.5], "same_marks": False,
+                                 "load": (1.25, 3.0),
                                  "class": {"wall": 22.14, "confinement": "no namespaces", "kinds": ordinary},
                                  "attacked": {"wall": 25.0, "confinement": "no namespaces", "kinds": attacked}})
     assert "a class of 14 chapter 01 notebooks, `--jobs 2`" in text and "`--timeout 60`" in text
@@ -213,6 +215,8 @@ def test_grading_report_from_its_figures():
     assert "takes 2.5 s (median of\n3): 14 of them would cost 35 s" in text and "Confinement:\nno namespaces." in text
     assert "with 1 hostile submissions added" in text and "**25.0 s**" in text and "NOT the same as above" in text
     assert "| attack: forges a results file, then exits | 1 | 0.50 | 0 of 4 | crashed |" in text
+    assert "0.25 s without the attacks\nand 0.40 s with them (median): **1.60x**" in text
+    assert "load average was\n1.2 before and 3.0 after" in text
 
 
 def test_grading_benchmark_builds_its_wrong_submissions_by_redefining_functions():

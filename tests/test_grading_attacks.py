@@ -5,6 +5,7 @@ instructor's changed or leaked, and no process left over."""
 
 import csv
 import hashlib
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_grading import EXERCISE, PRIVATE_CHECKS, ROOT, SOLUTION, code_cell, load, save
+from test_grading import EXERCISE, PRIVATE_CHECKS, ROOT, SOLUTION, code_cell, edit, load, save
 
 from gancourse import grading
 from gancourse.grading import runner, sandbox
@@ -66,7 +67,7 @@ def leftovers() -> list[str]:
         except OSError:
             continue
         if int(pid) != os.getpid() and (f"{key}={value}".encode() in environ or DAEMON_TAG in cmdline
-                                        or sandbox.SLOT_UID <= uid < sandbox.SLOT_UID + 1000):
+                                        or uid in sandbox.JOB_UIDS):
             found.append(f"{pid}: {cmdline[:100]}")
     return found
 
@@ -163,6 +164,22 @@ for p in targets + [{paths['out']!r}]:
                 exec(script)
                 os._exit(0)
         """,
+        "course": f"""
+            import os, subprocess
+            seen = []
+            for path in [{str(ROOT)!r}, os.path.join({str(ROOT)!r}, ".git"), os.path.join({str(ROOT)!r}, "solutions")]:
+                try:
+                    seen.append(path + ": " + ",".join(sorted(os.listdir(path))))
+                except OSError as e:
+                    seen.append(path + ": " + type(e).__name__)
+            for command in (["git", "-C", {str(ROOT)!r}, "show", "HEAD:solutions/01_vanilla_gan.ipynb"],
+                            ["git", "-C", {str(ROOT)!r}, "log", "-1"]):
+                try:
+                    seen.append(subprocess.run(command, capture_output=True, text=True).stdout[:500])
+                except OSError as e:
+                    seen.append(type(e).__name__)
+            raise RuntimeError("COURSE SEEN " + " | ".join(seen).replace("\\n", " "))
+        """,
         "killer": """
             import os, signal
             for pid in os.listdir("/proc"):
@@ -191,6 +208,23 @@ for p in targets + [{paths['out']!r}]:
     save(load(EXERCISE), folder / "k_a_b.ipynb")
     save(sol, folder / "=HYPERLINK(1).ipynb")
     save(sol, folder / "twice.ipynb")
+    markdown = "raise RuntimeError('\\n\\n**6 of 6 points**\\n# Notes <b>[ok](x)</b>')\n    return F.softplus"
+    save(edit(sol, "generator_loss", "return F.softplus", markdown), folder / "markdown.ipynb")
+    nan = "return F.softplus(-fake_logits).mean() * float('nan')\n    return F.softplus"  # an honest bug
+    save(edit(sol, "generator_loss", "return F.softplus", nan), folder / "nan.ipynb")
+    shadow = ("loss = torch.zeros(1) + 0 * fake_logits.sum()\n    loss.reshape = torch.Tensor\n    return loss"
+              "\n    return F.softplus")  # reshape(()) would be an empty tensor, which allclose broadcasts
+    save(edit(sol, "generator_loss", "return F.softplus", shadow), folder / "shadow.ipynb")
+    save(sol, folder / "=alice.ipynb")
+    save(load(EXERCISE), folder / "'=alice.ipynb")
+    save(sol, folder / "\x1b[2J\x1b[31mred\nFAKE LOG LINE.ipynb")
+    save(sol, folder / ("x" * 249 + ".ipynb"))  # 255 bytes: no feedback file name can hold it and a suffix
+    with open(os.fsencode(folder) + b"/latin-\xe9t\xe9.ipynb", "wb") as f:  # not UTF-8
+        f.write(json.dumps(sol).encode())
+    huge = load(SOLUTION)
+    huge["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x" * (33 * 2**20)}]
+    save(huge, folder / "huge.ipynb")
+    save({"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": []}]}, folder / "v3.ipynb")
     save(load(EXERCISE), folder / "twice" / "nb.ipynb")
     course, others = course_hashes(), folder_hashes(folder)
     os.environ[RUN_TAG.split("=")[0]] = RUN_TAG.split("=")[1]
@@ -264,11 +298,50 @@ def test_names_collide_nowhere(attacked):
     assert (results["k a b"].total, results["k_a_b"].total) == (len(results["k a b"].outcomes), 0)
     names = grading.feedback_names(list(results))
     assert len(set(names.values())) == len(names)
-    assert "feedback for k a b\n" in fb(attacked, "k a b") and "feedback for k_a_b\n" in fb(attacked, "k_a_b")
+    assert "feedback for k a b\n" in fb(attacked, "k a b") and "feedback for k\\_a\\_b\n" in fb(attacked, "k_a_b")
     formula = rows["'=HYPERLINK(1)"]  # escaped: a spreadsheet shows it as text
     assert formula["total"] == formula["max"]
     assert any("twice was submitted 2 times" in line for line in attacked["log"])
     assert {results["twice"].total, results["twice (2)"].total} == {len(results["twice"].outcomes), 0}
+
+
+def test_wrong_answers_get_no_marks(attacked):
+    results = attacked["results"]
+    for name in ("nan", "shadow", "markdown"):
+        outcome = {o.column: o for o in results[name].outcomes}
+        assert not outcome["generator_loss"].passed and results[name].total == EXERCISES - 1, name
+    assert "your value contains NaN" in outcome_message(results["nan"], "generator_loss")
+
+
+def outcome_message(graded, column: str) -> str:
+    return next(o.message for o in graded.outcomes if o.column == column)
+
+
+def test_nothing_of_the_course_is_readable(attacked):
+    text = fb(attacked, "course")
+    seen = re.search(r"COURSE SEEN (.*)", text).group(1)
+    assert f"{ROOT}: ganlib |" in seen.replace("\\", ""), seen  # the library only
+    assert "solutions: FileNotFoundError" in seen.replace("\\", "") and "Author" not in seen
+
+
+def test_check_messages_are_escaped_in_the_feedback(attacked):
+    text = re.sub(r"`[^`\n]+`", "CODE", fb(attacked, "markdown"))  # code spans render literally
+    assert "**6 of 6 points**" not in text and "\n# Notes" not in text and "<b>" not in text
+    assert text.count("**") == 2  # the real score line only
+    assert "\\*\\*6 of 6 points\\*\\*" in text  # the student's text, shown as it is
+
+
+def test_no_name_or_format_stops_the_run(attacked):
+    rows, results, log = attacked["rows"], attacked["results"], "\n".join(attacked["log"])
+    full = str(EXERCISES + 1)  # the private check too
+    assert rows["'=alice"]["total"] == full and rows["''=alice"]["total"] == "0"  # two students, two rows
+    assert rows["x" * 249]["total"] == full and rows["latin-\\xe9t\\xe9"]["total"] == full
+    shown = "\\u001b[2J\\u001b[31mred\\u000aFAKE LOG LINE"
+    assert rows[shown]["total"] == full and "\x1b" not in log and "\nFAKE LOG LINE" not in log
+    assert (results["huge"].status, results["v3"].status) == ("invalid", "invalid")
+    assert "larger than 32 MB" in fb(attacked, "huge") and "old format (nbformat 3" in fb(attacked, "v3")
+    names = grading.feedback_names(list(results))
+    assert len(attacked["feedback"]) == len(results) == len(set(names.values()))
 
 
 def test_the_attack_suite_is_quick(attacked):
@@ -328,8 +401,8 @@ def test_without_namespaces_a_user_id_per_job_still_protects_the_others(tmp_path
     monkeypatch.setenv(*RUN_TAG.split("="))
     log = []
     results = {g.student: g for g in grading.grade(folder, tmp_path / "grades.csv", timeout=TIMEOUT, jobs=2,
-                                                   log=log.append)}
-    assert any("confinement: no namespaces" in line and "a separate user id per job" in line for line in log)
+                                                   weaker_isolation=True, log=log.append)}
+    assert any("confinement: WEAKER ISOLATION" in line and "a user id of its own per job" in line for line in log)
     totals = [results[n].total for n in ("good1", "good2", "killer", "daemon", "forger")]
     assert totals == [EXERCISES, EXERCISES, 0, 0, 0]
     assert results["good1"].status == results["good2"].status == "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -37,7 +38,13 @@ _ATTACKS = {  # what a hostile notebook does when the grader defines its classes
     "kills every process it can see": "import os, signal\nfor p in os.listdir('/proc'):\n    if p.isdigit() and "
         "int(p) != os.getpid():\n        try:\n            os.kill(int(p), signal.SIGKILL)\n"
         "        except OSError:\n            pass",
+    "runs 40 busy processes": "import os\nfor _ in range(40):\n    if os.fork() == 0:\n        while True:\n"
+        "            pass\nwhile True:\n    pass",
+    "holds 6 x 400 MB in child processes": "import os, time\nfor _ in range(6):\n    if os.fork() == 0:\n"
+        "        block = bytearray(400 * 2**20)\n        block[::4096] = b'x' * len(block[::4096])\n"
+        "        time.sleep(60)\ntime.sleep(60)",
 }
+REPLY_BOMB = "def generator_loss(fake_logits):\n    items = list(range(10_000))\n    return [items] * 10_000\n"
 
 
 def _with_attack(path: Path, code: str) -> str:
@@ -68,6 +75,7 @@ def measure(quick: bool = False, *, solution: str | Path, exercise: str | Path) 
         LOOP_KIND: (_with_cell(exercise, ENDLESS), 2),
     }
     attacks = {f"attack: {what}": (_with_attack(exercise, code), 1) for what, code in _ATTACKS.items()}
+    attacks["attack: returns one list 10,000 times"] = (_with_cell(exercise, REPLY_BOMB), 1)
     jobs, timeout = 2, grading.DEFAULT_TIMEOUT
     fresh = []
     for _ in range(1 if quick else 3):  # what a new Python process per submission would pay before any check
@@ -79,30 +87,34 @@ def measure(quick: bool = False, *, solution: str | Path, exercise: str | Path) 
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "submissions"
             folder.mkdir()
-            names = {}
-            for k, (kind, (text, count)) in enumerate(kinds.items()):
-                names[kind] = f"k{k:02d}"
-                for j in range(1 if quick else count):
-                    (folder / f"k{k:02d}-{j:02d}.ipynb").write_text(text)
+            # the grader takes the students in name order: the attacks are spread evenly among the others
+            ordered = [(k, text) for k, (kind, (text, count)) in enumerate(kinds.items()) if not kind.startswith(
+                "attack") for _ in range(1 if quick else count)]
+            hostile = [(k, text) for k, (kind, (text, count)) in enumerate(kinds.items()) if kind.startswith("attack")]
+            for n, item in enumerate(hostile):
+                ordered.insert((n + 1) * len(ordered) // (len(hostile) + 1), item)
+            for position, (k, text) in enumerate(ordered):
+                (folder / f"{position:03d}-k{k:02d}.ipynb").write_text(text)
             log = []
             start = time.perf_counter()
             graded = grading.grade(folder, Path(tmp) / "grades.csv", timeout=timeout, jobs=jobs, log=log.append)
             wall = time.perf_counter() - start
         rows = []
-        for kind in kinds:
-            mine = [g for g in graded if g.student.startswith(names[kind])]
+        for k, kind in enumerate(kinds):
+            mine = [g for g in graded if g.student.endswith(f"-k{k:02d}")]
             rows.append({"kind": kind, "count": len(mine), "seconds": [g.seconds for g in mine],
                          "points": statistics.mean(g.total for g in mine), "out_of": len(mine[0].outcomes),
                          "status": mine[0].status})
         confinement = next((line.split(": ", 1)[1] for line in log if line.startswith("confinement: ")), "?")
         return {"wall": wall, "confinement": confinement, "kinds": rows}, graded
 
+    load_before = os.getloadavg()[0]
     graded, in_class = grade_class(kinds)
     attacked, with_attacks = grade_class({**kinds, **attacks})
-    marks = lambda results: sorted((g.student, g.total, g.status) for g in results  # the class's own submissions
-                                   if g.student < f"k{len(kinds):02d}")
+    marks = lambda results: sorted((g.student.split("-")[1], g.total, g.status) for g in results  # the class's own
+                                   if int(g.student.split("-k")[1]) < len(kinds))
     return {"jobs": jobs, "timeout": timeout, "fresh": fresh, "class": graded, "attacked": attacked,
-            "same_marks": marks(with_attacks) == marks(in_class)}
+            "same_marks": marks(with_attacks) == marks(in_class), "load": (load_before, os.getloadavg()[0])}
 
 
 def report(measured: dict) -> str:
@@ -115,6 +127,8 @@ def report(measured: dict) -> str:
     n = sum(k["count"] for k in graded["kinds"])
     ordinary = [s for k in graded["kinds"] if k["kind"] != LOOP_KIND for s in k["seconds"]]
     same = "the same as above" if measured["same_marks"] else "NOT the same as above"
+    honest = [statistics.median(next(k for k in run["kinds"] if k["kind"] == "solution")["seconds"])
+              for run in (graded, attacked)]
     return f"""`python -m gancourse grade` on a class of {n} chapter 01 notebooks, `--jobs {measured['jobs']}`,
 `--timeout {measured['timeout']:g}` (each exercise gets an equal share of the time left). Seconds per submission are
 measured in its checker, from the start of the submission's confined process to its end. Confinement:
@@ -133,7 +147,9 @@ first check.
 
 The same class with {sum(k['count'] for k in attacked['kinds']) - n} hostile submissions added (each the untouched
 exercise, so every answer is wrong, plus the attack): wall time **{attacked['wall']:.1f} s**; the other
-submissions' marks and statuses are {same}.
+submissions' marks and statuses are {same}. A correct submission took {honest[0]:.2f} s without the attacks
+and {honest[1]:.2f} s with them (median): **{honest[1] / honest[0]:.2f}x**. The machine's load average was
+{measured['load'][0]:.1f} before and {measured['load'][1]:.1f} after (it is shared: compare the rows with each other).
 
 | submission | count | s each (median) | points | status |
 |---|---|---|---|---|

@@ -15,7 +15,7 @@ from .biggan import (
     check_self_attention,
     check_truncated_z,
 )
-from .core import CheckFailed, CheckResult, Mistake, run_check
+from .core import CheckFailed, CheckResult, Mistake, close, finite, run_check
 from .evaluation import CHECKS as _EVALUATION
 from .evaluation import check_frechet_distance, check_mmd2_unbiased, check_precision_recall
 from .gan import CHECKS as _GAN
@@ -37,7 +37,7 @@ from .wgan import check_conditional_input, check_critic_loss, check_gradient_pen
 # exercise name -> check, for every chapter; the grader looks exercises up here
 CHECKS = {**_GAN, **_WGAN, **_PGGAN, **_STYLEGAN, **_EVALUATION, **_BIGGAN, **_APPLICATIONS}
 
-__all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "run_check",
+__all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "close", "finite", "run_check",
            "check_discriminator_loss", "check_generator_loss", "check_train_step", "check_pack_samples",
            "check_ema",
            "check_gradient_penalty", "check_critic_loss", "check_conditional_input", "check_projection_logits",

@@ -9,7 +9,7 @@ from torch import nn
 
 from ganlib import latent
 
-from .core import CheckResult, Mistake, diagnose, run_check
+from .core import CheckResult, Mistake, answers, close, diagnose, finite, run_check
 
 
 def _probe_problem(seed: int, n: int = 400, d: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -24,6 +24,7 @@ def _probe_problem(seed: int, n: int = 400, d: int = 6) -> tuple[torch.Tensor, t
 
 def check_probe_direction(fn: Callable) -> CheckResult:
     """fn(z [N, D], values [N]) -> the unit direction of the least-squares fit values ~ z @ w + b."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         for seed in range(3):
@@ -32,9 +33,10 @@ def check_probe_direction(fn: Callable) -> CheckResult:
             if not isinstance(out, torch.Tensor) or out.shape != ref.shape:
                 raise Mistake(f"probe_direction should return a tensor of shape {list(ref.shape)} (one entry per "
                               f"latent coordinate), got {type(out).__name__} {list(getattr(out, 'shape', []))}.")
+            finite(out)
             out = out.detach().float()
             cos = float(out @ ref / out.norm().clamp_min(1e-12))
-            if cos > 0.999 and abs(float(out.norm()) - 1) < 1e-3:
+            if cos > 0.999 and close(out.norm(), 1.0, rtol=0, atol=1e-3):
                 continue
             if cos > 0.999:
                 raise Mistake(f"the direction is right but its length is {float(out.norm()):.3f}: divide the "
@@ -73,6 +75,7 @@ class _LinearGenerator(nn.Module):
 
 def check_project(fn: Callable) -> CheckResult:
     """fn(G, targets [N, C, R, R], steps, lr) -> z [N, z_dim] whose images G(z) match the targets."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         for seed, (n, z_dim) in enumerate([(3, 4), (5, 8)]):
@@ -85,6 +88,7 @@ def check_project(fn: Callable) -> CheckResult:
             if not isinstance(z, torch.Tensor) or z.shape != (n, z_dim):
                 raise Mistake(f"project should return latents of shape {[n, z_dim]}, got {type(z).__name__} "
                               f"{list(getattr(z, 'shape', []))}.")
+            finite(z)
             if not torch.equal(G.weight.detach(), before):
                 raise Mistake("the generator's weights changed: only z is optimised. Give the optimiser [z] "
                               "alone (and G.requires_grad_(False) saves computing gradients for its weights).")

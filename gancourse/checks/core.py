@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -89,14 +90,42 @@ def _student_frame(e: BaseException) -> str:
 def diagnose(out, known: list[tuple[object, str]], matches: Callable[[object, object], bool] | None = None) -> None:
     """Raise the Mistake of the first typical wrong answer in `known` ((value, message) pairs) that `out` matches;
     return when it is none of them, so that the caller can say what is wrong in general. By default `out` and
-    `value` are tensors that match when they have the same shape and are `close`; `matches(out, value)` compares
+    `value` are tensors that match when they are `close`; `matches(out, value)` compares
     otherwise (numbers within a tolerance; a wrong variant's settings, run and compared by the caller)."""
     for value, message in known:
-        if (matches(out, value) if matches else value.shape == out.shape and close(out, value)):
+        if (matches(out, value) if matches else close(out, value)):
             raise Mistake(message)
 
 
+def answers(fn: Callable) -> Callable:
+    """The student's function as a check calls it: every result goes through `plain` before the check sees it."""
+    if isinstance(fn, type):  # a class: its instances' outputs reach the checks through `close` and `as_scalar`
+        return fn
+
+    def call(*args, **kwargs):
+        return plain(fn(*args, **kwargs))
+
+    call.__name__ = getattr(fn, "__name__", "answer")
+    return call
+
+
+def plain(value):
+    """A student's value as the checks read it: a tensor becomes a plain `torch.Tensor` with the same data and
+    autograd graph but none of the instance attributes a value could carry to shadow its methods (a `reshape`
+    or `detach` that returns the right answer); tuples and lists are converted item by item, anything else is
+    returned as it is. A tensor subclass is refused: its methods would be the student's code."""
+    if isinstance(value, torch.Tensor):
+        if type(value) not in (torch.Tensor, torch.nn.Parameter):
+            raise Mistake(f"return a plain torch.Tensor, not a {type(value).__name__}: compute the result with "
+                          f"torch operations.")
+        return torch.Tensor.as_subclass(value, torch.Tensor)
+    if type(value) in (tuple, list):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
 def as_scalar(out, what: str) -> torch.Tensor:
+    out = plain(out)
     if not isinstance(out, torch.Tensor):
         raise Mistake(f"{what} should return a torch scalar tensor (so that .backward() works), "
                       f"got {type(out).__name__}.")
@@ -113,8 +142,39 @@ def backward(loss: torch.Tensor) -> None:
     loss.backward()
 
 
-def close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return bool(torch.allclose(a.detach().double(), b.detach().double(), rtol=1e-4, atol=1e-5))
+def close(out, ref, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    """The one comparison of a student's value `out` with the reference `ref` (tensors or numbers): the same
+    shape exactly (no broadcasting) and equal within the tolerance. A NaN or inf in `out` where `ref` is finite
+    raises the Mistake that says so (`finite`)."""
+    out, ref = _tensor(out), _tensor(ref)
+    finite(out, torch.isfinite(ref) if out.shape == ref.shape else None)
+    if out.shape != ref.shape:
+        return False
+    return bool(torch.allclose(out.detach().double(), ref.detach().double(), rtol=rtol, atol=atol, equal_nan=True))
+
+
+def finite(out, where: torch.Tensor | None = None) -> None:
+    """Raise a Mistake when the student's value `out` holds a NaN or an inf (only where `where` is True, if given)."""
+    out = _tensor(out).detach()
+    bad = ~torch.isfinite(out) if where is None else ~torch.isfinite(out) & where
+    if not bool(bad.any()):
+        return
+    if bool((bad & torch.isnan(out)).any()):
+        raise Mistake("your value contains NaN (not a number) where the answer is a finite number: look for 0 / 0, "
+                      "the log or square root of a negative number or of 0, or inf - inf.")
+    raise Mistake("your value contains inf where the answer is a finite number: look for a division by 0, log(0), "
+                  "or an exp() that overflows (work with logits and F.softplus / logsumexp instead).")
+
+
+def _tensor(value) -> torch.Tensor:
+    """A value to compare as a plain tensor: a tensor (see `plain`), a number, or a numpy array or number."""
+    if isinstance(value, torch.Tensor):
+        return plain(value)
+    if isinstance(value, (bool, int, float)):
+        return torch.tensor(float(value), dtype=torch.float64)
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biuf":
+        return torch.from_numpy(np.asarray(value, dtype=np.float64))
+    raise Mistake(f"expected a number or a tensor, got {type(value).__name__}.")
 
 
 def show(t: torch.Tensor) -> str:

@@ -13,7 +13,7 @@ from ganlib import layers
 from ganlib.models import pggan
 from ganlib.progressive import GrowthSchedule
 
-from .core import CheckResult, Mistake, close, diagnose, run_check
+from .core import CheckResult, Mistake, answers, close, diagnose, finite, run_check
 
 
 def _tensor_out(out, what: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -26,6 +26,7 @@ def _tensor_out(out, what: str, shape: tuple[int, ...]) -> torch.Tensor:
 
 def check_fade_in(fn: Callable) -> CheckResult:
     """fn(old [N, C, R/2, R/2], new [N, C, R, R], alpha) -> (1 - alpha) * upsample_nearest(old) + alpha * new."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         g = torch.Generator().manual_seed(0)
@@ -92,6 +93,7 @@ def _mbstd_variant(x: torch.Tensor, groups: str, unbiased: bool = False, centre:
 
 def check_minibatch_stddev(fn: Callable) -> CheckResult:
     """fn(x [N, C, H, W], group_size=4) -> [N, C + 1, H, W]: x with its group's average std as a new channel."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         g = torch.Generator().manual_seed(1)
@@ -149,6 +151,7 @@ def check_minibatch_stddev(fn: Callable) -> CheckResult:
 
 def check_pixel_norm(fn: Callable) -> CheckResult:
     """fn(x [N, C, H, W]) -> x / sqrt(mean over channels of x^2 + 1e-8)."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         g = torch.Generator().manual_seed(2)
@@ -189,6 +192,7 @@ def check_pixel_norm(fn: Callable) -> CheckResult:
 def check_fade_reals(fn: Callable) -> CheckResult:
     """fn(x [N, C, R, R], alpha) -> (1 - alpha) * upsample_nearest(downsample_avg(x)) + alpha * x: the real images
     as D sees them while resolution R fades in, blurred exactly as G's output is."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         g = torch.Generator().manual_seed(0)
@@ -248,6 +252,7 @@ def check_growth_stage(fn: Callable) -> CheckResult:
     """fn(images, final_resolution, start_resolution, stable_kimg, fade_kimg) -> (resolution, alpha): each
     resolution is shown stable for stable_kimg thousand images, then the next one fades in over fade_kimg
     thousand images (alpha rising from 0 to 1); the final resolution then stays, at alpha 1."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         cases = [(images, 32, 4, 6.0, 4.0) for images in (0, 3000, 6000, 8000, 9999, 10000, 16500, 18000,
@@ -258,10 +263,14 @@ def check_growth_stage(fn: Callable) -> CheckResult:
             out = fn(*args)
             if not (isinstance(out, tuple | list) and len(out) == 2):
                 raise Mistake(f"growth_stage should return a pair (resolution, alpha), got {type(out).__name__}.")
+            finite(out[0]), finite(out[1])
             got.append(_canonical_stage(int(out[0]), float(out[1]), args[2]))
 
+        def agree(a, b) -> bool:
+            return a[0] == b[0] and close(a[1], b[1], rtol=0, atol=1e-6)
+
         def same(stages) -> bool:
-            return all(a[0] == b[0] and abs(a[1] - b[1]) < 1e-6 for a, b in zip(got, stages))
+            return all(map(agree, got, stages))
 
         ref = [GrowthSchedule(final, start, stable, fade).at(images) for images, final, start, stable, fade in cases]
         if same(ref):
@@ -277,7 +286,7 @@ def check_growth_stage(fn: Callable) -> CheckResult:
         ]
         diagnose(got, known, lambda _, kw: same([_canonical_stage(*_stage_variant(*args, **kw), args[2])
                                                  for args in cases]))
-        k = next(k for k, (a, b) in enumerate(zip(got, ref)) if a[0] != b[0] or abs(a[1] - b[1]) >= 1e-6)
+        k = next(k for k, (a, b) in enumerate(zip(got, ref)) if not agree(a, b))
         images, final, start, stable, fade = cases[k]
         raise Mistake(f"after {images} images (final {final}, start {start}, stable {stable:g} kimg, fade {fade:g} "
                       f"kimg) the stage is resolution {ref[k][0]} at alpha {ref[k][1]:.3f}, you returned resolution "

@@ -12,7 +12,7 @@ from torch import nn
 
 from ganlib import layers, losses
 
-from .core import CheckResult, Mistake, as_scalar, close, diagnose, run_check
+from .core import CheckResult, Mistake, answers, as_scalar, close, diagnose, run_check
 
 
 class _Critic(nn.Module):
@@ -68,6 +68,7 @@ def _critic_grads(critic: nn.Module, loss: torch.Tensor) -> list[torch.Tensor]:
 def check_gradient_penalty(fn: Callable) -> CheckResult:
     """fn(critic, real, fake, generator) -> E[(||grad_x critic(x_hat)||_2 - 1)^2] at x_hat = real + u (fake - real),
     u = torch.rand(N, 1, ..., generator=generator) one per sample; differentiable w.r.t. the critic's weights."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         for critic, real, fake, seed in _setups():
@@ -116,6 +117,7 @@ def check_gradient_penalty(fn: Callable) -> CheckResult:
 def check_critic_loss(fn: Callable) -> CheckResult:
     """fn(critic, real, fake, generator, gp_weight=10.0) -> E[critic(fake)] - E[critic(real)] + gp_weight * GP,
     with GP the gradient penalty (drawing its u from `generator`)."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         for critic, real, fake, seed in _setups():
@@ -148,6 +150,7 @@ def check_critic_loss(fn: Callable) -> CheckResult:
 
 def check_conditional_input(fn: Callable) -> CheckResult:
     """fn(z [N, D], labels [N], num_classes) -> [N, D + num_classes]: z with the one-hot label appended."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         g = torch.Generator().manual_seed(0)
@@ -185,6 +188,7 @@ def check_conditional_input(fn: Callable) -> CheckResult:
 def check_projection_logits(fn: Callable) -> CheckResult:
     """fn(h [N, F], labels [N], embed: nn.Embedding(K, F), linear: nn.Linear(F, 1)) -> logits [N] =
     linear(h) + <embed(labels), h>."""
+    fn = answers(fn)  # every result a plain value before the check reads it
 
     def body():
         for seed, (n, f, k) in enumerate([(5, 6, 4), (8, 3, 10)]):

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ganlib.errors import GanlibError
 
+from . import sandbox
 from .chapters import (
     Chapter,
     Exercise,
@@ -50,8 +51,8 @@ from .chapters import (
     read_chapter,
 )
 from .extraction import define as _define  # noqa: F401  the extraction, for the tests
-from .report import STATUSES, Graded, GradesFile, Outcome, feedback, feedback_names
-from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, run
+from .report import STATUSES, Graded, GradesFile, Outcome, feedback, feedback_names, write_feedback
+from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, imported_lazily, run
 from .submissions import MAX_NOTEBOOK_BYTES, Submission, collect, find_submissions, read_submission, unique_names
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "MAX_NOTEBOOK_BYTES", "STATUSES", "Chapter", "Exercise",
@@ -62,11 +63,12 @@ __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT", "MAX_NOTEBOOK_BYTES", "STATUS
 
 def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeout: float = DEFAULT_TIMEOUT,
           jobs: int | None = None, extra_checks: str | Path | None = None, feedback_dir: str | Path | None = None,
-          memory_mb: int = DEFAULT_MEMORY_MB, resume: bool = False,
+          memory_mb: int = DEFAULT_MEMORY_MB, resume: bool = False, weaker_isolation: bool = False,
           log: Callable[[str], None] = print) -> list[Graded]:
     """`python -m gancourse grade`: grade every submission in `folder`, write the CSV `out` (a row as each
     submission finishes) and the feedback files (default: a folder beside the CSV, `<out stem>-feedback/`).
-    With `resume`, students whose notebook is unchanged since the CSV's earlier run keep their row."""
+    With `resume`, students whose notebook is unchanged since the CSV's earlier run keep their row. Without
+    Linux namespaces it refuses (a GanlibError saying how to enable them) unless `weaker_isolation`."""
     out = Path(out).absolute()
     if out.suffix.lower() != ".csv":
         raise GanlibError(f"--out {str(out)!r}: the grades file must end in .csv.")
@@ -82,6 +84,10 @@ def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeo
     private = PrivateChecks.load(extra_checks) if extra_checks else None
     if private:
         private.require(chosen)
+    confinement = sandbox.probe(imported_lazily())
+    why = confinement.refusal() if not weaker_isolation else confinement.weaker_refusal()
+    if why:
+        raise GanlibError(why[0].upper() + why[1:] + ".")
     cols = columns(chosen, private)
     jobs = jobs or os.cpu_count() or 1
     names = feedback_names([s.student for s in submissions])
@@ -104,7 +110,10 @@ def grade(folder: str | Path, out: str | Path, chapter: str | None = None, timeo
 
     def done(g: Graded) -> None:
         grades.add(g)
-        (feedback_dir / names[g.student]).write_text(feedback(g, chosen.name), encoding="utf-8")
+        try:
+            write_feedback(feedback_dir / names[g.student], feedback(g, chosen.name))
+        except OSError as e:  # this student's feedback only: every other student is still graded
+            log(f"warning: the feedback of {g.student} could not be written ({e.strerror or e}); its CSV row is kept.")
         log(f"  {g.student:<{width}}  {g.total}/{len(cols)}  {g.status:<8} {g.seconds:5.1f} s")
 
     try:

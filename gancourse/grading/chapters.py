@@ -16,6 +16,10 @@ CHECK_CALL = re.compile(r"^check_(\w+)$")
 PRIVATE_MODULE_PREFIX = "ganlib_private_checks_"  # the module name of a loaded --extra-checks file
 
 
+class OldFormat(ValueError):
+    """A notebook older than nbformat 4, refused rather than converted (a slow conversion, floods of warnings)."""
+
+
 @dataclass(frozen=True)
 class Exercise:
     """One graded exercise: the check `checks.CHECKS[name]`, called on the expression `call`."""
@@ -170,10 +174,9 @@ def columns(chapter: Chapter, private: PrivateChecks | None = None) -> list[str]
 def notebook_code(content) -> list[tuple[int, str]]:
     """(cell number, source) of the code cells of a notebook's JSON. Lenient on purpose: a notebook that a
     tool saved with missing metadata is still graded; only the cells' type and source are needed."""
-    if isinstance(content, dict) and "worksheets" in content:  # nbformat 3: let nbformat convert it
-        import nbformat  # here only: importing it costs a second, which every command would pay
-
-        content = nbformat.reads(json.dumps(content), as_version=4)
+    if isinstance(content, dict) and ("worksheets" in content or content.get("nbformat") in (1, 2, 3)):
+        raise OldFormat("the notebook is in an old format (nbformat 3, from before 2015): open it in Jupyter or "
+                        "Colab, save it (they write nbformat 4), and submit it again.")
     if not isinstance(content, dict) or not isinstance(content.get("cells"), list):
         raise ValueError("no list of cells")
     cells = []

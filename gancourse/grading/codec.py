@@ -10,7 +10,7 @@ from torch import nn
 
 from ganlib.errors import first_line
 
-from .limits import DEPTH_LIMIT, ITEMS_LIMIT
+from .limits import DEPTH_LIMIT, ITEMS_LIMIT, NODES_LIMIT, TENSOR_BYTES_LIMIT
 
 PRIMITIVES = (type(None), bool, int, float, str)
 
@@ -56,6 +56,56 @@ def _opaque(name: str) -> Opaque:
 
 class BadReply(Exception):
     """A submission sent something that is not a valid reply."""
+
+
+_DTYPES = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+           torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool}
+
+
+def rebuild(reply):
+    """A reply as the trusted side reads it: the same structure, rebuilt from raw data. Every tensor becomes a
+    fresh `torch.Tensor` of the same dtype, shape and values (no subclass, no instance attributes, no shared
+    storage, no strides), every container a new list, tuple or dict. Raises BadReply, naming the limit, when the
+    reply holds more than NODES_LIMIT values (shared references counted each time) or more than
+    TENSOR_BYTES_LIMIT bytes of tensors once materialised, or anything but tensors and plain values."""
+    budget = {"nodes": NODES_LIMIT, "bytes": TENSOR_BYTES_LIMIT}
+
+    def spend(kind: str, amount: int) -> None:
+        budget[kind] -= amount
+        if budget[kind] < 0:
+            raise BadReply(f"the reply holds more than {NODES_LIMIT:,} values" if kind == "nodes" else
+                           f"the reply's tensors take more than {TENSOR_BYTES_LIMIT >> 20} MB once materialised")
+
+    def walk(node, depth: int):
+        spend("nodes", 1)
+        if depth > 3 * DEPTH_LIMIT:
+            raise BadReply("the reply is nested too deeply")
+        if node is None or type(node) in (bool, int, float):
+            return node
+        if type(node) is str:
+            spend("bytes", len(node))
+            return node
+        if isinstance(node, torch.Tensor):
+            if type(node) not in (torch.Tensor, nn.Parameter) or node.layout != torch.strided \
+                    or node.dtype not in _DTYPES or node.device.type != "cpu":
+                raise BadReply("the reply holds a tensor of a kind the grader does not read")
+            spend("bytes", node.numel() * node.element_size())
+            fresh = torch.empty(tuple(node.shape), dtype=node.dtype)
+            torch.Tensor.copy_(fresh, torch.Tensor.as_subclass(node, torch.Tensor).detach())
+            return fresh
+        if type(node) in (list, tuple):
+            items = [walk(item, depth + 1) for item in node]
+            return items if type(node) is list else tuple(items)
+        if type(node) is dict:
+            out = {}
+            for key, value in node.items():
+                if key is not None and type(key) not in (bool, int, float, str):
+                    raise BadReply("the reply holds a dict with a key that is not a plain value")
+                out[walk(key, depth + 1)] = walk(value, depth + 1)
+            return out
+        raise BadReply(f"the reply holds a {type(node).__name__}")
+
+    return walk(reply, 0)
 
 
 def decode(node, tensors: list, depth: int = 0):

@@ -11,6 +11,8 @@ TEXT_LIMIT = 500  # characters of any message text a submission sends (its excep
 OUTPUT_KEPT = 20_000  # characters of a submission's printed output kept for its feedback
 DEPTH_LIMIT = 8  # nesting of a returned value (tuples of lists of ...)
 ITEMS_LIMIT = 10_000  # items in a returned container
+NODES_LIMIT = 200_000  # values in one reply, each shared reference counted again (a list sent 10,000 times)
+TENSOR_BYTES_LIMIT = 256 * 2**20  # bytes of one reply's tensors once materialised (a stride-0 view counts in full)
 
 
 class TimeUp(BaseException):
@@ -19,10 +21,10 @@ class TimeUp(BaseException):
 
 
 class alarm:
-    """Context manager: raise TimeUp at the absolute time `at` (None: no alarm)."""
+    """Context manager: raise `error` (TimeUp) at the absolute time `at` (None: no alarm)."""
 
-    def __init__(self, at: float | None):
-        self.at = at
+    def __init__(self, at: float | None, error: type[BaseException] = TimeUp):
+        self.at, self.error = at, error
 
     def __enter__(self):
         if self.at is not None and hasattr(signal, "setitimer"):
@@ -35,4 +37,4 @@ class alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
     def _raise(self, signum, frame):
-        raise TimeUp(self.seconds)
+        raise self.error(self.seconds)

@@ -32,7 +32,18 @@ from ganlib.errors import first_line
 
 from .channel import FRAME, Channel, ChannelClosed, ChannelOverflow, ChannelTimeout
 from .chapters import PRIVATE_MODULE_PREFIX
-from .codec import BadReply, capture, decode, encode, grad_leaves, mutable_objects, plain, restore, same_tensor
+from .codec import (
+    BadReply,
+    capture,
+    decode,
+    encode,
+    grad_leaves,
+    mutable_objects,
+    plain,
+    rebuild,
+    restore,
+    same_tensor,
+)
 from .codec import Opaque as Opaque  # what a check gets back in place of a value that is not transferred
 from .extraction import define
 from .limits import MESSAGE_LIMIT, OUTPUT_KEPT, TEXT_LIMIT, TimeUp, alarm
@@ -195,15 +206,15 @@ def _call_reply(targets, graphs, call, payload, alarm_at) -> dict:
     for obj, state in zip(objects, states):
         restore(obj, state)
     torch.set_rng_state(rng)
+    tensors: list[torch.Tensor] = []
     try:
         with alarm(alarm_at), torch.set_grad_enabled(grad_enabled):
             result = targets[call](*args, **kwargs)
+            value = encode(result, tensors)  # on the exercise's time too: a huge result costs its share only
     except TimeUp:
         return {"kind": "timeout"}
     except BaseException as e:
         return _error_reply(e)
-    tensors: list[torch.Tensor] = []
-    value = encode(result, tensors)
     outputs = [k for k, t in enumerate(tensors) if t.requires_grad]
     handle = None
     if outputs and any(t.requires_grad for t in leaves):
@@ -277,7 +288,10 @@ class Remote:
             self.gone = "closed"
             raise SubmissionGone("closed") from None
         try:
-            reply = torch.load(io.BytesIO(data), weights_only=True)
+            reply = rebuild(torch.load(io.BytesIO(data), weights_only=True))
+        except BadReply as e:
+            self.gone = f"refused: {e}"
+            raise SubmissionGone(self.gone) from None
         except Exception:
             reply = None
         if not isinstance(reply, dict):

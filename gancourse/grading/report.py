@@ -53,9 +53,20 @@ class Graded:
 
 
 def cell(value) -> str:
-    """A CSV cell that a spreadsheet shows as text: a leading = + - @ tab or CR gets a quote mark."""
+    """A CSV cell that a spreadsheet shows as text: a leading = + - @ tab or CR gets a quote mark, and so does a
+    leading quote mark, so that `=alice` and `'=alice` stay two different cells."""
     text = str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
+    return "'" + text if text.startswith((*FORMULA_START, "'")) else text
+
+
+def markdown_text(text: str) -> str:
+    """Text from a check or a submission as markdown shows it literally: one line, with the characters that
+    would make emphasis, headings, links, tables or HTML escaped; `code spans` are kept (nothing renders
+    inside them)."""
+    parts = re.split(r"(`[^`\n]+`)", " ".join(str(text).splitlines()))
+    text = "".join(part if k % 2 else re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", part) for k, part in enumerate(parts))
+    text = re.sub(r"^(\s*)([-+=])", r"\1\\\2", text)  # not a list item or a heading's underline
+    return re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", text)  # not a numbered list
 
 
 def header(cols: list[str]) -> list[str]:
@@ -115,17 +126,17 @@ class GradesFile:
 
 def feedback(g: Graded, chapter_name: str) -> str:
     """The markdown feedback of one submission: points, each check's message, notes, and printed output."""
-    lines = [f"# {chapter_name}: feedback for {g.student}", "",
-             f"**{g.total} of {len(g.outcomes)} points** · notebook `{g.notebook or '(none)'}` · status: {g.status}",
-             "", "| exercise | points | result |", "|---|---|---|"]
+    lines = [f"# {chapter_name}: feedback for {markdown_text(g.student)}", "",
+             f"**{g.total} of {len(g.outcomes)} points** · notebook {markdown_text(g.notebook or '(none)')} · "
+             f"status: {g.status}", "", "| exercise | points | result |", "|---|---|---|"]
     lines += [f"| `{o.column}` | {o.points} | {'passed' if o.passed else 'not yet'} |" for o in g.outcomes]
     if g.status in ("invalid", "missing"):  # nothing ran: say why once
-        lines += ["", g.outcomes[0].message[0].upper() + g.outcomes[0].message[1:]]
+        lines += ["", markdown_text(g.outcomes[0].message[0].upper() + g.outcomes[0].message[1:])]
     else:
         for o in g.outcomes:
-            lines += ["", f"## `{o.column}`: {'passed' if o.passed else 'not yet'}", "", o.message]
+            lines += ["", f"## `{o.column}`: {'passed' if o.passed else 'not yet'}", "", markdown_text(o.message)]
     if g.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in g.notes]
+        lines += ["", "## Notes", ""] + [f"- {markdown_text(n)}" for n in g.notes]
     if g.output_chars:
         shown = g.output[:OUTPUT_SHOWN]
         fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", shown)), default=0))
@@ -138,10 +149,20 @@ def feedback(g: Graded, chapter_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_feedback(path: Path, text: str) -> None:
+    """Write one feedback file as UTF-8, never through a symbolic link: a new file beside it, renamed over it."""
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(partial, path)
+
+
 def feedback_names(students: list[str]) -> dict[str, str]:
     """Student -> feedback file name, different for different students: a name that is not already a plain
-    file name, or that another name becomes (ignoring case, as some file systems do), gets a short hash."""
-    base = {s: re.sub(r"[^\w.-]+", "_", s).strip("._") or "student" for s in students}
+    file name of at most 80 characters, or that another name becomes (ignoring case, as some file systems do),
+    gets a short hash."""
+    base = {s: re.sub(r"[^\w.-]+", "_", s).strip("._")[:80] or "student" for s in students}
     taken = Counter(b.lower() for b in base.values())
     names = {}
     for s in students:

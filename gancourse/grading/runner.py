@@ -22,12 +22,18 @@ from ganlib.errors import first_line
 from . import sandbox
 from .channel import Channel, ChannelClosed, ChannelTimeout
 from .chapters import Chapter, PrivateChecks, columns
+from .limits import alarm
 from .report import Graded, Outcome
 from .submissions import Submission, read_bytes
 
 DEFAULT_TIMEOUT = 60.0  # seconds per submission
 DEFAULT_MEMORY_MB = 2048  # what a submission may allocate beyond the imported libraries
-CHECKER_MARGIN = 20.0  # seconds a checker may take beyond the submission's limit before the grader kills it
+CHECKER_MARGIN = 20.0  # seconds a checker may take beyond the submission's limit before the grader kills it, and
+# the trusted side's own work on one exercise beyond that exercise's share of the limit before it stops the check
+
+
+class CheckerBusy(BaseException):
+    """The trusted side's own work on one exercise ran past its deadline (not the submission's time)."""
 ZYGOTE_START = 300.0  # seconds the zygote may take to import torch
 
 
@@ -49,7 +55,7 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
     out_fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     layout = sandbox.Layout(spec["hidden"], spec["keep_visible"], str(job))
     try:
-        jail = sandbox.start(spec["slot"], layout, confinement, spec["memory_mb"], timeout, out_fd, remote.serve)
+        jail = sandbox.start(layout, confinement, spec["memory_mb"], timeout, out_fd, remote.serve)
     finally:
         os.close(out_fd)
     import torch
@@ -69,7 +75,11 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
         """Why the submission's process is gone, for its feedback."""
         if link.gone == "killed":
             return f"the submission's time limit ({timeout:g} s) ran out"
+        if link.gone and link.gone.startswith("refused: "):
+            return f"the grader refused a reply of the submission ({link.gone[9:]}) and stopped it"
         status = jail.exit_status()
+        if jail.over:
+            return f"the submission's processes {jail.over} and were stopped"
         if status is None:
             return "the grading process ended for an unknown reason"
         if os.WIFSIGNALED(status):
@@ -86,7 +96,7 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
                                      1 + len(exercises))))
         notes += defined["notes"]
     except BaseException:  # gone, or a reply no honest submission sends
-        if link.gone == "killed":
+        if link.gone != "closed":
             jail.kill()
         why, defined = ended(), None
     for k, (column, call, check) in enumerate(phases):
@@ -95,14 +105,16 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
             outcomes.append(Outcome(column, False, f"not run: {why} before this exercise was checked."))
             continue
         try:
-            link.begin(time.time() + max(0.01, (deadline - 1.0 - time.time()) / (len(phases) - k)))
-            passed, message = _check_one(check, call, link, defined)
+            share = max(0.01, (deadline - 1.0 - time.time()) / (len(phases) - k))
+            link.begin(time.time() + share)
+            with alarm(time.time() + share + CHECKER_MARGIN, CheckerBusy):
+                passed, message = _check_one(check, call, link, defined)
         except remote.TimeUp as e:
             passed, message = False, (f"timeout: did not finish within its share of the time limit ({e.args[0]:.1f} "
                                       f"s); look for an endless loop, or far more computation than the exercise "
                                       f"needs.")
         except remote.SubmissionGone:
-            if link.gone == "killed":
+            if link.gone != "closed":
                 jail.kill()
             why = ended()
             kind = "timeout" if link.gone == "killed" else "crashed"
@@ -110,6 +122,10 @@ def check_submission(spec: dict, confinement: sandbox.Confinement) -> dict:
             passed, message = False, f"{kind}: {why} while this exercise was being checked{hint}."
         except SystemExit as e:
             passed, message = False, f"your code called exit() (SystemExit {e.code}): an exercise must return."
+        except CheckerBusy:
+            passed, message = False, (f"the check stopped: the grader's own work on this exercise took more than "
+                                      f"{CHECKER_MARGIN:g} s beyond its share of the time limit (a loaded machine?); "
+                                      f"grade it again, with fewer --jobs.")
         except BaseException as e:  # a failure of the check itself
             passed, message = False, f"the check stopped: {type(e).__name__}: {first_line(e)}"
         outcomes.append(Outcome(column, passed, message, round(time.time() - start, 3)))
@@ -180,7 +196,7 @@ def zygote(control_fd: int) -> None:
 
     confinement = sandbox.probe(imported_lazily())
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # checkers are reaped by the kernel
-    Channel(control).send(json.dumps([confinement.namespaces, confinement.switch_user]).encode())
+    Channel(control).send(json.dumps(list(vars(confinement).values())).encode())
     control.setblocking(True)
     while True:
         try:
@@ -256,14 +272,39 @@ class Zygote:
 
 
 def hidden_paths(hidden: tuple[Path, ...], private: Path | None, scratch: Path) -> list[str]:
-    """What no submission may see: the course's solutions, exercises and notebooks, the submissions, the
-    grader's output, the private checks and the other jobs' folders, and the home folders."""
-    course = {Path.cwd(), Path(__file__).resolve().parents[2]}
-    paths = [root / name for root in course for name in ("solutions", "exercises", "notebooks")]
+    """What no submission may see: the course's folder (the current folder and the one that holds ganlib) but
+    its two packages, ganlib and gancourse (its solutions, exercises, notebooks, tests, caches and git history,
+    wherever the history lies), the submissions, the grader's output, the private checks and the other jobs'
+    folders, and the home folders."""
+    course = {Path.cwd().resolve(), Path(__file__).resolve().parents[2]}
+    system = Path(sys.base_prefix).resolve()
+    paths = [root for root in course if root != Path("/") and root not in system.parents and root != system]
+    paths += [git for root in course for git in git_dirs(root)]
     paths += [*hidden, *(p.parent for p in hidden if p.suffix == ".csv"), scratch]  # the CSV's folder: earlier grades
     paths += [private, private.parent] if private else []  # the folder too: other private material
     paths += [Path.home(), Path("/home"), Path("/root")]  # keys, mail, other courses; Python and the course
     return sorted({str(p.resolve()) for p in paths})  # stay visible when inside (see sandbox._cover)
+
+
+def git_dirs(root: Path) -> list[Path]:
+    """The git folders of a working tree at `root`: `.git`, or where a `.git` file points (a worktree's own
+    folder and the repository's common folder, which hold the whole history)."""
+    dot = root / ".git"
+    if not dot.is_file():
+        return [dot] if dot.is_dir() else []
+    try:
+        text = dot.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return []
+    if not text.startswith("gitdir:"):
+        return []
+    own = (root / text[len("gitdir:"):].strip()).resolve()
+    found = [own]
+    try:
+        found.append((own / (own / "commondir").read_text().strip()).resolve())
+    except OSError:
+        pass
+    return found
 
 
 def keep_visible() -> list[str]:
@@ -297,7 +338,7 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
     on_done = on_done or (lambda _: None)
     results: list[Graded | None] = [None] * len(submissions)
     pending = list(enumerate(submissions))[::-1]
-    running: dict = {}  # socket -> (index, channel, pid, backstop, slot)
+    running: dict = {}  # socket -> (index, channel, pid, backstop)
     scratch = Path(tempfile.mkdtemp(prefix="ganlib-grading-"))
     os.chmod(scratch, 0o711)  # a job's own folder is reachable by its user id; the others are not
     zygote = None
@@ -312,23 +353,22 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
                 if zygote is None:
                     zygote = Zygote()
                     log(f"confinement: {zygote.confinement.describe()}")
-                slot = min(set(range(jobs)) - {r[4] for r in running.values()})
                 job = scratch / f"{i:04d}"
                 job.mkdir(mode=0o700)
                 spec = dict(student=sub.student, notebook=sub.shown, sha256=sub.sha256, notes=list(sub.notes),
                             cells=sub.cells, exercises=[(e.name, e.call) for e in chapter.exercises],
-                            private=str(private.path) if private else None, job=str(job), slot=slot,
+                            private=str(private.path) if private else None, job=str(job),
                             timeout=timeout, memory_mb=memory_mb, keep_visible=keep_visible(),
                             hidden=hidden_paths(hidden, private.path if private else None, scratch))
                 channel, pid = zygote.fork()
                 channel.send(json.dumps(spec).encode())
-                running[channel.sock] = (i, channel, pid, time.time() + timeout + CHECKER_MARGIN, slot)
+                running[channel.sock] = (i, channel, pid, time.time() + timeout + CHECKER_MARGIN)
             if not running:
                 continue
             soonest = min(r[3] for r in running.values())
             ready, _, _ = select.select(list(running), [], [], max(0.0, soonest - time.time()))
             for sock in list(running):
-                i, channel, pid, backstop, _ = running[sock]
+                i, channel, pid, backstop = running[sock]
                 if sock not in ready and time.time() < backstop:
                     continue
                 del running[sock]
@@ -343,12 +383,18 @@ def run(submissions: list[tuple[Submission, Chapter]], timeout: float = DEFAULT_
                 if "result" in message:
                     r = message["result"]
                     results[i] = Graded(**{**r, "outcomes": [Outcome(**o) for o in r["outcomes"]]})
-                else:
+                elif sock in ready:
                     results[i] = not_run(*submissions[i], private, "crashed",
-                                         "the grader's checker process failed on this submission; grade it again.")
+                                         "the grader's checker process ended without a result (its error is in the "
+                                         "grader's output); grade it again.")
+                else:
+                    results[i] = not_run(*submissions[i], private, "timeout",
+                                         f"the grader's checker was still busy {timeout + CHECKER_MARGIN:g} s after "
+                                         f"it started (the time limit plus {CHECKER_MARGIN:g} s) and was stopped.")
+                results[i].seconds = time.time() - (backstop - timeout - CHECKER_MARGIN)
                 on_done(results[i])
     finally:
-        for _, _, pid, _, _ in running.values():
+        for _, _, pid, _ in running.values():
             _kill(pid)
         if zygote is not None:
             zygote.stop()

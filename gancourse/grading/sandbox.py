@@ -5,20 +5,23 @@ Process tree of one grading run (each process dies with its parent, `PR_SET_PDEA
 
     grader (the command)  ->  zygote (imports torch once; loads no student code)
       -> checker, one per submission (trusted: runs the checks, decodes what the submission sends)
-        -> keeper (outside the namespaces; reports the jail's pid)
+        -> keeper (outside the namespaces; reports the jail's pid, keeps the budget of all the submission's
+           processes together (`_watch`), and as a child subreaper ends whatever they leave (`_end_descendants`))
           -> jail init (pid 1 of a new pid namespace; waits for the submission and reports how it ended)
             -> submission (the student's code, confined; serves remote calls, see `remote.py`)
 
 Confinement, where Linux allows it (probed once per run, see `probe`): new user (when not root), mount, pid,
-network and IPC namespaces; in the mount namespace every file system is read-only, the course's solutions,
-exercises and notebooks, the submissions, the grader's output, the private checks and the home folders are
-hidden (what the submission needs to import Python, torch and ganlib is mounted back), and /tmp,
+network and IPC namespaces; in the mount namespace every file system is read-only, the course folder (but
+ganlib) and its git folders, the submissions, the grader's output, the private checks and the home folders
+are hidden (what the submission needs to import Python, torch and ganlib is mounted back), and /tmp,
 /var/tmp and /dev/shm are small fresh tmpfs (the submission's only writable places, its disk quota); a new
 /proc shows only the submission's own processes. When the grader runs as root the submission also runs
-under an unprivileged user id of its own (one per job slot), with `RLIMIT_NPROC`. Killing the jail's init
+under an unprivileged user id of its own (a fresh one per job), with `RLIMIT_NPROC`. Killing the jail's init
 ends every process of the namespace, including daemons that started a new session. Without namespaces
-(not Linux, or a kernel that forbids them) what remains is a session, resource limits, the user id switch
-when root, and a sweep of the session's and that user id's processes at the end.
+(not Linux, a kernel or seccomp profile that forbids them, GANLIB_NAMESPACES=0) the grader refuses unless
+the instructor accepts weaker isolation (`Confinement.refusal`); then Landlock limits what the submission
+may open, connect to and signal (`linux.landlock`), a root grader still switches it to a fresh user id, and
+the keeper's budget and end-of-job sweep hold as with namespaces.
 """
 
 from __future__ import annotations
@@ -45,12 +48,15 @@ from .linux import (
     MS_NOSUID,
     MS_PRIVATE,
     MS_REC,
+    PR_SET_CHILD_SUBREAPER,
     PR_SET_DUMPABLE,
     PR_SET_NO_NEW_PRIVS,
     QUOTA_MB,
     Layout,
     build_mounts,
     die_with_parent,
+    landlock,
+    landlock_abi,
     map_user,
     mount,
     prctl,
@@ -58,8 +64,17 @@ from .linux import (
     unshare,
 )
 
-SLOT_UID = 1_990_000_000  # + the job slot: the user id a submission runs under when the grader is root
-MAX_PROCESSES = 256  # RLIMIT_NPROC for that user id (threads count)
+JOB_UIDS = range(1_990_000_000, 2_090_000_000)  # a submission's own user id, when the grader is root: one drawn at
+# random for each job and not in use by any process, so that concurrent runs never share one
+MAX_PROCESSES = 256  # RLIMIT_NPROC for that user id (threads count), and the processes of one submission in all
+CPU_CORES = 1.0  # what one submission's processes together may use, averaged over each TICK (the keeper stops them
+# for the excess), so that a submission running many busy processes slows no other submission down
+TICK = 0.05  # seconds between the keeper's looks at a submission's processes
+SYSTEM_READABLE = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev", "/opt")
+# what a submission may read without namespaces (Landlock), besides Python, torch and ganlib
+WEAKER_FLAG = "--weaker-isolation"
+ENABLE_NAMESPACES = ("enable them (in Docker: docker run --security-opt seccomp=unconfined ...; on Ubuntu 23.10 "
+                     "and later: sysctl kernel.apparmor_restrict_unprivileged_userns=0; or unset GANLIB_NAMESPACES)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -70,24 +85,45 @@ MAX_PROCESSES = 256  # RLIMIT_NPROC for that user id (threads count)
 class Confinement:
     namespaces: bool  # user (when not root), mount, pid, network and IPC namespaces
     switch_user: bool  # root: the submission runs under an unprivileged user id of its own
+    landlock: bool = False  # without namespaces: Landlock limits what the submission may open
+    why_not: str = ""  # why there are no namespaces
 
     def describe(self) -> str:
         parts = []
         if self.namespaces:
             parts.append("namespaces (pid, mount, network" + ("" if os.geteuid() == 0 else ", user")
-                         + "): read-only file systems, course solutions and other submissions hidden, no network, "
-                           f"a {QUOTA_MB} MB scratch tmpfs")
+                         + "): read-only file systems, the course folder but ganlib and gancourse, the submissions, "
+                           "the grades "
+                           f"and the private checks hidden, no network, a {QUOTA_MB} MB scratch tmpfs")
         else:
-            parts.append("no namespaces (not available here): the submission can read what this user can "
-                         "read, and reach the network")
+            parts.append(f"WEAKER ISOLATION, no namespaces ({self.why_not}): "
+                         + ("Landlock lets the submission read only Python, its libraries, ganlib, gancourse and the "
+                            "system's folders, and write only its own folder; no TCP; other processes of this user "
+                            "visible"
+                            if self.landlock else "the submission can read what its user id can read"))
         if self.switch_user:
-            parts.append("a separate user id per job")
+            parts.append("a user id of its own per job")
         elif os.name == "posix" and os.geteuid() == 0 and not self.namespaces:
             parts.append("the grader's own user id, as Python or ganlib lies in a folder that other user ids cannot "
                          "enter (make its parent folders world-executable, chmod o+x, for a user id per job)")
         elif os.name == "posix":
             parts.append("the grader's own user id")
         return "; ".join(parts) + "; resource limits; every process it starts is killed at its end"
+
+    def refusal(self) -> str | None:
+        """Why the grader will not grade here without WEAKER_FLAG (None: it will), in one line."""
+        if self.namespaces:
+            return None
+        return (f"the grader confines submissions with Linux namespaces, which are not available ({self.why_not}): "
+                f"{ENABLE_NAMESPACES}, or pass {WEAKER_FLAG} to grade with Landlock and a process sweep only")
+
+    def weaker_refusal(self) -> str | None:
+        """Why even WEAKER_FLAG cannot grade here (None: it can)."""
+        if self.namespaces or self.landlock:
+            return None
+        return (f"neither Linux namespaces ({self.why_not}) nor Landlock (Linux 6.12 or later; 5.13 when root) is "
+                f"available, so a submission could read the solutions, the other submissions and the grades, or "
+                f"signal the grader: {ENABLE_NAMESPACES}")
 
     @property
     def flags(self) -> int:
@@ -106,8 +142,16 @@ def probe(keep_visible: list[str]) -> Confinement:
     leaves them out (for a kernel where they misbehave). Without them, a root grader switches each submission
     to its own user id only when that user id can reach `keep_visible` (Python, torch, ganlib)."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    if LIBC is None or not hasattr(os, "fork") or os.environ.get("GANLIB_NAMESPACES") == "0":
-        return Confinement(False, root and reachable_by_others(keep_visible))
+
+    def fallback(why: str) -> Confinement:
+        switch = root and reachable_by_others(keep_visible) and _can_switch_user()
+        # Landlock's file rules, and (ABI 6, Linux 6.12) its scoped signals when the submission keeps our user id
+        return Confinement(False, switch, landlock_abi() >= (1 if switch else 6), why)
+
+    if LIBC is None or not hasattr(os, "fork"):
+        return fallback("not Linux")
+    if os.environ.get("GANLIB_NAMESPACES") == "0":
+        return fallback("GANLIB_NAMESPACES=0 turned them off")
     wanted = Confinement(True, root)
     pid = os.fork()
     if pid == 0:  # what a jail needs: the namespaces, a read-only remount, a tmpfs, and /proc in the pid namespace
@@ -131,8 +175,40 @@ def probe(keep_visible: list[str]) -> Confinement:
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    return wanted if os.waitstatus_to_exitcode(status) == 0 else Confinement(False, root and reachable_by_others(
-        keep_visible))
+    if os.waitstatus_to_exitcode(status) != 0:
+        return fallback("the kernel or a seccomp profile forbids them")
+    return wanted if not root or _can_switch_user() else Confinement(True, False)
+
+
+def _can_switch_user() -> bool:
+    """Whether a child can take a job's user id (not in a user namespace that maps only root, say)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            uid = job_uid()
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os._exit(0)
+        finally:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def job_uid() -> int:
+    """A user id for one job: drawn at random from JOB_UIDS and owned by no running process."""
+    import random
+
+    busy = set()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            busy.add(os.stat(f"/proc/{entry}").st_uid) if entry.isdigit() else None
+        except OSError:
+            pass
+    while True:
+        uid = random.SystemRandom().choice(JOB_UIDS)
+        if uid not in busy:
+            return uid
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -147,9 +223,10 @@ class Jail:
     status_fd: int  # the jail reports "exit <wait status>" here
     uid: int | None  # the submission's own user id, when switched
     confinement: Confinement
+    over: str = ""  # what budget the keeper stopped the submission for, once `exit_status` has read it
 
     def exit_status(self, wait: float = 2.0) -> int | None:
-        """How the submission ended (as a wait status), or None when unknown."""
+        """How the submission ended (as a wait status), or None when unknown (`over` then may say why)."""
         text, deadline = b"", time.time() + wait
         while time.time() < deadline:
             ready, _, _ = select.select([self.status_fd], [], [], max(0.0, deadline - time.time()))
@@ -160,6 +237,8 @@ class Jail:
                 break
             text += chunk
         for line in text.decode(errors="replace").splitlines():
+            if line.startswith("over "):
+                self.over = line[5:]
             if line.startswith("exit "):
                 return int(line.split()[1])
         return None
@@ -172,22 +251,22 @@ class Jail:
             os.kill(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        if not self.confinement.namespaces:
-            sweep(self.keeper, self.uid)
         try:
-            os.waitpid(self.keeper, 0)
+            os.waitpid(self.keeper, 0)  # the keeper ends whatever is left below it first (`_end_descendants`)
         except ChildProcessError:
             pass
+        if not self.confinement.namespaces:
+            sweep(self.keeper, self.uid)
         self.channel.close()
         os.close(self.status_fd)
 
 
-def start(slot: int, layout: Layout, confinement: Confinement, memory_mb: int, seconds: float, output_fd: int,
+def start(layout: Layout, confinement: Confinement, memory_mb: int, seconds: float, output_fd: int,
           serve) -> Jail:
     """Fork the jail; `serve(channel_socket, info)` runs in the confined submission process."""
     ours, theirs = socket.socketpair()
     status_r, status_w = os.pipe()
-    uid = SLOT_UID + slot if confinement.switch_user else None
+    uid = job_uid() if confinement.switch_user else None
     keeper = os.fork()
     if keeper == 0:  # the keeper
         try:
@@ -196,6 +275,7 @@ def start(slot: int, layout: Layout, confinement: Confinement, memory_mb: int, s
             die_with_parent()
             _close_other_fds({theirs.fileno(), status_w, output_fd})
             os.setsid()
+            prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the submission (daemons) become the keeper's children
             scratch = layout.scratch
             if confinement.namespaces:
                 ids = os.getuid(), os.getgid()
@@ -205,12 +285,16 @@ def start(slot: int, layout: Layout, confinement: Confinement, memory_mb: int, s
                 scratch = build_mounts(layout, uid)
             elif uid is not None:
                 os.chown(scratch, uid, uid)
+            proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)  # this pid namespace's, before init mounts its own
             init = os.fork()
             if init == 0:
-                _jail_init(theirs, status_w, output_fd, scratch, uid, confinement, memory_mb, seconds, serve)
+                os.close(proc)
+                _jail_init(theirs, status_w, output_fd, scratch, uid, confinement, memory_mb, seconds, serve,
+                           layout.keep_visible)
             theirs.close()
             os.write(status_w, f"pid {init}\n".encode())
-            os.waitpid(init, 0)
+            _watch(init, memory_mb, status_w, proc)
+            _end_descendants()
         finally:
             os._exit(0)
     theirs.close()
@@ -231,7 +315,128 @@ def start(slot: int, layout: Layout, confinement: Confinement, memory_mb: int, s
     return Jail(Channel(ours), init, keeper, status_r, uid, confinement)
 
 
-def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, seconds, serve) -> None:
+def _watch(init: int, memory_mb: int, status_w: int, proc: int) -> None:
+    """The keeper's loop while the jail runs, the budget of the submission's processes taken together (resource
+    limits are per process): at most CPU_CORES (all of them are stopped for the excess of each TICK), at most
+    MAX_PROCESSES processes, and at most `memory_mb` of memory beyond what they held at the start (proportional
+    set size, so that pages shared after a fork count once). Over the process or memory budget, the jail is
+    killed and the keeper says why on `status_w`. `proc`: a folder descriptor of the keeper's own /proc."""
+    me, hz = os.getpid(), os.sysconf("SC_CLK_TCK")
+    baseline, last_cpu, last_time, tick = None, None, time.monotonic(), 0
+    while os.waitpid(init, os.WNOHANG)[0] == 0:
+        time.sleep(TICK)
+        pids = _descendants(me, proc)
+        cpu = sum(_cpu_ticks(pid, proc) for pid in pids) / hz
+        excess = 0.0 if last_cpu is None else (cpu - last_cpu) / CPU_CORES - (time.monotonic() - last_time)
+        if excess > 0:
+            _signal(pids, signal.SIGSTOP)
+            time.sleep(min(excess, 1.0))
+            _signal(pids, signal.SIGCONT)
+        last_cpu, last_time = cpu, time.monotonic()
+        over = f"started more than {MAX_PROCESSES} processes" if len(pids) > MAX_PROCESSES else ""
+        if tick % 5 == 0:
+            memory = sum(_pss(pid, proc) for pid in pids)
+            baseline = memory if baseline is None else baseline
+            if memory - baseline > memory_mb * 2**20:
+                over = f"used more than {memory_mb} MB of memory together (--memory)"
+        tick += 1
+        if over:
+            os.write(status_w, f"over {over}\n".encode())
+            os.kill(init, signal.SIGKILL)
+            os.waitpid(init, 0)
+            return
+
+
+def _read(proc: int, path: str) -> str:
+    """A file under the /proc that the folder descriptor `proc` holds."""
+    fd = os.open(path, os.O_RDONLY, dir_fd=proc)
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+def _descendants(root: int, proc: int) -> list[int]:
+    """Every process below `root` (from /proc's lists of each thread's children)."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            fd = os.open(f"{pid}/task", os.O_RDONLY | os.O_DIRECTORY, dir_fd=proc)
+        except OSError:
+            continue
+        try:
+            tasks = os.listdir(fd)
+        finally:
+            os.close(fd)
+        for task in tasks:
+            try:
+                kids = [int(k) for k in _read(proc, f"{pid}/task/{task}/children").split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def _cpu_ticks(pid: int, proc: int) -> int:
+    """CPU time of a process and its reaped children, in clock ticks (0 when it is gone)."""
+    try:
+        fields = _read(proc, f"{pid}/stat").rsplit(")", 1)[1].split()
+        return sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss(pid: int, proc: int) -> int:
+    """A process's proportional set size in bytes (0 when it is gone or not readable)."""
+    try:
+        for line in _read(proc, f"{pid}/smaps_rollup").splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
+def _end_descendants() -> None:
+    """In the keeper, a child subreaper: kill every process below it (orphaned daemons are re-parented to it)
+    until it has no child left, so that nothing the submission started outlives its grading."""
+    me = os.getpid()
+    while True:
+        for pid in _children(me):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return
+        time.sleep(0.005)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
+        except OSError:
+            continue
+        if stat and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(entry))
+    return found
+
+
+def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, seconds, serve,
+               keep_visible) -> None:
     """pid 1 of the jail's pid namespace: mount /proc, start the submission, reap, report how it ended."""
     code = 0
     try:
@@ -245,7 +450,7 @@ def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, 
                 die_with_parent()  # without a pid namespace nothing else would end it with the grader
                 prctl(PR_SET_DUMPABLE, 1)  # its own /proc/self stays its own (a user id switch resets this)
                 os.close(status_w)
-                _confine(scratch, uid, confinement, memory_mb, seconds, output_fd)
+                _confine(scratch, uid, confinement, memory_mb, seconds, output_fd, keep_visible)
                 serve(sock)
             finally:
                 os._exit(70)
@@ -262,8 +467,9 @@ def _jail_init(sock, status_w, output_fd, scratch, uid, confinement, memory_mb, 
 
 
 def _confine(scratch: str, uid: int | None, confinement: Confinement, memory_mb: int, seconds: float,
-             output_fd: int) -> None:
-    """The last steps in the submission's process: folder, output, user id, limits."""
+             output_fd: int, keep_visible: list[str]) -> None:
+    """The last steps in the submission's process: folder, output, user id, limits, and without namespaces
+    Landlock's list of what it may open."""
     import resource
 
     os.chdir(scratch)
@@ -297,6 +503,8 @@ def _confine(scratch: str, uid: int | None, confinement: Confinement, memory_mb:
         map_user(*ids)
         if _kernel() >= (5, 14):  # RLIMIT_NPROC counts per user namespace: this one holds the submission only
             limit(resource.RLIMIT_NPROC, MAX_PROCESSES)
+    if not confinement.namespaces and confinement.landlock:
+        landlock([*SYSTEM_READABLE, *keep_visible], [scratch, os.devnull])
     prctl(PR_SET_NO_NEW_PRIVS, 1)  # no set-user-id program gives it more rights
 
 

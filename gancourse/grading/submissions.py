@@ -7,15 +7,34 @@ import hashlib
 import json
 import os
 import stat
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ganlib.errors import GanlibError, first_line
 
-from .chapters import Chapter, best_chapter, match, notebook_code
+from .chapters import Chapter, OldFormat, best_chapter, match, notebook_code
 
-MAX_NOTEBOOK_BYTES = 100 * 2**20  # larger files are not read
+MAX_NOTEBOOK_BYTES = 32 * 2**20  # larger files are refused unread (a notebook's code is far smaller; its outputs
+# are what makes it large)
+
+
+def printable(name: str) -> str:
+    """A file name as the CSV, the feedback and the terminal show it: bytes that are not UTF-8 as \\xNN, control,
+    format and line-separator characters (ANSI escapes, newlines, bidirectional overrides) as \\uNNNN,
+    and the backslash itself doubled, so that two different names never look alike."""
+    out = []
+    for ch in name:
+        if "\udc80" <= ch <= "\udcff":  # a byte that is not UTF-8 (os.fsdecode's surrogate escape)
+            out.append(f"\\x{ord(ch) - 0xdc00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 @dataclass
@@ -43,6 +62,10 @@ def read_bytes(path: Path, limit: int) -> bytes:
         raise OSError("the file is a symbolic link; the grader does not follow links: submit the notebook itself.")
     if not stat.S_ISREG(info.st_mode):
         raise OSError("this is not a regular file (a pipe or a device?): submit the notebook file itself.")
+    too_large = OSError(f"the file is larger than {limit >> 20} MB (its outputs, usually): clear them (Edit > Clear "
+                        f"outputs of all cells), save, and submit again.")
+    if info.st_size > limit:  # refused before reading
+        raise too_large
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
                  | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as f:
@@ -50,12 +73,12 @@ def read_bytes(path: Path, limit: int) -> bytes:
             raise OSError("this is not a regular file: submit the notebook file itself.")
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise OSError(f"the file is larger than {limit >> 20} MB; clear the outputs and submit again.")
+        raise too_large
     return data
 
 
 def read_submission(student: str, path: Path, folder: Path) -> Submission:
-    sub = Submission(student, path, path.relative_to(folder).as_posix())
+    sub = Submission(student, path, printable(path.relative_to(folder).as_posix()))
     try:
         data = read_bytes(path, MAX_NOTEBOOK_BYTES)
     except OSError as e:
@@ -64,6 +87,8 @@ def read_submission(student: str, path: Path, folder: Path) -> Submission:
     sub.sha256 = hashlib.sha256(data).hexdigest()
     try:
         sub.cells = notebook_code(json.loads(data.decode("utf-8", errors="replace")))
+    except OldFormat as e:
+        sub.problem = str(e)
     except Exception as e:
         sub.problem = (f"the file is not a readable notebook ({type(e).__name__}: {first_line(e)}); open it in "
                        f"Jupyter or Colab, save it, and submit it again.")
@@ -80,7 +105,7 @@ def find_submissions(folder: str | Path, skip: tuple[Path, ...] = ()) -> list[tu
     special files are candidates too, so that their feedback says why they were not graded."""
     folder = Path(folder)
     if folder.suffix == ".ipynb" and not folder.is_dir():
-        return [(folder.stem, [folder])]
+        return [(printable(folder.stem), [folder])]
     if not folder.is_dir():
         raise GanlibError(f"{str(folder)!r} is not a folder: pass the folder that holds the submitted notebooks.")
     skip = tuple(p.resolve() for p in skip)
@@ -94,9 +119,9 @@ def find_submissions(folder: str | Path, skip: tuple[Path, ...] = ()) -> list[tu
             for top, dirs, files in os.walk(entry, followlinks=False):
                 dirs[:] = sorted(d for d in dirs if not _hidden(d))
                 notebooks += [Path(top) / f for f in sorted(files) if f.endswith(".ipynb") and not _hidden(f)]
-            found.append((entry.name, notebooks))
+            found.append((printable(entry.name), notebooks))
         elif entry.suffix == ".ipynb" or stat.S_ISLNK(mode):
-            found.append((entry.stem if entry.suffix == ".ipynb" else entry.name, [entry]))
+            found.append((printable(entry.stem if entry.suffix == ".ipynb" else entry.name), [entry]))
     if not found:
         raise GanlibError(f"no notebooks in {str(folder)!r}: put one notebook per student (any file name), or one "
                           f"folder per student, in it.")
@@ -133,7 +158,8 @@ def collect(folder: str | Path, chapter: Chapter | None, chapters: list[Chapter]
         for other in subs:
             if other is not best:
                 why = f" ({other.problem})" if other.problem else ""
-                best.notes.append(f"`{other.path.name}` was not graded: only one notebook per student is{why}.")
+                best.notes.append(f"`{printable(other.path.name)}` was not graded: only one notebook per student "
+                                  f"is{why}.")
         looks_like = _best_of(chapters, [best]) if not best.problem else None
         if looks_like is not None and looks_like.name != chapter.name:
             best.notes.append(f"this notebook looks like chapter {looks_like.name}, but was graded as {chapter.name}.")
