@@ -22,6 +22,7 @@ the other option their code offers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,18 @@ def fade_in(old: torch.Tensor, new: torch.Tensor, alpha: float) -> torch.Tensor:
     block's image `new` [N, C, R, R]: (1 - alpha) * upsample(old) + alpha * new. alpha = 0: old only."""
     assert new.shape[-1] == 2 * old.shape[-1], (old.shape, new.shape)
     return torch.lerp(upsample(old), new, alpha)
+
+
+def fade_in_discriminator(x: torch.Tensor, alpha: float, from_rgb_new: Callable, block: Callable,
+                          from_rgb_old: Callable) -> torch.Tensor:
+    """D's fade-in, G's mirrored: images `x` [N, C, R, R] -> features at R/2,
+    (1 - alpha) * from_rgb_old(downsample(x)) + alpha * block(from_rgb_new(x)), where `from_rgb_new` maps images
+    at R to features (its activation included), `block` halves the resolution and `from_rgb_old` maps images at
+    R/2 to the same features. alpha = 0: D judges the 2x2-averaged image with its smaller self."""
+    new = block(from_rgb_new(x))  # [N, C', R/2, R/2]
+    if alpha >= 1:
+        return new
+    return torch.lerp(from_rgb_old(downsample(x)), new, alpha)
 
 
 def fade_reals(x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -180,11 +193,11 @@ class Discriminator(nn.Module):
                               f"{', '.join(map(str, self.resolutions))} pixels, got {list(x.shape)}.")
         alpha = _alpha(resolution, alpha)
         level = self.resolutions.index(resolution)
-        h = lrelu(self.from_rgb[level](x))  # [N, C_R, R, R]
-        if level > 0:
-            h = self.blocks[level - 1](h)  # [N, C_R/2, R/2, R/2]
-            if alpha < 1:
-                h = torch.lerp(lrelu(self.from_rgb[level - 1](downsample(x))), h, alpha)
+        if level == 0:
+            h = lrelu(self.from_rgb[0](x))  # [N, C4, 4, 4]
+        else:
+            h = fade_in_discriminator(x, alpha, lambda y: lrelu(self.from_rgb[level](y)), self.blocks[level - 1],
+                                      lambda y: lrelu(self.from_rgb[level - 1](y)))  # [N, C_R/2, R/2, R/2]
             for block in reversed(self.blocks[: level - 1]):
                 h = block(h)
         assert h.shape[-1] == 4, h.shape  # [N, C4, 4, 4]
