@@ -144,3 +144,73 @@ def test_growth_stage_reference_and_mistakes():
         fn = lambda *args, kw=kw: _stage(*args, **kw)
         assert words in message(checks.check_growth_stage(fn)), words
     assert "should return a pair" in message(checks.check_growth_stage(lambda *args: 8))
+
+
+def _equalized_conv(fan="in", at="forward", bias_scaled=False, gain_used=True, he_gain=True, padding=True):
+    """A student's equalized conv, written independently, with one of the typical mistakes switched on."""
+
+    class Conv(torch.nn.Module):
+        def __init__(self, cin, cout, k, gain=2 ** 0.5):
+            super().__init__()
+            gain = gain if gain_used else 2 ** 0.5
+            gain = gain if he_gain or not gain_used or gain != 2 ** 0.5 else 1.0
+            fan_in = {"in": cin * k * k, "out": cout * k * k, "channels": cin}[fan]
+            self.c = gain / fan_in ** 0.5
+            self.weight = torch.nn.Parameter(torch.randn(cout, cin, k, k) * (self.c if at == "init" else 1.0))
+            self.bias = torch.nn.Parameter(torch.zeros(cout))
+            self.pad = k // 2 if padding else 0
+
+        def forward(self, x):
+            w = self.weight * self.c if at != "init" else self.weight
+            b = self.bias * self.c if bias_scaled else self.bias
+            return F.conv2d(x, w, b, padding=self.pad)
+
+    return Conv
+
+
+def test_equalized_conv2d_reference_and_mistakes():
+    assert checks.check_equalized_conv2d(layers.EqualizedConv2d).passed
+    assert checks.check_equalized_conv2d(_equalized_conv()).passed  # written another way
+    for kw, words in [(dict(fan="out"), "fan-out"), (dict(fan="channels"), "not in_channels alone"),
+                      (dict(at="init"), "He initialisation"), (dict(bias_scaled=True), "bias is scaled"),
+                      (dict(gain_used=False), "gain argument is ignored"), (dict(he_gain=False), "sqrt(2) is missing"),
+                      (dict(padding=False), "pad by k // 2")]:
+        assert words in message(checks.check_equalized_conv2d(_equalized_conv(**kw))), kw
+
+    class ScaledAtInitOnly(_equalized_conv()):  # stores N(0, 1) but forgets c in forward
+        def forward(self, x):
+            return F.conv2d(x, self.weight, self.bias, padding=self.pad)
+
+    assert "at every forward pass" in message(checks.check_equalized_conv2d(ScaledAtInitOnly))
+
+
+def _fade_d(order="features", way="right", down="average", old_first="down", alpha_used=True):
+    """A student's D fade-in, written independently, with one typical mistake switched on."""
+
+    def fn(x, alpha, from_rgb_new, block, from_rgb_old):
+        if order == "images":
+            low = F.avg_pool2d(x, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+            return block(from_rgb_new((1 - alpha) * low + alpha * x))
+        small = F.avg_pool2d(x, 2) if down == "average" else x[:, :, ::2, ::2]
+        old = from_rgb_old(small) if old_first == "down" else F.avg_pool2d(from_rgb_old(x), 2)
+        new = block(from_rgb_new(x))
+        a = alpha if alpha_used else 0.5
+        return (1 - a) * old + a * new if way == "right" else a * old + (1 - a) * new
+
+    return fn
+
+
+def test_fade_in_discriminator_reference_and_mistakes():
+    assert checks.check_fade_in_discriminator(pggan.fade_in_discriminator).passed
+    assert checks.check_fade_in_discriminator(_fade_d()).passed
+    for kw, words in [(dict(way="wrong"), "wrong way"), (dict(order="images"), "before fromRGB"),
+                      (dict(down="drop"), "dropping pixels"), (dict(old_first="rgb"), "averages after"),
+                      (dict(alpha_used=False), "alpha is ignored")]:
+        assert words in message(checks.check_fade_in_discriminator(_fade_d(**kw))), kw
+    no_block = lambda x, a, new, block, old: new(x)
+    assert "stops after fromRGB" in message(checks.check_fade_in_discriminator(no_block))
+
+
+def test_new_checks_registered_for_the_grader():
+    assert checks.CHECKS["equalized_conv2d"] is checks.check_equalized_conv2d
+    assert checks.CHECKS["fade_in_discriminator"] is checks.check_fade_in_discriminator

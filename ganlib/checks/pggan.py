@@ -285,6 +285,123 @@ def check_growth_stage(fn: Callable) -> CheckResult:
     return run_check("growth_stage", body)
 
 
+
+def check_equalized_conv2d(cls: Callable) -> CheckResult:
+    """cls(in_channels, out_channels, kernel_size, gain=sqrt(2)): a 'same' convolution whose weight is stored as
+    N(0, 1) and multiplied at every forward pass by c = gain / sqrt(in_channels * kernel_size^2); bias unscaled."""
+
+    def body():
+        for seed, (cin, cout, k, gain) in enumerate([(8, 12, 3, math.sqrt(2)), (6, 4, 1, 1.0), (4, 6, 3, 1.0)]):
+            layer = cls(cin, cout, k) if gain == math.sqrt(2) else cls(cin, cout, k, gain=gain)
+            weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+            if not isinstance(weight, torch.nn.Parameter) or tuple(weight.shape) != (cout, cin, k, k):
+                raise Mistake(f"the layer should keep its weight as an nn.Parameter `weight` of shape [out, in, k, k] "
+                              f"= {[cout, cin, k, k]}, got {None if weight is None else list(weight.shape)}.")
+            if not isinstance(bias, torch.nn.Parameter) or tuple(bias.shape) != (cout,):
+                raise Mistake(f"the layer should keep a bias nn.Parameter `bias` of shape [{cout}].")
+            c = gain / math.sqrt(cin * k * k)
+            std = float(weight.detach().std())
+            if cin * k * k * cout >= 256 and not 0.8 < std < 1.2:
+                scaled = " (about the He constant: that is He initialisation)" if 0.5 * c < std < 2 * c else ""
+                raise Mistake(f"the stored weight has std {std:.3f}{scaled}: equalized lr stores it as N(0, 1) and "
+                              f"multiplies it by c = gain / sqrt(fan_in) in forward, at every pass, so that Adam's "
+                              f"steps are the same size relative to every layer's weights.")
+            g = torch.Generator().manual_seed(seed)
+            w, b = torch.randn(cout, cin, k, k, generator=g), torch.randn(cout, generator=g)
+            with torch.no_grad():
+                weight.copy_(w)
+                bias.copy_(b)
+            x = torch.randn(2, cin, 5, 5, generator=g)
+            out = layer(x)
+            if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] != 5:
+                raise Mistake(f"the output is {out.shape[-1]}x{out.shape[-1]} for a 5x5 input: pad by k // 2 "
+                              f"('same' padding), so the resolution stays.")
+            out = _tensor_out(out, "the layer's forward", (2, cout, 5, 5))
+            conv = lambda scale, bias_scale=1.0, x=x, w=w, b=b: F.conv2d(x, w * scale, b * bias_scale,
+                                                                          padding=w.shape[-1] // 2)
+            ref = conv(c)
+            if close(out, ref):
+                continue
+            he = math.sqrt(2)
+            known = [
+                (conv(1.0), "forward uses the stored weight as it is: multiply it by c = gain / sqrt(fan_in) at every "
+                            "forward pass (scaling only the initial weights is He initialisation, which Adam's steps "
+                            "then undo)."),
+                (conv(gain / math.sqrt(cout * k * k)), "the constant uses the fan-out (out_channels * k * k): "
+                                                       "equalized lr divides by sqrt(fan_in), fan_in = in_channels "
+                                                       "* k * k, the inputs each output sums over."),
+                (conv(gain / math.sqrt(cin)), "fan_in is in_channels * kernel_size^2 (every output sums over a k x k "
+                                              "window of every input channel), not in_channels alone."),
+                (conv(c, c), "the bias is scaled too: only the weight is multiplied by c; the bias is added as it "
+                             "is (the authors' apply_bias)."),
+            ]
+            if gain != he:
+                known.append((conv(he / math.sqrt(cin * k * k)), "the gain argument is ignored: c = gain / "
+                                                                 "sqrt(fan_in), and toRGB uses gain 1."))
+            else:
+                known.append((conv(1 / math.sqrt(cin * k * k)), "the He gain sqrt(2) is missing: c = sqrt(2) / "
+                                                                "sqrt(fan_in) by default (gain = sqrt(2))."))
+            diagnose(out, known)
+            raise Mistake(f"for in {cin}, out {cout}, kernel {k}, gain {gain:.3g} the output differs from "
+                          f"conv2d(x, weight * gain / sqrt(fan_in), padding=k // 2) + bias (largest difference "
+                          f"{float((out - ref).abs().max()):.3g}).")
+        return "weights stored N(0, 1), scaled by gain / sqrt(fan_in) at run time, bias unscaled, 'same' padding."
+
+    return run_check("equalized_conv2d", body)
+
+
+def check_fade_in_discriminator(fn: Callable) -> CheckResult:
+    """fn(x [N, C, R, R], alpha, from_rgb_new, block, from_rgb_old) -> features [N, F, R/2, R/2]:
+    (1 - alpha) * from_rgb_old(downsample(x)) + alpha * block(from_rgb_new(x))."""
+
+    def body():
+        for seed, (n, r, alpha) in enumerate([(2, 8, 0.3), (3, 16, 0.75), (2, 8, 0.0), (1, 4, 1.0)]):
+            torch.manual_seed(seed)
+            new_rgb, old_rgb = layers.EqualizedConv2d(3, 6, 1), layers.EqualizedConv2d(3, 5, 1)
+            block = pggan.DiscriminatorBlock(6, 5)
+            with torch.no_grad():
+                for p in (new_rgb.bias, old_rgb.bias):
+                    p.normal_()
+            from_new, from_old = (lambda y, m=new_rgb: pggan.lrelu(m(y))), (lambda y, m=old_rgb: pggan.lrelu(m(y)))
+            x = torch.randn(n, 3, r, r, generator=torch.Generator().manual_seed(seed))
+            with torch.no_grad():
+                out = fn(x.clone(), alpha, from_new, block, from_old)
+                if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, 6, r, r):
+                    raise Mistake("the new path stops after fromRGB: it is block(from_rgb_new(x)), the new block "
+                                  "bringing the features down to R/2.")
+                out = _tensor_out(out, "fade_in_discriminator", (n, 5, r // 2, r // 2))
+                ref = pggan.fade_in_discriminator(x, alpha, from_new, block, from_old)
+                if close(out, ref):
+                    continue
+                new, old = block(from_new(x)), from_old(pggan.downsample(x))
+                known = [
+                    (alpha * old + (1 - alpha) * new, "the blend runs the wrong way: alpha is the weight of the NEW "
+                                                      "path, block(from_rgb_new(x)); at alpha = 0 D must see only "
+                                                      "the old path, from_rgb_old(downsample(x))."),
+                    (block(from_new(pggan.fade_reals(x, alpha))), "you blend the images before fromRGB: D's fade-in "
+                                                                  "blends features, after two paths, the new block "
+                                                                  "on from_rgb_new(x) and from_rgb_old on the "
+                                                                  "downsampled image."),
+                    ((1 - alpha) * from_old(x[:, :, ::2, ::2]) + alpha * new, "you downsample by dropping pixels: "
+                                                                              "average each 2x2 block (avg_pool2d), "
+                                                                              "as G's upsampled image is blown up."),
+                    ((1 - alpha) * pggan.downsample(from_old(x)) + alpha * new, "the old path averages after "
+                                                                                "from_rgb_old: downsample the image "
+                                                                                "first, then from_rgb_old (its "
+                                                                                "activation makes the order matter)."),
+                    (new, "alpha is ignored: you return the new path alone."),
+                    (0.5 * (old + new), "alpha is ignored: it weighs the new path, from 0 to 1."),
+                    (old + alpha * new, "the weights do not sum to 1: the old path gets 1 - alpha."),
+                ]
+                diagnose(out, known)
+                raise Mistake(f"for alpha={alpha} the features differ from (1 - alpha) * from_rgb_old(downsample(x)) "
+                              f"+ alpha * block(from_rgb_new(x)) (largest difference "
+                              f"{float((out - ref).abs().max()):.3g}).")
+        return "two paths, old and new, blended after fromRGB in the right direction, for every alpha tried."
+
+    return run_check("fade_in_discriminator", body)
+
+
 # exercise name -> check
 CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "fade_in": check_fade_in,
@@ -292,4 +409,6 @@ CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "pixel_norm": check_pixel_norm,
     "fade_reals": check_fade_reals,
     "growth_stage": check_growth_stage,
+    "equalized_conv2d": check_equalized_conv2d,
+    "fade_in_discriminator": check_fade_in_discriminator,
 }
