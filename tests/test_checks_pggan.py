@@ -146,42 +146,32 @@ def test_growth_stage_reference_and_mistakes():
     assert "should return a pair" in message(checks.check_growth_stage(lambda *args: 8))
 
 
-def _equalized_conv(fan="in", at="forward", bias_scaled=False, gain_used=True, he_gain=True, padding=True):
-    """A student's equalized conv, written independently, with one of the typical mistakes switched on."""
+def _equalized_conv(fan="in", scaled=True, bias_scaled=False, gain_used=True, he_gain=True, padding=True):
+    """A student's equalized conv forward, written independently, with one of the typical mistakes switched on."""
 
-    class Conv(torch.nn.Module):
-        def __init__(self, cin, cout, k, gain=2 ** 0.5):
-            super().__init__()
-            gain = gain if gain_used else 2 ** 0.5
-            gain = gain if he_gain or not gain_used or gain != 2 ** 0.5 else 1.0
-            fan_in = {"in": cin * k * k, "out": cout * k * k, "channels": cin}[fan]
-            self.c = gain / fan_in ** 0.5
-            self.weight = torch.nn.Parameter(torch.randn(cout, cin, k, k) * (self.c if at == "init" else 1.0))
-            self.bias = torch.nn.Parameter(torch.zeros(cout))
-            self.pad = k // 2 if padding else 0
+    def fn(x, weight, bias, gain=2 ** 0.5):
+        cout, cin, k, _ = weight.shape
+        gain = gain if gain_used else 2 ** 0.5
+        gain = 1.0 if not he_gain and gain == 2 ** 0.5 else gain
+        c = gain / {"in": cin * k * k, "out": cout * k * k, "channels": cin}[fan] ** 0.5 if scaled else 1.0
+        return F.conv2d(x, weight * c, bias * c if bias_scaled else bias, padding=k // 2 if padding else 0)
 
-        def forward(self, x):
-            w = self.weight * self.c if at != "init" else self.weight
-            b = self.bias * self.c if bias_scaled else self.bias
-            return F.conv2d(x, w, b, padding=self.pad)
-
-    return Conv
+    return fn
 
 
 def test_equalized_conv2d_reference_and_mistakes():
-    assert checks.check_equalized_conv2d(layers.EqualizedConv2d).passed
+    def ganlib_layer(x, weight, bias, gain=2 ** 0.5):
+        layer = layers.EqualizedConv2d(weight.shape[1], weight.shape[0], weight.shape[-1], gain=gain)
+        layer.load_state_dict({"weight": weight, "bias": bias})
+        return layer(x)
+
+    assert checks.check_equalized_conv2d(ganlib_layer).passed
     assert checks.check_equalized_conv2d(_equalized_conv()).passed  # written another way
-    for kw, words in [(dict(fan="out"), "fan-out"), (dict(fan="channels"), "not in_channels alone"),
-                      (dict(at="init"), "He initialisation"), (dict(bias_scaled=True), "bias is scaled"),
+    for kw, words in [(dict(fan="out"), "fan-out"), (dict(fan="channels"), "not C_in alone"),
+                      (dict(scaled=False), "at every forward pass"), (dict(bias_scaled=True), "bias is scaled"),
                       (dict(gain_used=False), "gain argument is ignored"), (dict(he_gain=False), "sqrt(2) is missing"),
                       (dict(padding=False), "pad by k // 2")]:
         assert words in message(checks.check_equalized_conv2d(_equalized_conv(**kw))), kw
-
-    class ScaledAtInitOnly(_equalized_conv()):  # stores N(0, 1) but forgets c in forward
-        def forward(self, x):
-            return F.conv2d(x, self.weight, self.bias, padding=self.pad)
-
-    assert "at every forward pass" in message(checks.check_equalized_conv2d(ScaledAtInitOnly))
 
 
 def _fade_d(order="features", way="right", down="average", old_first="down", alpha_used=True):
