@@ -133,6 +133,10 @@ class Checkpointing:
             path = self.run_dir / "checkpoint.pt"
         state = load_checkpoint_file(path)
         self.resumed_with = self.option_changes(state, path)
+        if state["spec"] is not None:
+            from .models import check_version
+
+            check_version(state["spec"])  # an older version of the networks: say so, not that a shape differs
         if self.spec is not None and state["spec"] is not None and state["spec"] != self.spec:
             raise GanlibError(f"{str(path)!r} was written for another model than this run builds "
                               f"({spec_difference(state['spec'], self.spec)}): use the same model settings "

@@ -145,3 +145,63 @@ def test_growth_stage_reference_and_mistakes():
         fn = lambda *args, kw=kw: _stage(*args, **kw)
         assert words in message(checks.check_growth_stage(fn)), words
     assert "should return a pair" in message(checks.check_growth_stage(lambda *args: 8))
+
+
+def _equalized_conv(fan="in", scaled=True, bias_scaled=False, gain_used=True, he_gain=True, padding=True):
+    """A student's equalized conv forward, written independently, with one of the typical mistakes switched on."""
+
+    def fn(x, weight, bias, gain=2 ** 0.5):
+        cout, cin, k, _ = weight.shape
+        gain = gain if gain_used else 2 ** 0.5
+        gain = 1.0 if not he_gain and gain == 2 ** 0.5 else gain
+        c = gain / {"in": cin * k * k, "out": cout * k * k, "channels": cin}[fan] ** 0.5 if scaled else 1.0
+        return F.conv2d(x, weight * c, bias * c if bias_scaled else bias, padding=k // 2 if padding else 0)
+
+    return fn
+
+
+def test_equalized_conv2d_reference_and_mistakes():
+    def ganlib_layer(x, weight, bias, gain=2 ** 0.5):
+        layer = layers.EqualizedConv2d(weight.shape[1], weight.shape[0], weight.shape[-1], gain=gain)
+        layer.load_state_dict({"weight": weight, "bias": bias})
+        return layer(x)
+
+    assert checks.check_equalized_conv2d(ganlib_layer).passed
+    assert checks.check_equalized_conv2d(_equalized_conv()).passed  # written another way
+    for kw, words in [(dict(fan="out"), "fan-out"), (dict(fan="channels"), "not C_in alone"),
+                      (dict(scaled=False), "at every forward pass"), (dict(bias_scaled=True), "bias is scaled"),
+                      (dict(gain_used=False), "gain argument is ignored"), (dict(he_gain=False), "sqrt(2) is missing"),
+                      (dict(padding=False), "pad by k // 2")]:
+        assert words in message(checks.check_equalized_conv2d(_equalized_conv(**kw))), kw
+
+
+def _fade_d(order="features", way="right", down="average", old_first="down", alpha_used=True):
+    """A student's D fade-in, written independently, with one typical mistake switched on."""
+
+    def fn(x, alpha, from_rgb_new, block, from_rgb_old):
+        if order == "images":
+            low = F.avg_pool2d(x, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+            return block(from_rgb_new((1 - alpha) * low + alpha * x))
+        small = F.avg_pool2d(x, 2) if down == "average" else x[:, :, ::2, ::2]
+        old = from_rgb_old(small) if old_first == "down" else F.avg_pool2d(from_rgb_old(x), 2)
+        new = block(from_rgb_new(x))
+        a = alpha if alpha_used else 0.5
+        return (1 - a) * old + a * new if way == "right" else a * old + (1 - a) * new
+
+    return fn
+
+
+def test_fade_in_discriminator_reference_and_mistakes():
+    assert checks.check_fade_in_discriminator(pggan.fade_in_discriminator).passed
+    assert checks.check_fade_in_discriminator(_fade_d()).passed
+    for kw, words in [(dict(way="wrong"), "wrong way"), (dict(order="images"), "before fromRGB"),
+                      (dict(down="drop"), "dropping pixels"), (dict(old_first="rgb"), "averages after"),
+                      (dict(alpha_used=False), "alpha is ignored")]:
+        assert words in message(checks.check_fade_in_discriminator(_fade_d(**kw))), kw
+    no_block = lambda x, a, new, block, old: new(x)
+    assert "stops after fromRGB" in message(checks.check_fade_in_discriminator(no_block))
+
+
+def test_new_checks_registered_for_the_grader():
+    assert checks.CHECKS["equalized_conv2d"] is checks.check_equalized_conv2d
+    assert checks.CHECKS["fade_in_discriminator"] is checks.check_fade_in_discriminator

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from gancourse import recipes
+from ganlib import layers
 from ganlib.errors import GanlibError
 from ganlib.models import pggan
 from ganlib.progressive import GrowthSchedule, ProgressiveTrainer, box_downsample
@@ -74,7 +75,7 @@ def test_gradients_reach_the_active_blocks_only(res, alpha):
     fading = alpha < 1 and res > 4
     for name, got in _grads(G).items():
         kind, index = name.split(".")[0], name.split(".")[1] if "." in name else None
-        if kind in ("dense", "conv4"):
+        if kind in ("dense", "dense_bias", "conv4"):
             active = True
         elif kind == "blocks":  # blocks[i] makes resolution RES[i + 1]
             active = int(index) < level
@@ -291,3 +292,218 @@ def test_bad_minibatches_get_one_line_errors():
     with pytest.warns(UserWarning, match=r"6 steps of batch 16 \(by resolution \{4: 8\}\) end at 8x8 \(alpha 0.25\)"
                                          r".* that takes 12 steps"):
         _trainer(steps=6, minibatch={4: 8})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The authors' computation (tkarras/progressive_growing_of_gans, G_paper and D_paper), stated here on its own
+# from the paper and their algorithm, without ganlib's helpers; ganlib's networks must agree with it.
+
+SQRT2 = math.sqrt(2)
+
+
+def he(weight: torch.Tensor, gain: float = SQRT2) -> torch.Tensor:
+    """The authors' get_weight: the stored N(0, 1) weight times gain / sqrt(fan_in), fan_in = all but dim 0."""
+    return weight * (gain / math.sqrt(weight[0].numel()))
+
+
+def pn(x: torch.Tensor) -> torch.Tensor:
+    """Pixel norm: x * rsqrt(mean over channels of x^2 + 1e-8)."""
+    return x / torch.sqrt((x * x).mean(dim=1, keepdim=True) + 1e-8)
+
+
+def act(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x >= 0, x, 0.2 * x)
+
+
+def conv(x, p, name, gain=SQRT2):
+    w = p[f"{name}.weight"]
+    return F.conv2d(x, he(w, gain), padding=w.shape[-1] // 2) + p[f"{name}.bias"].view(1, -1, 1, 1)
+
+
+def upscale(x):  # each pixel repeated into a 2x2 block
+    return x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+
+def downscale(x):  # the mean of each 2x2 block
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).mean(dim=(3, 5))
+
+
+def lerp_clip(a, b, t):  # the authors' blend: t = 0 gives a, t = 1 gives b
+    t = min(max(t, 0.0), 1.0)
+    return a + (b - a) * t
+
+
+def mbstd(x, group_size=4):
+    """The authors' minibatch_stddev_layer, one feature, written as a loop over the groups: group j holds the
+    samples j, j + M, j + 2M, ... (M = N / G); biased variance over the group, sqrt(. + 1e-8), averaged over
+    channels and pixels, tiled over the group's samples and the pixels, appended as a channel."""
+    n = x.shape[0]
+    g = min(group_size, n)
+    m = n // g
+    stat = torch.empty(n)
+    for j in range(m):
+        members = list(range(j, n, m))
+        group = x[members]  # [G, C, H, W]
+        std = torch.sqrt(((group - group.mean(dim=0)) ** 2).mean(dim=0) + 1e-8)
+        stat[members] = std.mean()
+    return torch.cat([x, stat.view(n, 1, 1, 1).expand(n, 1, *x.shape[2:])], dim=1)
+
+
+def authors_G(p: dict, z: torch.Tensor, resolutions: list[int], res: int, alpha: float) -> torch.Tensor:
+    """G_paper with structure "linear": lod_in = 1 - alpha above the new level; `p` G's parameters by name."""
+    c4 = p["conv4.weight"].shape[0]
+    x = pn(z)
+    x = F.linear(x, he(p["dense.weight"], SQRT2 / 4))  # dense without bias, gain sqrt(2)/4
+    x = x.view(-1, c4, 4, 4) + p["dense_bias"].view(1, -1, 1, 1)  # reshape, then one bias per channel
+    x = pn(act(x))
+    x = pn(act(conv(x, p, "conv4")))
+    level = resolutions.index(res)
+    img = conv(x, p, "to_rgb.0", gain=1.0)
+    for k in range(1, level + 1):  # blocks[k - 1] makes resolutions[k]
+        x = upscale(x)
+        x = pn(act(conv(x, p, f"blocks.{k - 1}.conv0")))
+        x = pn(act(conv(x, p, f"blocks.{k - 1}.conv1")))
+        new = conv(x, p, f"to_rgb.{k}", gain=1.0)
+        t = (1 - alpha) if k == level else 0.0  # lod_in - lod for this level
+        img = lerp_clip(new, upscale(img), t)
+    return img
+
+
+def authors_D(p: dict, img: torch.Tensor, resolutions: list[int], alpha: float) -> torch.Tensor:
+    """D_paper with structure "linear": the blend at the top level, then the blocks down to 4x4 and the head."""
+    level = resolutions.index(img.shape[-1])
+    x = act(conv(img, p, f"from_rgb.{level}"))
+    for k in range(level, 0, -1):
+        x = act(conv(x, p, f"blocks.{k - 1}.conv0"))
+        x = act(conv(x, p, f"blocks.{k - 1}.conv1"))
+        x = downscale(x)
+        if k == level:  # the old path: fromRGB of the downscaled image
+            img = downscale(img)
+            x = lerp_clip(x, act(conv(img, p, f"from_rgb.{k - 1}")), 1 - alpha)
+    x = mbstd(x, 4)
+    x = act(conv(x, p, "conv4"))
+    x = act(F.linear(x.flatten(1), he(p["dense.weight"])) + p["dense.bias"])
+    return (F.linear(x, he(p["out.weight"], 1.0)) + p["out.bias"]).flatten()  # gain 1 for the score
+
+
+def _randomised(module: torch.nn.Module, seed: int) -> dict:
+    """Give every bias a random value too (they start at 0), so that where each one enters shows; the params."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, q in module.named_parameters():
+            if "bias" in name:
+                q.copy_(0.3 * torch.randn(q.shape, generator=g))
+    return {name: q.detach().clone() for name, q in module.named_parameters()}
+
+
+def _close(got, want):
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("res", RES)
+def test_the_whole_generator_is_the_authors(res):
+    torch.manual_seed(2)
+    G = pggan.Generator(32, 3, z_dim=24, fmap_base=128, fmap_max=32)  # 32, 32, 32, 16 channels
+    p = _randomised(G, 3)
+    z = torch.randn(6, 24)
+    with torch.no_grad():
+        for alpha in (0.0, 0.3, 1.0):
+            _close(G(z, resolution=res, alpha=alpha), authors_G(p, z, G.resolutions, res, alpha))
+
+
+@pytest.mark.parametrize("res", RES)
+def test_the_whole_discriminator_is_the_authors(res):
+    torch.manual_seed(4)
+    D = pggan.Discriminator(32, 3, fmap_base=128, fmap_max=32)
+    p = _randomised(D, 5)
+    x = torch.randn(8, 3, res, res)
+    with torch.no_grad():
+        for alpha in (0.0, 0.3, 1.0):
+            _close(D(x, alpha=alpha), authors_D(p, x, D.resolutions, alpha))
+        # a batch of 12 (three groups of 4) and one of 2 (a single group of 2)
+        for n in (12, 2):
+            y = torch.randn(n, 3, res, res)
+            _close(D(y, alpha=0.3), authors_D(p, y, D.resolutions, 0.3))
+
+
+def test_the_first_layer_has_one_bias_per_channel():
+    """C biases, not 16 * C (where they enter is pinned by the whole-generator test above)."""
+    G = pggan.Generator(8, 3, z_dim=16, fmap_base=64, fmap_max=16)
+    assert G.dense.bias is None and G.dense_bias.shape == (16,)
+    assert sum(q.numel() for n, q in G.named_parameters() if n.startswith("dense")) == 16 * 16 * 16 + 16
+
+
+def test_equalized_layers_scale_their_stored_weights_at_run_time():
+    torch.manual_seed(6)
+    lin = layers.EqualizedLinear(400, 300)
+    conv3 = layers.EqualizedConv2d(20, 30, 3)
+    # stored ~ N(0, 1): the He constant is not in the initialisation
+    for q in (lin.weight, conv3.weight):
+        assert abs(float(q.detach().std()) - 1) < 0.02 and abs(float(q.detach().mean())) < 0.02
+    x = torch.randn(5, 400)
+    with torch.no_grad():
+        lin.bias.normal_()
+        conv3.bias.normal_()
+    torch.testing.assert_close(lin(x), x @ (lin.weight * math.sqrt(2 / 400)).T + lin.bias)
+    y = torch.randn(2, 20, 6, 6)
+    want = F.conv2d(y, conv3.weight * math.sqrt(2 / (20 * 9)), padding=1) + conv3.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(conv3(y), want, rtol=1e-5, atol=1e-5)
+    # one Adam step of the stored weight moves the effective weight by lr * He constant (not by lr)
+    opt = torch.optim.Adam(lin.parameters(), lr=1e-3, betas=(0.0, 0.99))
+    before = lin.weight.detach().clone()
+    lin(x).sum().backward()
+    opt.step()
+    step = (lin.weight.detach() - before).abs()
+    torch.testing.assert_close(step, torch.full_like(step, 1e-3), rtol=1e-3, atol=0)
+
+
+def test_pixel_norm_is_the_formula_with_eps_1e_8():
+    x = torch.randn(3, 7, 5, 5) * torch.rand(3, 1, 5, 5) * 10
+    _close(layers.pixel_norm(x), pn(x))
+    tiny = torch.full((1, 4, 1, 1), 1e-5)  # mean square 1e-10: the eps (1e-8) dominates
+    torch.testing.assert_close(layers.pixel_norm(tiny), tiny / math.sqrt(1e-10 + 1e-8))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 8, 12, 16])
+def test_minibatch_stddev_is_the_authors_layer(n):
+    x = torch.randn(n, 5, 4, 4) * torch.arange(1, n + 1).float().view(n, 1, 1, 1)  # samples differ in spread
+    _close(layers.minibatch_stddev(x, 4), mbstd(x, 4))
+
+
+@pytest.mark.parametrize("n", [6, 10])
+def test_minibatch_stddev_rejects_a_batch_that_is_not_a_multiple_of_the_group(n):
+    with pytest.raises(GanlibError, match=f"batch size {n} is not a multiple of the group size 4"):
+        layers.minibatch_stddev(torch.randn(n, 2, 4, 4), 4)
+
+
+@pytest.mark.parametrize("res", RES[1:])
+def test_faded_reals_are_the_authors_process_reals(res):
+    x = torch.randn(3, 3, res, res)
+    for alpha in (0.0, 0.3, 1.0):
+        # process_reals: x <- lerp(x, upscale(downscale(x)), lod - floor(lod)), lod fraction = 1 - alpha
+        want = x + (upscale(downscale(x)) - x) * (1 - alpha)
+        _close(pggan.fade_reals(x, alpha), want)
+    border = pggan.fade_reals(x, 0.0)  # at alpha 0 each 2x2 block, borders included, holds its mean
+    torch.testing.assert_close(border[..., -1, -1], x[..., -2:, -2:].mean(dim=(-2, -1)))
+
+
+@pytest.mark.filterwarnings("ignore:2 steps of batch 16 end at 4x4")
+def test_an_older_pggan_checkpoint_fails_with_its_version(tmp_path):
+    from ganlib import checkpoints
+    from ganlib.files import atomic_save
+
+    t = _trainer(tmp_path / "run", steps=2)
+    t.train(progress=False)
+    t.save_checkpoint()
+    assert t.spec["version"] == pggan.VERSION == 2
+    state = checkpoints.load_checkpoint_file(tmp_path / "run")
+    del state["spec"]["version"]  # written before the networks had a version: version 1
+    for net in ("G", "G_ema"):  # and with the first layer of version 1: a bias per position
+        bias = state[net].pop("dense_bias")
+        state[net]["dense.bias"] = bias.repeat_interleave(16)
+    atomic_save(state, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(GanlibError, match=r"^the saved pggan networks are version 1, this ganlib builds version 2 "):
+        _trainer(tmp_path / "run", steps=2).load_checkpoint()
+    with pytest.raises(GanlibError, match="version 1, this ganlib builds version 2"):
+        checkpoints.load_generator(tmp_path / "run")

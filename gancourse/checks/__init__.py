@@ -21,7 +21,15 @@ from .evaluation import check_frechet_distance, check_mmd2_unbiased, check_preci
 from .gan import CHECKS as _GAN
 from .gan import check_discriminator_loss, check_ema, check_generator_loss, check_pack_samples, check_train_step
 from .pggan import CHECKS as _PGGAN
-from .pggan import check_fade_in, check_fade_reals, check_growth_stage, check_minibatch_stddev, check_pixel_norm
+from .pggan import (
+    check_equalized_conv2d,
+    check_fade_in,
+    check_fade_in_discriminator,
+    check_fade_reals,
+    check_growth_stage,
+    check_minibatch_stddev,
+    check_pixel_norm,
+)
 from .stylegan import CHECKS as _STYLEGAN
 from .stylegan import (
     check_adain,
@@ -42,6 +50,7 @@ __all__ = ["CHECKS", "CheckFailed", "CheckResult", "Mistake", "close", "finite",
            "check_ema",
            "check_gradient_penalty", "check_critic_loss", "check_conditional_input", "check_projection_logits",
            "check_fade_in", "check_minibatch_stddev", "check_pixel_norm", "check_fade_reals", "check_growth_stage",
+           "check_equalized_conv2d", "check_fade_in_discriminator",
            "check_adain", "check_mapping_network", "check_mix_styles", "check_truncate_w", "check_modulated_conv2d",
            "check_mixing_regularisation",
            "check_frechet_distance", "check_mmd2_unbiased", "check_precision_recall",

@@ -295,6 +295,111 @@ def check_growth_stage(fn: Callable) -> CheckResult:
     return run_check("growth_stage", body)
 
 
+
+def check_equalized_conv2d(fn: Callable) -> CheckResult:
+    """fn(x [N, C_in, H, W], weight [C_out, C_in, k, k], bias [C_out], gain=sqrt(2)) -> [N, C_out, H, W]: the
+    convolution with the stored weight multiplied at run time by c = gain / sqrt(C_in * k^2), the bias added as it
+    is, 'same' padding k // 2."""
+
+    def body():
+        g = torch.Generator().manual_seed(0)
+        for cin, cout, k, gain in [(8, 12, 3, None), (6, 4, 1, 1.0), (4, 6, 3, 1.0), (5, 3, 3, None)]:
+            w, b = torch.randn(cout, cin, k, k, generator=g), torch.randn(cout, generator=g)
+            x = torch.randn(2, cin, 5, 5, generator=g)
+            out = fn(x.clone(), w.clone(), b.clone()) if gain is None else fn(x.clone(), w.clone(), b.clone(), gain)
+            gain = math.sqrt(2) if gain is None else gain
+            if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] != 5:
+                raise Mistake(f"the output is {out.shape[-1]}x{out.shape[-1]} for a 5x5 input: pad by k // 2 "
+                              f"('same' padding), so the resolution stays.")
+            out = _tensor_out(out, "equalized_conv2d", (2, cout, 5, 5))
+            conv = lambda scale, bias_scale=1.0, x=x, w=w, b=b: F.conv2d(x, w * scale, b * bias_scale,
+                                                                          padding=w.shape[-1] // 2)
+            ref = conv(gain / math.sqrt(cin * k * k))
+            if close(out, ref):
+                continue
+            c, he = gain / math.sqrt(cin * k * k), math.sqrt(2)
+            known = [
+                (conv(1.0), "the stored weight is used as it is: multiply it by c = gain / sqrt(fan_in) at every "
+                            "forward pass. (Scaling only the initial weights is He initialisation, which Adam's "
+                            "equal-sized steps then undo: the point of equalized lr is that the scale is applied at "
+                            "run time.)"),
+                (conv(gain / math.sqrt(cout * k * k)), "the constant uses the fan-out (C_out * k * k): equalized lr "
+                                                       "divides by sqrt(fan_in), fan_in = C_in * k * k, the inputs "
+                                                       "each output sums over."),
+                (conv(gain / math.sqrt(cin)), "fan_in is C_in * k^2 (every output sums over a k x k window of "
+                                              "every input channel), not C_in alone."),
+                (conv(c, c), "the bias is scaled too: only the weight is multiplied by c; the bias is added as it "
+                             "is (the authors' apply_bias)."),
+                (conv(gain * gain / math.sqrt(cin * k * k)), "the gain is applied twice: c = gain / sqrt(fan_in)."),
+            ]
+            if gain != he:
+                known.append((conv(he / math.sqrt(cin * k * k)), "the gain argument is ignored: c = gain / "
+                                                                 "sqrt(fan_in), and toRGB uses gain 1."))
+            else:
+                known.append((conv(1 / math.sqrt(cin * k * k)), "the He gain sqrt(2) is missing: c = sqrt(2) / "
+                                                                "sqrt(fan_in) by default (gain = sqrt(2))."))
+            diagnose(out, known)
+            raise Mistake(f"for C_in {cin}, C_out {cout}, kernel {k}, gain {gain:.3g} the output differs from "
+                          f"conv2d(x, weight * gain / sqrt(C_in k^2), padding=k // 2) + bias (largest difference "
+                          f"{float((out - ref).abs().max()):.3g}).")
+        return "the stored weight scaled by gain / sqrt(fan_in) at run time, the bias unscaled, 'same' padding."
+
+    return run_check("equalized_conv2d", body)
+
+
+def check_fade_in_discriminator(fn: Callable) -> CheckResult:
+    """fn(x [N, C, R, R], alpha, from_rgb_new, block, from_rgb_old) -> features [N, F, R/2, R/2]:
+    (1 - alpha) * from_rgb_old(downsample(x)) + alpha * block(from_rgb_new(x))."""
+
+    def body():
+        for seed, (n, r, alpha) in enumerate([(2, 8, 0.3), (3, 16, 0.75), (2, 8, 0.0), (1, 4, 1.0)]):
+            torch.manual_seed(seed)
+            # modules (not lambdas), so that the grader can send them to a submission's process
+            from_new = torch.nn.Sequential(layers.EqualizedConv2d(3, 6, 1), torch.nn.LeakyReLU(0.2))
+            from_old = torch.nn.Sequential(layers.EqualizedConv2d(3, 5, 1), torch.nn.LeakyReLU(0.2))
+            block = pggan.DiscriminatorBlock(6, 5)
+            with torch.no_grad():
+                for p in (from_new[0].bias, from_old[0].bias):
+                    p.normal_()
+            x = torch.randn(n, 3, r, r, generator=torch.Generator().manual_seed(seed))
+            with torch.no_grad():
+                out = fn(x.clone(), alpha, from_new, block, from_old)
+                if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, 6, r, r):
+                    raise Mistake("the new path stops after fromRGB: it is block(from_rgb_new(x)), the new block "
+                                  "bringing the features down to R/2.")
+                out = _tensor_out(out, "fade_in_discriminator", (n, 5, r // 2, r // 2))
+                ref = pggan.fade_in_discriminator(x, alpha, from_new, block, from_old)
+                if close(out, ref):
+                    continue
+                new, old = block(from_new(x)), from_old(pggan.downsample(x))
+                known = [
+                    (alpha * old + (1 - alpha) * new, "the blend runs the wrong way: alpha is the weight of the NEW "
+                                                      "path, block(from_rgb_new(x)); at alpha = 0 D must see only "
+                                                      "the old path, from_rgb_old(downsample(x))."),
+                    (block(from_new(pggan.fade_reals(x, alpha))), "you blend the images before fromRGB: D's fade-in "
+                                                                  "blends features, after two paths, the new block "
+                                                                  "on from_rgb_new(x) and from_rgb_old on the "
+                                                                  "downsampled image."),
+                    ((1 - alpha) * from_old(x[:, :, ::2, ::2]) + alpha * new, "you downsample by dropping pixels: "
+                                                                              "average each 2x2 block (avg_pool2d), "
+                                                                              "as G's upsampled image is blown up."),
+                    ((1 - alpha) * pggan.downsample(from_old(x)) + alpha * new, "the old path averages after "
+                                                                                "from_rgb_old: downsample the image "
+                                                                                "first, then from_rgb_old (its "
+                                                                                "activation makes the order matter)."),
+                    (new, "alpha is ignored: you return the new path alone."),
+                    (0.5 * (old + new), "alpha is ignored: it weighs the new path, from 0 to 1."),
+                    (old + alpha * new, "the weights do not sum to 1: the old path gets 1 - alpha."),
+                ]
+                diagnose(out, known)
+                raise Mistake(f"for alpha={alpha} the features differ from (1 - alpha) * from_rgb_old(downsample(x)) "
+                              f"+ alpha * block(from_rgb_new(x)) (largest difference "
+                              f"{float((out - ref).abs().max()):.3g}).")
+        return "two paths, old and new, blended after fromRGB in the right direction, for every alpha tried."
+
+    return run_check("fade_in_discriminator", body)
+
+
 # exercise name -> check
 CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "fade_in": check_fade_in,
@@ -302,4 +407,6 @@ CHECKS: dict[str, Callable[[Callable], CheckResult]] = {
     "pixel_norm": check_pixel_norm,
     "fade_reals": check_fade_reals,
     "growth_stage": check_growth_stage,
+    "equalized_conv2d": check_equalized_conv2d,
+    "fade_in_discriminator": check_fade_in_discriminator,
 }

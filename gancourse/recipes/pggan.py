@@ -9,6 +9,7 @@ the CPU, with phases about 100x shorter than the paper's, small batches and a le
 1e-3) let the networks learn within the short phases.
 """
 
+from ganlib.models import pggan
 from ganlib.progressive import GrowthSchedule, ProgressiveTrainer
 
 __all__ = ["FAMILY", "TRAINER", "budget_images", "PRESETS", "model_spec"]
@@ -55,7 +56,7 @@ PRESETS = {
 
 
 def model_spec(preset: dict, data) -> dict:
-    """G and D grow to the data's resolution, with its channels."""
+    """G and D grow to the data's resolution, with its channels; the spec records the networks' version."""
     G = dict(preset["G"], max_resolution=data.resolution, img_channels=data.channels)
     D = dict(preset["D"], max_resolution=data.resolution, img_channels=data.channels)
-    return {"family": FAMILY, "G": G, "D": D}
+    return {"family": FAMILY, "version": pggan.VERSION, "G": G, "D": D}

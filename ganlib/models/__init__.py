@@ -40,6 +40,8 @@ def build(spec: dict, saved: bool = False):
         raise GanlibError(f"unknown model family {family!r}: this ganlib knows {', '.join(FAMILIES)}.")
     module, g_name, d_name = FAMILIES[family]
     mod = importlib.import_module(f"{__name__}.{module}")
+    if saved:
+        check_version(spec)
     try:
         return getattr(mod, g_name)(**spec["G"]), getattr(mod, d_name)(**spec["D"])
     except TypeError as e:
@@ -49,6 +51,20 @@ def build(spec: dict, saved: bool = False):
         raise GanlibError(f"the {family} networks do not take these arguments ({e}): check the G and D entries "
                           f"of the preset or of preset_overrides against {module}.{g_name} and "
                           f"{module}.{d_name}.") from None
+
+
+def check_version(spec: dict) -> None:
+    """A GanlibError when a saved spec's networks are of another version than this ganlib builds: a family module's
+    VERSION (1 where it has none), which the spec records as "version" (a spec without one is version 1)."""
+    family = spec.get("family")
+    if family not in FAMILIES:
+        return
+    built = getattr(importlib.import_module(f"{__name__}.{FAMILIES[family][0]}"), "VERSION", 1)
+    saved = spec.get("version", 1)
+    if saved != built:
+        raise GanlibError(f"the saved {family} networks are version {saved}, this ganlib builds version {built} "
+                          f"(see ganlib/models/{FAMILIES[family][0]}.py, VERSION): retrain, or use the ganlib "
+                          f"version that wrote them.")
 
 
 def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> torch.Tensor:

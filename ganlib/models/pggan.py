@@ -11,7 +11,8 @@ old one, nearest-upsampled; D sees the 2x2 average-pooled image), and at alpha =
 
 As in the authors' code (`G_paper`, `D_paper`): equalized learning rate everywhere; G pixel-normalises z and
 every feature map, leaky ReLU 0.2, nearest-neighbour upsampling, toRGB is a linear 1x1 conv with gain 1, the
-first dense layer has gain sqrt(2)/4; D has no normalisation, 2x2 average pooling, minibatch stddev (group 4)
+first dense layer has gain sqrt(2)/4 and, as every layer, one bias per channel (added after the reshape to
+[N, C, 4, 4], so the 16 positions share it); D has no normalisation, 2x2 average pooling, minibatch stddev (group 4)
 before its last conv, and a linear output with gain 1. Channels per block: min(fmap_base / 2^stage, fmap_max)
 with stage = log2(resolution) - 1 (the paper: fmap_base 8192, fmap_max 512). Simplification: the authors'
 default fuses upsampling (downsampling) into a transposed (strided) conv; here they stay separate, which is
@@ -21,6 +22,7 @@ the other option their code offers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +33,11 @@ from ..layers import EqualizedConv2d, EqualizedLinear, minibatch_stddev, pixel_n
 
 __all__ = [
     "upsample", "downsample", "fade_in", "fade_reals", "channels", "lrelu", "GeneratorBlock", "Generator",
-    "DiscriminatorBlock", "Discriminator"
+    "DiscriminatorBlock", "Discriminator", "VERSION", "fade_in_discriminator"
 ]
+
+VERSION = 2  # of the networks' weights (a checkpoint's spec records it): 2 since G's first layer has one bias per
+# channel (version 1 had one per channel and position, 16 per channel)
 
 
 def upsample(x: torch.Tensor) -> torch.Tensor:
@@ -50,6 +55,18 @@ def fade_in(old: torch.Tensor, new: torch.Tensor, alpha: float) -> torch.Tensor:
     block's image `new` [N, C, R, R]: (1 - alpha) * upsample(old) + alpha * new. alpha = 0: old only."""
     assert new.shape[-1] == 2 * old.shape[-1], (old.shape, new.shape)
     return torch.lerp(upsample(old), new, alpha)
+
+
+def fade_in_discriminator(x: torch.Tensor, alpha: float, from_rgb_new: Callable, block: Callable,
+                          from_rgb_old: Callable) -> torch.Tensor:
+    """D's fade-in, G's mirrored: images `x` [N, C, R, R] -> features at R/2,
+    (1 - alpha) * from_rgb_old(downsample(x)) + alpha * block(from_rgb_new(x)), where `from_rgb_new` maps images
+    at R to features (its activation included), `block` halves the resolution and `from_rgb_old` maps images at
+    R/2 to the same features. alpha = 0: D judges the 2x2-averaged image with its smaller self."""
+    new = block(from_rgb_new(x))  # [N, C', R/2, R/2]
+    if alpha >= 1:
+        return new
+    return torch.lerp(from_rgb_old(downsample(x)), new, alpha)
 
 
 def fade_reals(x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -109,7 +126,8 @@ class Generator(nn.Module):
         self.resolutions = [2**k for k in range(2, int(math.log2(max_resolution)) + 1)]  # 4, 8, ...
         ch = [channels(r, fmap_base, fmap_max) for r in self.resolutions]
         self.ch4 = ch[0]
-        self.dense = EqualizedLinear(z_dim, ch[0] * 16, gain=math.sqrt(2) / 4)  # z -> 4x4 (authors' gain)
+        self.dense = EqualizedLinear(z_dim, ch[0] * 16, bias=False, gain=math.sqrt(2) / 4)  # z -> 4x4 (authors' gain)
+        self.dense_bias = nn.Parameter(torch.zeros(ch[0]))  # its bias: one per channel, shared by the 16 positions
         self.conv4 = EqualizedConv2d(ch[0], ch[0], 3)
         self.blocks = nn.ModuleList(GeneratorBlock(a, b) for a, b in zip(ch[:-1], ch[1:]))  # 8, 16, ...
         self.to_rgb = nn.ModuleList(EqualizedConv2d(c, img_channels, 1, gain=1.0) for c in ch)  # 4, 8, ...
@@ -123,7 +141,8 @@ class Generator(nn.Module):
         assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
         alpha = _alpha(resolution, alpha)
         x = pixel_norm(z)
-        x = pixel_norm(lrelu(self.dense(x).view(-1, self.ch4, 4, 4)))  # [N, C4, 4, 4]
+        x = self.dense(x).view(-1, self.ch4, 4, 4) + self.dense_bias.view(1, -1, 1, 1)  # [N, C4, 4, 4]
+        x = pixel_norm(lrelu(x))
         x = pixel_norm(lrelu(self.conv4(x)))
         level = self.resolutions.index(resolution)  # blocks[level - 1] makes this resolution
         if level == 0:
@@ -181,11 +200,11 @@ class Discriminator(nn.Module):
                               f"{', '.join(map(str, self.resolutions))} pixels, got {list(x.shape)}.")
         alpha = _alpha(resolution, alpha)
         level = self.resolutions.index(resolution)
-        h = lrelu(self.from_rgb[level](x))  # [N, C_R, R, R]
-        if level > 0:
-            h = self.blocks[level - 1](h)  # [N, C_R/2, R/2, R/2]
-            if alpha < 1:
-                h = torch.lerp(lrelu(self.from_rgb[level - 1](downsample(x))), h, alpha)
+        if level == 0:
+            h = lrelu(self.from_rgb[0](x))  # [N, C4, 4, 4]
+        else:
+            h = fade_in_discriminator(x, alpha, lambda y: lrelu(self.from_rgb[level](y)), self.blocks[level - 1],
+                                      lambda y: lrelu(self.from_rgb[level - 1](y)))  # [N, C_R/2, R/2, R/2]
             for block in reversed(self.blocks[: level - 1]):
                 h = block(h)
         assert h.shape[-1] == 4, h.shape  # [N, C4, 4, 4]
