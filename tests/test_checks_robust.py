@@ -70,8 +70,16 @@ KINDS = ("nan", "inf", "empty", "wrong_shape", "broadcastable", "shadowed")
 
 
 def spoiled(fn, kind: str):
+    """`fn` with its result spoiled; for an exercise that answers in place (returns None and updates the module it
+    is given first, as the EMA of G does), that module's first parameter is spoiled instead."""
+
     def answer(*args, **kwargs):
-        return spoil(fn(*args, **kwargs), kind)[0]
+        result = fn(*args, **kwargs)
+        if result is None and args and isinstance(args[0], torch.nn.Module):
+            first = next(args[0].parameters())
+            first.data = torch.Tensor.detach(spoil(first.data, kind)[0])  # not its own, maybe shadowed, detach
+            return None
+        return spoil(result, kind)[0]
 
     return answer
 

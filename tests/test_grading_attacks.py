@@ -320,7 +320,7 @@ def outcome_message(graded, column: str) -> str:
 def test_nothing_of_the_course_is_readable(attacked):
     text = fb(attacked, "course")
     seen = re.search(r"COURSE SEEN (.*)", text).group(1)
-    assert f"{ROOT}: ganlib |" in seen.replace("\\", ""), seen  # the library only
+    assert f"{ROOT}: gancourse,ganlib |" in seen.replace("\\", ""), seen  # the two packages only
     assert "solutions: FileNotFoundError" in seen.replace("\\", "") and "Author" not in seen
 
 
