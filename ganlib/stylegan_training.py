@@ -19,7 +19,7 @@ from . import losses
 from .checkpoints import load_generator
 from .files import PRETRAINED
 from .models.stylegan import mixing_regularisation
-from .options import AT_LEAST_1, FRACTION, NON_NEGATIVE, Interval, Options
+from .options import AT_LEAST_1, FRACTION, NON_NEGATIVE, Options
 from .train import Trainer
 
 
@@ -28,7 +28,7 @@ class StyleGANOptions(Options):
     """StyleGAN's regularisers, with StyleGAN2's values in the comments (the defaults leave them off)."""
 
     RANGES = {"style_mixing": FRACTION, "pl_weight": NON_NEGATIVE, "pl_every": AT_LEAST_1,
-              "pl_batch_shrink": AT_LEAST_1, "pl_decay": Interval(0, 1, open_low=True)}
+              "pl_batch_shrink": AT_LEAST_1, "pl_decay": ("in (0, 1]", lambda v: 0 < v <= 1)}
 
     style_mixing: float = 0.0  # probability that a batch gets mixed styles (StyleGAN: 0.9); 0 = off
     pl_weight: float = 0.0  # path-length regularisation weight (StyleGAN2: 2); 0 = off

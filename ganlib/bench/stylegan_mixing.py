@@ -14,7 +14,7 @@ import statistics
 
 import torch
 
-from .. import metrics, models, recipes
+from .. import metrics, recipes
 from ..models.stylegan import broadcast
 
 TITLE = "StyleGAN on shapes: coarse and fine styles, with and without mixing regularisation"
@@ -77,7 +77,7 @@ def _run(quick: bool, mixing: float, seed: int, steps: int | None) -> dict:
     n = 100 if quick else 1000
     G = t.G_ema.eval()
     judge = metrics.judge_for("shapes", t.data.resolution)
-    score = judge.score(models.sample(G, n, seed=1)[0])
+    score = judge.score(G.sample(n, seed=1)[0])
     fd_latents = [judge.score(mixed_latent_images(G, n, k, seed=2))["fd"] for k in LATENTS]
     shares = {str(c): {f: {side: s[f][side] for side in ("coarse", "fine")} for f in metrics.FACTORS}
               for c in range(2, G.num_ws, 2) for s in [metrics.mixing_shares(G, judge, c, n=n, seed=1)]}
