@@ -209,7 +209,8 @@ class Trainer:
         for _ in range(k):
             z, fake_labels = self.sample_latents(self.micro_batch())
             with self.autocast():
-                loss = self.g_loss_fn(self.discriminate(self.generate(self.G, z, fake_labels), fake_labels).float())
+                fake = self.generate(self.G, z, fake_labels)
+                loss = self.g_loss_fn(self.discriminate(fake, fake_labels).float())
             stats = {"loss_g": loss}
             if cfg.ortho_beta > 0:  # BigGAN: G's filters kept near orthogonal
                 stats["ortho"] = losses.orthogonal_regularization(self.G, cfg.ortho_beta)
@@ -219,7 +220,7 @@ class Trainer:
         self.D.requires_grad_(True)
         self.optimizer_step(self.opt_g, "g")
         g_stats.update(self.lazy_g_regularization())
-        if self.G_ema is not None:
+        if self.G_ema is not None:  # the moving average of G's weights, what samples come from
             ema_update(self.G_ema, self.G, self.ema_beta())
         self.step += 1
         self._log({**d_stats, **g_stats})

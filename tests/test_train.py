@@ -378,3 +378,40 @@ def test_a_save_is_synced_to_disk_before_the_rename_and_the_folder_after(tmp_pat
     path = tmp_path / "x.pt"
     atomic_save({"w": torch.ones(3)}, path)
     assert events == [("fsync", path.stat().st_ino), ("replace", str(path)), ("fsync", tmp_path.stat().st_ino)]
+
+
+def test_ema_update_moves_parameters_and_copies_buffers():
+    from ganlib.train import ema_update
+
+    G = dcgan.Generator(16, 1, z_dim=4, width=4)
+    G_ema = dcgan.Generator(16, 1, z_dim=4, width=4)
+    before = [p.detach().clone() for p in G_ema.parameters()]
+    with torch.no_grad():
+        for b in G.buffers():
+            b.add_(3)  # batch-norm statistics
+    ema_update(G_ema, G, 0.75)
+    for e, b, p in zip(G_ema.parameters(), before, G.parameters()):
+        torch.testing.assert_close(e, 0.75 * b + 0.25 * p)
+    assert all(torch.equal(e, b) for e, b in zip(G_ema.buffers(), G.buffers()))
+
+
+def test_the_training_step_reads_in_one_method():
+    """Chapter 01's step plus the papers' additions and the EMA: one method, under 60 lines."""
+    import inspect
+
+    assert len(inspect.getsource(Trainer.train_step).splitlines()) < 60
+
+
+def test_checkpoint_layout_and_a_checkpoint_of_another_format(tmp_path):
+    """The keys of format 1 (change them and CHECKPOINT_FORMAT goes up); another format: one line naming both."""
+    from ganlib.checkpoints import CHECKPOINT_FORMAT
+
+    t = tiny_dcgan(tmp_path, steps=1)
+    assert CHECKPOINT_FORMAT == 1 and list(t.state_dict()) == [
+        "format", "spec", "config", "data", "resolution", "step", "images_seen", "elapsed", "G", "D", "G_ema",
+        "opt_g", "opt_d", "scalers", "stream", "rng", "torch_rng", "cuda_rng", "history", "extra"]
+    atomic_save({**t.state_dict(), "format": 0}, tmp_path / "checkpoint.pt")
+    with pytest.raises(GanlibError) as e:
+        t.load_checkpoint()
+    assert "\n" not in str(e.value) and "has checkpoint format 0, this ganlib reads format 1: use the ganlib " \
+                                       "version that wrote it, or train again." in str(e.value)
