@@ -1,30 +1,24 @@
 """The training loop every chapter uses.
 
-`Trainer.train_step` is one step, in order: `d_steps` discriminator updates (on real images and detached
-fakes, with the penalties the papers add: gradient penalty, drift, lazy R1), one generator update through the
-updated D (with BigGAN's orthogonal regularisation), then the moving average of G's weights (`G_ema`, what
-you sample from). It is chapter 01's `train_step` plus those additions. Around it the `Trainer` keeps a
-resumable stream of minibatches, sample grids, atomic checkpoints of its `state_dict()` (`checkpoints`) and a
-NaN guard. A chapter's trainer changes one named piece: `begin_step` (PGGAN's schedule), `micro_batch`,
-`real_batch`, `generate`, `discriminate`, `make_optimizer`, `lazy_g_regularization` (StyleGAN's path length),
-and extends `state_dict` / `load_state_dict` with its own state. Its options are `TrainConfig`.
-
-Three seams keep the engineering out of the step's way: `autocast` (mixed precision on CUDA), `backward`
-(loss scaling, and the mean over `cfg.accumulate` micro-batches) and `optimizer_step` (gradients averaged
-over the processes, then the update).
+`Trainer.train_step` is one step, in order: `d_steps` discriminator updates (on reals and detached fakes, with
+the penalties the papers add: gradient penalty, drift, lazy R1), one generator update through the updated D
+(with BigGAN's orthogonal regularisation), then the moving average of G's weights (`G_ema`, what you sample
+from): chapter 01's `train_step` plus those additions. Around it the `Trainer` keeps a resumable stream of
+minibatches, sample grids, atomic checkpoints of its `state_dict()` (`checkpoints`) and a NaN guard. A
+chapter's trainer changes a named piece (`begin_step`, `micro_batch`, `real_batch`, `generate`,
+`discriminate`, `make_optimizer`, `lazy_g_regularization`) and adds its own state to `state_dict`. Three seams
+keep the engineering out of the step's way: `autocast` (mixed precision), `backward` (loss scaling, the mean
+over `cfg.accumulate` micro-batches) and `optimizer_step` (gradients averaged over the processes, the update).
 
 Exact resume: all randomness (data order, latents, labels, penalty mixing) comes from generators whose
 state is saved in the checkpoint, so N steps in one go and N/2 + resume + N/2 give the same weights on CPU.
 
-Several processes (``torchrun``, see `ganlib.distributed`): every process runs this same loop on its own
-slice of each global batch (`BatchStream`) with its own latents; gradients are averaged over the processes
-before every optimizer step (`optimizer_step`), so all copies of G and D stay equal (checked at every log).
-Process 0 alone keeps G_ema, writes sample grids and checkpoints and shows progress; every process resumes
-from the same checkpoint. A chapter inherits all this as long as its optimizers step through
-`optimizer_step` and any parameters it creates during training are copied from process 0
-(`distributed.broadcast_module`).
+Several processes (``torchrun``, see `ganlib.distributed`): every process runs this loop on its own slice of
+each global batch with its own latents, and every update averages the gradients first, so the copies of G
+and D stay equal (checked at every log). Process 0 alone keeps G_ema, writes sample grids and checkpoints and
+shows progress. A chapter inherits this as long as its optimizers step through `optimizer_step` and any
+parameters it creates during training are copied from process 0 (`distributed.broadcast_module`).
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -42,46 +36,7 @@ from . import checkpoints, distributed, losses, models
 from .errors import GanlibError, TrainingDiverged
 from .options import Options, TrainConfig
 
-__all__ = ["BatchStream", "TrainConfig", "Trainer", "ema_update"]
-
-
-class BatchStream:
-    """An endless stream of minibatch indices: a fresh permutation per epoch, batches may straddle epochs.
-
-    Its whole state is (epoch, position), so it resumes exactly. With `world_size` > 1, rank r gets every
-    world_size-th index of each global batch (ranks see disjoint data).
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-        if n <= 0:
-            raise GanlibError("the dataset is empty: check the dataset name or folder.")
-        self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
-        self.epoch, self.pos = 0, 0
-        self._perm = self._permutation(0)
-
-    def _permutation(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n, generator=g)
-
-    def next(self, batch_size: int | None = None) -> torch.Tensor:
-        """The next batch of indices [batch_size] (default: the stream's own batch_size)."""
-        need, parts = (batch_size or self.batch_size) * self.world_size, []
-        while need:
-            take = min(need, self.n - self.pos)
-            parts.append(self._perm[self.pos: self.pos + take])
-            self.pos += take
-            need -= take
-            if self.pos == self.n:
-                self.epoch, self.pos = self.epoch + 1, 0
-                self._perm = self._permutation(self.epoch)
-        return torch.cat(parts)[self.rank:: self.world_size]  # [batch_size]
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
-        self._perm = self._permutation(self.epoch)
+__all__ = ["TrainConfig", "Trainer", "ema_update"]
 
 
 class Trainer:
@@ -95,8 +50,8 @@ class Trainer:
         device: defaults to CUDA when available (under torchrun: this process's own GPU).
         spec: the model spec (see `ganlib.models.build`) saved with checkpoints so that `sample` can rebuild G.
 
-    Under torchrun (a process group is initialised), `rank` and `world_size` say which process this is and
-    how many train together; `cfg.batch_size` is then the batch of one process.
+    Under torchrun, `rank` and `world_size` say which process this is and how many train together;
+    `cfg.batch_size` is then the batch of one process.
 
     A chapter's trainer with settings of its own declares their dataclass (an `options.Options`) as `OPTIONS`
     and keeps its instance in `options` (StyleGAN's regularisers); they are checkpointed and resumed with cfg.
@@ -132,12 +87,11 @@ class Trainer:
         self.d_loss_fn, self.g_loss_fn = losses.GAN_LOSSES[cfg.loss]
         self.opt_g = self.make_optimizer(self.G, cfg.lr_g)
         self.opt_d = self.make_optimizer(self.D, cfg.lr_d)
-        amp_dtype = None
+        self.amp_dtype = None  # mixed precision (`autocast`): bf16 where the GPU has it, else fp16 with loss scaling
         if cfg.amp and self.device.type == "cuda":
-            amp_dtype = torch.bfloat16 if torch.cuda.get_device_capability(self.device)[0] >= 8 else torch.float16
-        self.amp_dtype = amp_dtype
-        self.scalers = {name: torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16) for name in "gd"}
-        self.stream = BatchStream(len(data), cfg.batch_size, cfg.seed, self.rank, self.world_size)
+            self.amp_dtype = torch.bfloat16 if torch.cuda.get_device_capability(self.device)[0] >= 8 else torch.float16
+        self.scalers = {net: torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16) for net in "gd"}
+        self.stream = distributed.BatchStream(len(data), cfg.batch_size, cfg.seed, self.rank, self.world_size)
         self.rng = torch.Generator().manual_seed(self.rank_seed())  # latents, fake labels, penalty mixing
         if self.rank > 0:  # torch's global RNG (noise inputs, dropout) too differs per process
             torch.manual_seed(self.rank_seed() + 1)
@@ -269,11 +223,10 @@ class Trainer:
 
     def lr_factor(self) -> float:
         """The learning-rate multiplier at the current step: 1, then linear decay to 0 if configured."""
-        start = self.cfg.lr_decay_start
+        start, steps = self.cfg.lr_decay_start, self.cfg.steps
         if start is None:
             return 1.0
-        decay_steps = max(1.0, (1.0 - start) * self.cfg.steps)
-        return min(1.0, max(0.0, (self.cfg.steps - self.step) / decay_steps))
+        return min(1.0, max(0.0, (steps - self.step) / max(1.0, (1.0 - start) * steps)))
 
     def ema_beta(self) -> float:
         """G_ema's decay at this step: cfg.ema_beta, or from a half-life in images; 0 (copy G) before ema_start."""
@@ -313,10 +266,8 @@ class Trainer:
         self._count += 1
 
     def flush_stats(self) -> dict:
-        """Average the losses since the last flush, append them to `history`, stop if any is NaN/inf.
-
-        With several processes, the losses are averaged over them too, and the copies of G and D are checked
-        to be equal."""
+        """Average the losses since the last flush (over the processes too, after checking that their copies of
+        G and D are equal), append them to `history`, stop if any is NaN/inf."""
         distributed.check_copies_equal({"G": self.G, "D": self.D})
         if not self._count:
             return {}
@@ -356,8 +307,7 @@ class Trainer:
         """
         from tqdm.auto import tqdm
 
-        steps = self.cfg.steps if steps is None else steps
-        cfg = self.cfg
+        cfg, steps = self.cfg, (self.cfg.steps if steps is None else steps)
         bar = tqdm(total=steps, initial=self.step, disable=not (progress and self.is_main), dynamic_ncols=True,
                    leave=False)
         start = time.perf_counter() - self.elapsed
@@ -387,26 +337,17 @@ class Trainer:
         optimizers, data stream, random generators, history, the run's options and model spec; a chapter's
         trainer adds its own state under "extra"."""
         return {
-            "format": checkpoints.CHECKPOINT_FORMAT,
-            "spec": self.spec,
+            "format": checkpoints.CHECKPOINT_FORMAT, "spec": self.spec,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.run_options().items()},
-            "data": getattr(self.data, "name", "?"),
-            "resolution": getattr(self.data, "resolution", None),
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "elapsed": self.elapsed,
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
+            "data": getattr(self.data, "name", "?"), "resolution": getattr(self.data, "resolution", None),
+            "step": self.step, "images_seen": self.images_seen, "elapsed": self.elapsed,
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
             "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
-            "stream": self.stream.state_dict(),
-            "rng": self.rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()}, "stream": self.stream.state_dict(),
+            "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "history": self.history,
-            "extra": {},
+            "history": self.history, "extra": {},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -436,11 +377,9 @@ class Trainer:
         return {**asdict(self.cfg), **(asdict(self.options) if self.options is not None else {})}
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write the whole training state atomically (default: run_dir/checkpoint.pt), after checking that
-        the losses and weights are finite, so the file on disk is always a good state to resume from.
-
-        With several processes, every process must call this (their random and chapter states are gathered);
-        process 0 writes the file."""
+        """Write the whole training state atomically (default: run_dir/checkpoint.pt), after checking that the
+        losses and weights are finite, so the file on disk is always a good state to resume from. With several
+        processes, every process must call this (their random and chapter states are gathered)."""
         self.flush_stats()
         for name, module in (("G", self.G), ("D", self.D)):
             if not all(torch.isfinite(p).all() for p in module.parameters()):
@@ -489,9 +428,7 @@ class Trainer:
 
     def grid_labels(self, n: int) -> torch.Tensor | None:
         """Labels for a sample grid: each row one class (0, 1, 2, ... cycling)."""
-        if not self.conditional:
-            return None
-        return (torch.arange(n) // 8) % self.G.num_classes
+        return (torch.arange(n) // 8) % self.G.num_classes if self.conditional else None
 
 
 @torch.no_grad()

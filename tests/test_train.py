@@ -7,10 +7,11 @@ import torch
 from ganlib import files, recipes
 from ganlib.checkpoints import load_checkpoint_file
 from ganlib.data import load
+from ganlib.distributed import BatchStream
 from ganlib.errors import GanlibError, TrainingDiverged
 from ganlib.files import atomic_save
 from ganlib.models import dcgan, mlp
-from ganlib.train import BatchStream, TrainConfig, Trainer
+from ganlib.train import TrainConfig, Trainer
 
 
 def tiny_dcgan(tmp_path, **cfg):
