@@ -235,6 +235,10 @@ def test_truncate_and_mix_styles():
     mixed = sg.mix_styles(ws, other, 2)
     assert torch.equal(mixed[:, :2], ws[:, :2]) and torch.equal(mixed[:, 2:], other[:, 2:])
     assert torch.equal(sg.mix_styles(ws, other, 6), ws) and torch.equal(sg.mix_styles(ws, other, 0), other)
+    with pytest.raises(GanlibError, match=r"ws_b must be \[2, 6, 4\], got \[2, 5, 4\]: axis 1 is 5, not 6"):
+        sg.mix_styles(ws, other[:, 1:], 2)
+    with pytest.raises(GanlibError, match=r"ws must be \[N, \*, 3\], got \[2, 6, 4\]: axis 2 is 4, not 3"):
+        sg.truncate(ws, w_avg[:3], 0.5)
 
 
 def test_mapping_layers_learn_slowly():

@@ -92,7 +92,7 @@ class MappingNetwork(nn.Module):
 
 def broadcast(w: torch.Tensor, num_ws: int) -> torch.Tensor:
     """w [N, w_dim] -> ws [N, num_ws, w_dim]: the same w for every layer of the synthesis network."""
-    assert w.ndim == 2, f"w must be [N, w_dim], got {list(w.shape)}"
+    check_shape(w, (None, None), "w", "one w per sample: G.mapping(z)")
     return w[:, None, :].expand(-1, num_ws, -1)
 
 
@@ -102,7 +102,7 @@ def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | No
     psi = 1 leaves ws as they are, psi = 0 gives every sample the average w, 0 < psi < 1 trades variety
     for typicality. ws [N, num_ws, w_dim] -> same shape (a new tensor).
     """
-    assert ws.ndim == 3 and w_avg.shape == ws.shape[2:], (ws.shape, w_avg.shape)
+    check_shape(ws, (None, None, w_avg.shape[0]), "ws", "one w per layer: broadcast(G.mapping(z), G.num_ws)")
     cutoff = ws.shape[1] if cutoff is None else cutoff
     out = ws.clone()
     out[:, :cutoff] = w_avg.lerp(ws[:, :cutoff], psi)
@@ -115,7 +115,8 @@ def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, crossover: int) -> torch.
     A small crossover gives b's styles almost everything (only the coarsest layers keep a's); crossover =
     num_ws is ws_a unchanged. ws_a, ws_b [N, num_ws, w_dim] -> a new tensor of the same shape.
     """
-    assert ws_a.shape == ws_b.shape and ws_a.ndim == 3, (ws_a.shape, ws_b.shape)
+    check_shape(ws_a, (None, None, None), "ws_a", "ws are [N, num_ws, w_dim]")
+    check_shape(ws_b, tuple(ws_a.shape), "ws_b", "mix two ws of the same shape")
     assert 0 <= crossover <= ws_a.shape[1], f"crossover must be in [0, {ws_a.shape[1]}], got {crossover}"
     return torch.cat([ws_a[:, :crossover], ws_b[:, crossover:]], dim=1)
 
