@@ -2,9 +2,10 @@
 
 A checkpoint (``run_dir/checkpoint.pt``, written atomically with a checksum by `files.atomic_save`, the one
 before kept as ``checkpoint.prev.pt``) holds the whole training state: the networks, G_ema, the optimizers,
-the data stream, every random generator, the history, the chapter's own state (`Trainer.extra_state`), the
-run's options and the model spec from which `load_generator` rebuilds G. `export_generator` writes the part
-that sampling needs (a generator file such as the StyleGAN generator shipped in ``ganlib/pretrained``).
+the data stream, every random generator, the history, the chapter's own state ("extra"), the run's options
+and the model spec from which `load_generator` rebuilds G: a `Trainer.state_dict()`, which `write` saves and
+`read_to_resume` reads back with the rules of resuming. `export_generator` writes the part that sampling
+needs (a generator file such as the StyleGAN generator shipped in ``ganlib/pretrained``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -21,11 +21,12 @@ from . import distributed, viz
 from .env import default_device
 from .errors import GanlibError, first_line
 from .files import atomic_save, atomic_write_text, damage, previous_path
+from .models import check_version
 from .options import option_changes
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "load_checkpoint_file", "Checkpointing", "spec_difference", "describe", "load_generator",
-    "export_generator"
+    "CHECKPOINT_FORMAT", "PER_PROCESS", "load_checkpoint_file", "write", "read_to_resume", "fitting",
+    "load_optimizer_state", "spec_difference", "describe", "load_generator", "export_generator"
 ]
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes
@@ -70,137 +71,70 @@ def _way_back(path: Path) -> str:
     return "delete it and train again"
 
 
-class Checkpointing:
-    """The part of `Trainer` (a base class of it, on its attributes) that saves and restores the whole training
-    state, for exact resume."""
+def write(state: dict, path: Path, run_dir: Path | None = None) -> None:
+    """Write a `Trainer.state_dict()` atomically to `path` (the file before kept as checkpoint.prev.pt); in a
+    run folder also its config.json and the history's CSV, readable without torch.
 
-    def state_dict(self) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "spec": self.spec,
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.run_options().items()},
-            "data": getattr(self.data, "name", "?"),
-            "resolution": getattr(self.data, "resolution", None),
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "elapsed": self.elapsed,
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
-            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
-            "stream": self.stream.state_dict(),
-            **self.random_state(),
-            "history": self.history,
-            "extra": self.extra_state(),
-        }
-
-    def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Write the whole training state atomically (default: run_dir/checkpoint.pt), after checking that
-        the losses and weights are finite, so the file on disk is always a good state to resume from.
-
-        With several processes, every process must call this (they exchange their random and chapter
-        states); process 0 writes the file."""
-        self.flush_stats()
-        for name, module in (("G", self.G), ("D", self.D)):
-            if not all(torch.isfinite(p).all() for p in module.parameters()):
-                raise self.diverged(f"{name}'s weights became NaN/inf by step {self.step}")
-        if path is None:
-            if self.run_dir is None:
-                raise GanlibError("this trainer has no run_dir: pass a path to save_checkpoint.")
-            path = self.run_dir / "checkpoint.pt"
-        # each process's random state and chapter state (StyleGAN's path-length mean), for exact resume
-        processes = distributed.gather_objects({**self.random_state(), "extra": self.extra_state()})
-        if self.is_main:
-            state = self.state_dict()
-            if self.world_size > 1:
-                state["processes"] = processes
-            atomic_save(state, path, keep_previous=True)  # the one before stays as checkpoint.prev.pt
-            if self.run_dir is not None and Path(path).parent == self.run_dir:
-                atomic_write_text(json.dumps({"spec": self.spec, "config": state["config"],
-                                              "data": self.data.name, "step": self.step}, indent=2),
-                                  self.run_dir / "config.json")
-                viz.write_history(self.history, self.run_dir / viz.HISTORY_FILE)  # the curves, readable without torch
-        self.last_checkpoint_step = self.step
-        return Path(path)
-
-    def load_checkpoint(self, path: str | Path | None = None) -> Checkpointing:
-        """Restore the whole training state; training then continues exactly where it stopped."""
-        if path is None:
-            if self.run_dir is None:
-                raise GanlibError("this trainer has no run_dir: pass the checkpoint path to load_checkpoint.")
-            path = self.run_dir / "checkpoint.pt"
-        state = load_checkpoint_file(path)
-        self.resumed_with = self.option_changes(state, path)
-        if state["spec"] is not None:
-            from .models import check_version
-
-            check_version(state["spec"])  # an older version of the networks: say so, not that a shape differs
-        if self.spec is not None and state["spec"] is not None and state["spec"] != self.spec:
-            raise GanlibError(f"{str(path)!r} was written for another model than this run builds "
-                              f"({spec_difference(state['spec'], self.spec)}): use the same model settings "
-                              f"(--profile, --resolution, --set), or another run folder.")
-        try:
-            self.G.load_state_dict(state["G"])
-            self.D.load_state_dict(state["D"])
-            if self.G_ema is not None:
-                self.G_ema.load_state_dict(state["G_ema"] if state["G_ema"] is not None else state["G"])
-            _load_optimizer_state(self.opt_g, state["opt_g"])
-            _load_optimizer_state(self.opt_d, state["opt_d"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise GanlibError(f"{str(path)!r} does not fit these networks ({first_line(e, 150)}): it was written for "
-                              f"another model; use the same model settings, or another run folder.") from None
-        for k, s in self.scalers.items():
-            s.load_state_dict(state["scalers"][k])
-        self.stream.load_state_dict(state["stream"])
-        self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
-        processes = state.get("processes") or [{k: state[k] for k in ("rng", "torch_rng", "cuda_rng", "extra")}]
-        extra = state["extra"]
-        if len(processes) == self.world_size:
-            self.set_random_state(processes[self.rank])
-            extra = processes[self.rank]["extra"]
-        else:  # another number of processes than the run had: fresh, distinct latents in every process
-            self.rng.manual_seed(self.rank_seed(self.step))
-            torch.manual_seed(self.rank_seed(self.step) + 1)
-            if self.is_main:
-                before = state["config"]["batch_size"] * state["config"].get("accumulate", 1) * len(processes)
-                warnings.warn(f"{str(path)!r} was trained by {len(processes)} process(es) and continues with "
-                              f"{self.world_size}: the global batch changes from {before} to {self.global_batch} "
-                              f"(adjust --batch-size or --accumulate to keep it), and the run is no longer "
-                              f"exactly reproducible.", stacklevel=2)
-        self.history = list(state["history"])
-        self.load_extra_state(extra)
-        self.last_checkpoint_step = self.step
-        return self
-
-    def option_changes(self, state: dict, path: Path) -> list[str]:
-        """The options this run changes from the checkpoint's, as "lr_g 0.0002 -> 0.0001" (they apply from now
-        on, the optimizers' rates included); a GanlibError if the dataset or an option of `RESUME_FIXED`
-        differs."""
-        data = getattr(self.data, "name", "?")
-        if state.get("data", data) != data:
-            raise GanlibError(f"{str(path)!r} was trained on {state['data']}, this run is on {data}: resume with "
-                              f"--data {state['data']}, or start a new run in another folder.")
-        return option_changes(state["config"], self.run_options(), path)
-
-    def run_options(self) -> dict:
-        """The run's options as checkpoints record them: cfg's and the chapter trainer's own (`options`)."""
-        return {**asdict(self.cfg), **(asdict(self.options) if self.options is not None else {})}
-
-    def random_state(self) -> dict:
-        """This process's random generators (the trainer's, torch's CPU and CUDA ones)."""
-        return {"rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-    def set_random_state(self, state: dict) -> None:
-        self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    With several processes, every process calls this: their random and chapter states are gathered under
+    "processes" (for exact resume), and process 0 writes."""
+    processes = distributed.gather_objects({k: state[k] for k in PER_PROCESS})
+    if distributed.rank() != 0:
+        return
+    if len(processes) > 1:
+        state = {**state, "processes": processes}
+    atomic_save(state, path, keep_previous=True)
+    if run_dir is not None and path.parent == run_dir:
+        atomic_write_text(json.dumps({k: state[k] for k in ("spec", "config", "data", "step")}, indent=2),
+                          run_dir / "config.json")
+        viz.write_history(state["history"], run_dir / viz.HISTORY_FILE)
 
 
-def _load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
+PER_PROCESS = ("rng", "torch_rng", "cuda_rng", "extra")  # what differs between the processes of one run
+
+
+def read_to_resume(path: Path, current: dict, global_batch: int) -> tuple[dict, list[str]]:
+    """(The checkpoint at `path` as this process resumes it, the options this run changes) for a trainer whose
+    `state_dict()` is `current`: a GanlibError if the data, the model or an option of `RESUME_FIXED` differ.
+
+    The state holds this process's own random and chapter state; when the run had another number of
+    processes, process 0's chapter state and "rng" None (the trainer reseeds), with a warning that the global
+    batch (now `global_batch`) changes."""
+    state = load_checkpoint_file(path)
+    if state.get("data", current["data"]) != current["data"]:
+        raise GanlibError(f"{str(path)!r} was trained on {state['data']}, this run is on {current['data']}: "
+                          f"resume with --data {state['data']}, or start a new run in another folder.")
+    changes = option_changes(state["config"], {k: tuple(v) if isinstance(v, list) else v
+                                               for k, v in current["config"].items()}, path)
+    if state["spec"] is not None:
+        check_version(state["spec"])  # an older version of the networks: say so, not that a shape differs
+    if current["spec"] is not None and state["spec"] is not None and state["spec"] != current["spec"]:
+        raise GanlibError(f"{str(path)!r} was written for another model than this run builds "
+                          f"({spec_difference(state['spec'], current['spec'])}): use the same model settings "
+                          f"(--profile, --resolution, --set), or another run folder.")
+    processes = state.get("processes") or [{k: state[k] for k in PER_PROCESS}]
+    rank, world_size = distributed.rank(), distributed.world_size()
+    if len(processes) == world_size:
+        return {**state, **processes[rank]}, changes
+    if rank == 0:
+        before = state["config"]["batch_size"] * state["config"].get("accumulate", 1) * len(processes)
+        warnings.warn(f"{str(path)!r} was trained by {len(processes)} process(es) and continues with "
+                      f"{world_size}: the global batch changes from {before} to {global_batch} "
+                      f"(adjust --batch-size or --accumulate to keep it), and the run is no longer "
+                      f"exactly reproducible.", stacklevel=3)
+    return {**state, "rng": None, "torch_rng": None, "cuda_rng": None}, changes
+
+
+@contextlib.contextmanager
+def fitting(path: Path):
+    """Around loading a checkpoint's weights: a GanlibError, not torch's error, when they do not fit."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise GanlibError(f"{str(path)!r} does not fit these networks ({first_line(e, 150)}): it was written for "
+                          f"another model; use the same model settings, or another run folder.") from None
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, saved: dict) -> None:
     """Restore an optimizer's moments from its saved state, keeping the hyper-parameters (lr, betas, eps) it
     was built with from the current config, so that a resumed run applies changed rates."""
     current, groups = opt.state_dict()["param_groups"], saved["param_groups"]

@@ -10,11 +10,14 @@ How ganlib does it, and why it does not wrap G and D in `torch.nn.parallel.Distr
 DDP averages the gradients of forward passes made through its wrapper only. A chapter's trainer that calls
 the plain module or one of its parts (StyleGAN's `G.mapping` and `G.synthesis`, a PGGAN block) would train
 copies that drift apart, and nothing would complain. ganlib instead averages the gradients of every parameter
-the optimizer holds, once per update, right before the step (`average_gradients`, called by `Trainer._step`),
-as NVIDIA's StyleGAN3 training loop does. Whatever a chapter's step computes (extra forward passes, gradient
-penalties through `torch.autograd.grad`, lazy regularisers, a G step through a frozen D), its gradients are
-averaged. The price: communication does not overlap with the backward pass, which matters little for models
-of this course's size.
+the optimizer holds, once per update, right before the step (`average_gradients`, called by
+`Trainer.optimizer_step`), as NVIDIA's StyleGAN3 training loop does. Whatever a chapter's step computes (extra
+forward passes, gradient penalties through `torch.autograd.grad`, lazy regularisers, a G step through a frozen
+D), its gradients are averaged. The price: communication does not overlap with the backward pass, which matters
+little for models of this course's size.
+
+`BatchStream` gives each process its own slice of every global batch (as torch's `DistributedSampler`), and
+one process the whole batch.
 
 The process group is set up from the environment torchrun provides (RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT): NCCL for tensors on GPUs, gloo for tensors on the CPU. Outside torchrun everything
@@ -35,7 +38,7 @@ from .errors import GanlibError
 __all__ = [
     "init_from_env", "shutdown", "is_initialized", "rank", "world_size", "local_device", "broadcast_module",
     "average_gradients", "same_everywhere", "check_copies_equal", "average_values", "gather_objects",
-    "convert_sync_batchnorm"
+    "convert_sync_batchnorm", "BatchStream"
 ]
 
 
@@ -182,3 +185,42 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
         raise GanlibError("sync_batchnorm needs GPUs: PyTorch synchronises batch norm statistics on CUDA "
                           "devices only. Leave it off on CPUs (each process then normalises its own batch).")
     return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+
+
+class BatchStream:
+    """An endless stream of minibatch indices: a fresh permutation per epoch, batches may straddle epochs.
+
+    Its whole state is (epoch, position), so it resumes exactly. With `world_size` > 1, rank r gets every
+    world_size-th index of each global batch (ranks see disjoint data).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        if n <= 0:
+            raise GanlibError("the dataset is empty: check the dataset name or folder.")
+        self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
+        self.epoch, self.pos = 0, 0
+        self._perm = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=g)
+
+    def next(self, batch_size: int | None = None) -> torch.Tensor:
+        """The next batch of indices [batch_size] (default: the stream's own batch_size)."""
+        need, parts = (batch_size or self.batch_size) * self.world_size, []
+        while need:
+            take = min(need, self.n - self.pos)
+            parts.append(self._perm[self.pos: self.pos + take])
+            self.pos += take
+            need -= take
+            if self.pos == self.n:
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._perm = self._permutation(self.epoch)
+        return torch.cat(parts)[self.rank:: self.world_size]  # [batch_size]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._perm = self._permutation(self.epoch)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import typing
 
-__all__ = ["GanlibError", "TrainingDiverged", "first_line", "is_power_of_two", "check_resolution", "check_images"]
+__all__ = ["GanlibError", "TrainingDiverged", "first_line", "is_power_of_two", "check_resolution", "check_shape",
+           "check_images"]
 
 if typing.TYPE_CHECKING:
     import torch
@@ -42,6 +43,23 @@ def check_resolution(resolution: int, low: int = 4, high: int = 1024, what: str 
             f"{what} {resolution!r} is not supported: use a power of two between {low} and {high} ({powers})."
         )
     return resolution
+
+
+def check_shape(x: torch.Tensor | None, shape: tuple[int | None, ...], what: str,
+                fix: str = "check the tensor's shape") -> None:
+    """Check that `x` has `shape` (None: any size on that axis), else a GanlibError naming the axis that
+    differs and `fix`, e.g. "z must be [N, 64], got [8, 32]: axis 1 is 32, not 64; ...". A missing `x` (None)
+    gets the same sentence."""
+    expected = "[" + ", ".join("N" if i == 0 and d is None else "*" if d is None else str(d)
+                               for i, d in enumerate(shape)) + "]"
+    if x is None:
+        raise GanlibError(f"{what} {expected} is missing: {fix}.")
+    if x.ndim != len(shape):
+        raise GanlibError(f"{what} must be {expected}, got {list(x.shape)}: {x.ndim} axes, not {len(shape)}; {fix}.")
+    for axis, (got, want) in enumerate(zip(x.shape, shape)):
+        if want is not None and got != want:
+            raise GanlibError(f"{what} must be {expected}, got {list(x.shape)}: axis {axis} is {got}, not {want}; "
+                              f"{fix}.")
 
 
 def check_images(x: torch.Tensor, channels: int, resolution: int | None, who: str,

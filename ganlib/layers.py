@@ -17,7 +17,7 @@ from torch import nn
 from .errors import GanlibError
 
 __all__ = [
-    "EqualizedLinear", "EqualizedConv2d", "pixel_norm", "PixelNorm", "minibatch_stddev", "MinibatchStdDev", "adain",
+    "EqualizedLinear", "EqualizedConv2d", "pixel_norm", "minibatch_stddev", "adain",
     "AdaIN", "NOISE_MODES", "NoiseInjection", "modulate_weight", "modulated_conv2d", "fir_filter", "upsample2d",
     "downsample2d", "ConditionalBatchNorm2d", "SelfAttention", "power_iteration", "one_hot_concat",
     "projection_logits"
@@ -94,17 +94,6 @@ def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + eps)
 
 
-class PixelNorm(nn.Module):
-    """`pixel_norm` as a module."""
-
-    def __init__(self, eps: float = 1e-8):
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pixel_norm(x, self.eps)
-
-
 def minibatch_stddev(x: torch.Tensor, group_size: int = 4, num_channels: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """Minibatch standard deviation (PGGAN, section 3): append the average feature std within groups of
     samples as extra channels, so the discriminator can see a batch that lacks variety.
@@ -127,17 +116,6 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4, num_channels: int = 1
     y = y.mean(dim=(2, 3, 4))  # [M, F]: average over channels and pixels
     y = y.reshape(-1, f, 1, 1).repeat(g, 1, h, w)  # [N, F, H, W]: sample i gets its group's values
     return torch.cat([x, y], dim=1)  # [N, C + F, H, W]
-
-
-class MinibatchStdDev(nn.Module):
-    """`minibatch_stddev` as a module."""
-
-    def __init__(self, group_size: int = 4, num_channels: int = 1):
-        super().__init__()
-        self.group_size, self.num_channels = group_size, num_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return minibatch_stddev(x, self.group_size, self.num_channels)
 
 
 # ----------------------------------------------------------------------------------------------------------

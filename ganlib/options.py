@@ -2,7 +2,7 @@
 
 `Options` is the base of every dataclass of options: `TrainConfig` here, a chapter trainer's own settings
 beside it (StyleGAN's regularisers: `stylegan_training.StyleGANOptions`). On creation each value is checked
-against its field's type and its range (`RANGES`) or choices (`CHOICES`), and `from_dict` names unknown
+against the kind of its default and its range (`RANGES`) or choices (`CHOICES`), and `from_dict` names unknown
 options with a "did you mean". What the command line's `--set NAME=VALUE` and `recipes.make_trainer(...,
 NAME=VALUE)` reach is the union of `TrainConfig` and the recipe's trainer's `OPTIONS`.
 """
@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import difflib
 import math
-import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from . import losses
 from .errors import GanlibError
 
 __all__ = [
-    "RESUME_FIXED", "Interval", "AT_LEAST_1", "POSITIVE", "NON_NEGATIVE", "FRACTION", "DECAY", "check_names",
-    "Options", "checked_option", "OPTION_RANGES", "TrainConfig", "option_changes"
+    "RESUME_FIXED", "AT_LEAST_1", "POSITIVE", "NON_NEGATIVE", "FRACTION", "DECAY", "check_names",
+    "Options", "checked", "OPTION_RANGES", "TrainConfig", "option_changes"
 ]
 
 # The options a run cannot change when it resumes, and why (the others apply from the resumed step on)
@@ -28,28 +28,9 @@ RESUME_FIXED = {"seed": "the data order and the latents follow it",
                 "loss": "D's outputs mean what its loss made them mean"}
 
 
-@dataclass(frozen=True)
-class Interval:
-    """The valid values of a numeric option: from `low` to `high` (None: no upper bound), ends included unless
-    open."""
-
-    low: float
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-
-    def __contains__(self, v: float) -> bool:
-        return ((v > self.low if self.open_low else v >= self.low)
-                and (self.high is None or (v < self.high if self.open_high else v <= self.high)))
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
-        return f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
-
-
-AT_LEAST_1, POSITIVE, NON_NEGATIVE = Interval(1), Interval(0, open_low=True), Interval(0)
-FRACTION, DECAY = Interval(0, 1), Interval(0, 1, open_high=True)  # [0, 1] and [0, 1)
+# The valid values of a numeric option: (in words, test)
+AT_LEAST_1, POSITIVE, NON_NEGATIVE = (">= 1", lambda v: v >= 1), ("> 0", lambda v: v > 0), (">= 0", lambda v: v >= 0)
+FRACTION, DECAY = ("in [0, 1]", lambda v: 0 <= v <= 1), ("in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def check_names(given: Iterable[str], known: Iterable[str]) -> None:
@@ -63,20 +44,21 @@ def check_names(given: Iterable[str], known: Iterable[str]) -> None:
 
 
 class Options:
-    """Base of a dataclass of options: each value is checked on creation (see `checked_option`).
+    """Base of a dataclass of options, each value checked on creation (`checked`): a field's kind is its
+    default's (True/False, a whole number, a number, a pair of numbers; a default of None: None or a number), its
+    valid values those of `RANGES[name]` (numbers) or `CHOICES[name]` (names)."""
 
-    Subclasses (decorated with @dataclass) list the range of every numeric field in `RANGES` and the valid
-    values of a field of names in `CHOICES`.
-    """
-
-    RANGES: typing.ClassVar[dict[str, Interval]] = {}
-    CHOICES: typing.ClassVar[dict[str, Iterable[str]]] = {}
+    RANGES: ClassVar[dict[str, tuple[str, Callable]]] = {}
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            setattr(self, f.name, checked_option(f.name, getattr(self, f.name), hints[f.name], f.default,
-                                                 self.RANGES.get(f.name), self.CHOICES.get(f.name)))
+            value = getattr(self, f.name)
+            if f.name in self.CHOICES:
+                if value not in self.CHOICES[f.name]:
+                    raise GanlibError(f"unknown {f.name} {value!r}: use one of {', '.join(self.CHOICES[f.name])}.")
+            elif value is not None or f.default is not None:
+                setattr(self, f.name, checked(f.name, value, f.default, self.RANGES.get(f.name)))
 
     @classmethod
     def names(cls) -> list[str]:
@@ -88,39 +70,30 @@ class Options:
         return cls(**d)
 
 
-def checked_option(name: str, value, hint, default, valid: Interval | None = None, choices=None):
-    """`value` as option `name` of type `hint` holds it (ints accepted as floats, a list as a tuple of two
-    numbers), or a GanlibError that says which values are valid: those in the interval `valid`, or one of
-    `choices`."""
-    if choices is not None:
-        if value not in choices:
-            raise GanlibError(f"unknown {name} {value!r}: use one of {', '.join(choices)}.")
-        return value
-    optional = type(None) in typing.get_args(hint)
-    if optional and value is None:
-        return None
-    kind = tuple if typing.get_origin(hint) is tuple else next(t for t in typing.get_args(hint) or (hint,)
-                                                                 if t is not type(None))
+def checked(name: str, value, default, valid: tuple[str, Callable] | None):
+    """`value` as option `name` holds it (ints accepted as numbers, a list as a pair), of the kind of its
+    `default`, within `valid` (words, test); else a GanlibError that says which values are valid."""
+    words, test = valid or ("", lambda v: True)
 
     def number(v, whole: bool):
         if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)):
             return None
         v = v if whole else float(v)
-        return v if math.isfinite(v) and (valid is None or v in valid) else None
+        return v if math.isfinite(v) and test(v) else None
 
-    if kind is bool:
-        checked, form = (value if isinstance(value, bool) else None), "True or False"
-    elif kind is int:
-        checked, form = number(value, whole=True), f"a whole number {valid}"
-    elif kind is float:
-        checked, form = number(value, whole=False), f"a number {valid}"
-    else:  # tuple[float, float]: Adam's betas
+    if isinstance(default, bool):
+        result, form = (value if isinstance(value, bool) else None), "True or False"
+    elif isinstance(default, int):
+        result, form = number(value, whole=True), f"a whole number {words}"
+    elif isinstance(default, tuple):  # Adam's betas
         pair = tuple(number(v, whole=False) for v in value) if isinstance(value, (tuple, list)) else ()
-        checked, form = (pair if len(pair) == 2 and None not in pair else None), f"two numbers {valid}"
-    if checked is None:
+        result, form = (pair if len(pair) == 2 and None not in pair else None), f"two numbers {words}"
+    else:  # a number, or None
+        result, form = number(value, whole=False), f"a number {words}"
+    if result is None:
         example = f", e.g. {name}={default!r}" if default is not None else ""
-        raise GanlibError(f"{name} must be {'None or ' if optional else ''}{form}{example}; got {value!r}.")
-    return checked
+        raise GanlibError(f"{name} must be {'None or ' if default is None else ''}{form}{example}; got {value!r}.")
+    return result
 
 
 # The range of every numeric TrainConfig option (betas: of each of the two)
@@ -163,7 +136,6 @@ class TrainConfig(Options):
     sample_every: int = 0  # steps between sample grids in the run folder (0: only at the end)
     checkpoint_every: int = 0  # steps between checkpoints (0: only at the end)
     amp: bool = False  # mixed precision (CUDA only: bf16 where supported, else fp16 with loss scaling)
-    channels_last: bool = False  # channels_last memory format (CUDA only)
     sync_batchnorm: bool = False  # several GPUs: batch norm statistics over the global batch (SyncBatchNorm);
     # off, each process normalises its own batch (as BigGAN-PyTorch does)
     seed: int = 0  # seeds data order, latents and labels

@@ -8,7 +8,7 @@ is reached, which then trains until the end. The paper's setting is 800k + 800k 
 phase; the authors' released code defaults to 600 + 600 kimg. As in their `minibatch_dict`, the minibatch can
 depend on the resolution (larger where the networks are small and cheap).
 
-`ProgressiveTrainer` is the shared `Trainer` with five of its hooks filled in: before each step it reads the
+`ProgressiveTrainer` is the shared `Trainer` with its named pieces filled in: before each step it reads the
 resolution and alpha from the schedule (and, when the stage changes, resets both Adam optimisers, as the
 authors' `reset_opt_for_new_lod` does); G and D run at that resolution and alpha, with the schedule's minibatch
 for it; real images are box-downsampled to it and faded exactly like G's output. Checkpoints store the stage,
@@ -146,6 +146,7 @@ class ProgressiveTrainer(Trainer):
                           stacklevel=2)
 
     def begin_step(self) -> None:
+        super().begin_step()
         self.resolution, self.alpha = self.schedule.at(self.images_seen)
         stage = self.schedule.stage(self.images_seen)
         if stage != self.stage:  # a fade-in starts or ends: fresh Adam moments, as the authors do
@@ -175,13 +176,21 @@ class ProgressiveTrainer(Trainer):
         x, labels = super().real_batch()  # [B, C, R_final, R_final]
         return fade_reals(box_downsample(x, self.resolution), self.alpha), labels  # [B, C, R, R]
 
-    def extra_state(self) -> dict:
-        return {"growth": asdict(self.schedule), "stage": list(self.stage), "resets": self.optimizer_resets}
+    def sample(self, n, seed=0, labels=None, truncation=None, ema=True):
+        """G's `sample` at the current resolution and fade-in (PGGAN's G is unconditional: no labels)."""
+        G = self.G_ema if (ema and self.G_ema is not None) else self.G
+        return G.sample(n, seed, truncation, resolution=self.resolution, alpha=self.alpha)
 
-    def load_extra_state(self, state: dict) -> None:
-        if state["growth"] != asdict(self.schedule):
-            raise GanlibError(f"the checkpoint grew with {state['growth']}, this run with {asdict(self.schedule)}: "
+    def state_dict(self) -> dict:
+        return {**super().state_dict(),
+                "extra": {"growth": asdict(self.schedule), "stage": list(self.stage), "resets": self.optimizer_resets}}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        extra = state["extra"]
+        if extra["growth"] != asdict(self.schedule):
+            raise GanlibError(f"the checkpoint grew with {extra['growth']}, this run with {asdict(self.schedule)}: "
                               f"resume with the same schedule, or use another run folder.")
-        self.stage = tuple(state["stage"])
-        self.optimizer_resets = state["resets"]
+        self.stage = tuple(extra["stage"])
+        self.optimizer_resets = extra["resets"]
         self.resolution, self.alpha = self.schedule.at(self.images_seen)

@@ -3,7 +3,7 @@ generator shipped with the course.
 
 `StyleGANOptions` holds the settings of StyleGAN's regularisers, as StyleGAN2-ADA's `StyleGAN2Loss` holds
 them: style mixing, and the lazy path-length penalty. `StyleGANTrainer` is the shared `Trainer` with them:
-style-mixing regularisation in `styles`, the path-length penalty as a lazy G update after `g_update`, and
+style-mixing regularisation in `styles`, the path-length penalty as a lazy G update after the G step, and
 StyleGAN2's Adam correction for lazy regularisation in `make_optimizer`. A preset's ``"trainer"`` dict holds
 the options (`ganlib.recipes.stylegan`); the command line reaches them with ``--set style_mixing=0.5``.
 """
@@ -19,7 +19,7 @@ from . import losses
 from .checkpoints import load_generator
 from .files import PRETRAINED
 from .models.stylegan import mixing_regularisation
-from .options import AT_LEAST_1, FRACTION, NON_NEGATIVE, Interval, Options
+from .options import AT_LEAST_1, FRACTION, NON_NEGATIVE, Options
 from .train import Trainer
 
 __all__ = ["StyleGANOptions", "StyleGANTrainer", "pretrained", "pretrained_path"]
@@ -30,7 +30,7 @@ class StyleGANOptions(Options):
     """StyleGAN's regularisers, with StyleGAN2's values in the comments (the defaults leave them off)."""
 
     RANGES = {"style_mixing": FRACTION, "pl_weight": NON_NEGATIVE, "pl_every": AT_LEAST_1,
-              "pl_batch_shrink": AT_LEAST_1, "pl_decay": Interval(0, 1, open_low=True)}
+              "pl_batch_shrink": AT_LEAST_1, "pl_decay": ("in (0, 1]", lambda v: 0 < v <= 1)}
 
     style_mixing: float = 0.0  # probability that a batch gets mixed styles (StyleGAN: 0.9); 0 = off
     pl_weight: float = 0.0  # path-length regularisation weight (StyleGAN2: 2); 0 = off
@@ -41,7 +41,8 @@ class StyleGANOptions(Options):
 
 class StyleGANTrainer(Trainer):
     """The shared loop plus StyleGAN's training additions: style mixing in `styles`, path-length
-    regularisation as an extra, lazy G update after `g_update`, and the Adam correction in `make_optimizer`.
+    regularisation as an extra, lazy G update (`lazy_g_regularization`), and the Adam correction in
+    `make_optimizer`.
 
     Args: those of `Trainer`, plus the fields of `StyleGANOptions` as keyword arguments (kept in `options`).
 
@@ -75,30 +76,28 @@ class StyleGANTrainer(Trainer):
             return G.synthesis(self.styles(G, z))
         return G(z, noise_mode="const")
 
-    def g_update(self) -> dict:
-        stats = super().g_update()
-        if self.options.pl_weight > 0 and self.step % self.options.pl_every == 0:
-            self.pl_update()
-        if self.options.pl_weight > 0:  # no figure where there is no penalty (the cpu preset has it off)
-            stats["pl_mean"] = self.pl_mean
-        return stats
-
-    def pl_update(self) -> None:
-        """One G update on the path-length penalty alone, times pl_every (lazy), on a smaller batch, in fp32."""
+    def lazy_g_regularization(self) -> dict:
+        """Every pl_every steps, one G update on the path-length penalty alone, times pl_every (lazy), on a smaller
+        batch, in fp32; the running mean of the path lengths as a stat while the penalty is on."""
         options = self.options
-        self.opt_g.zero_grad(set_to_none=True)
-        z, _ = self.sample_latents(max(1, self.cfg.batch_size // options.pl_batch_shrink))
-        ws = self.styles(self.G, z)
-        lengths = losses.path_lengths(self.G.synthesis(ws), ws, self.rng)
-        penalty, self.pl_mean = losses.path_length_penalty(lengths, self.pl_mean, options.pl_decay)
-        self.scalers["g"].scale(penalty * options.pl_weight * options.pl_every).backward()
-        self._step(self.opt_g, "g")
+        if options.pl_weight == 0:  # no figure where there is no penalty (the cpu preset has it off)
+            return {}
+        if self.step % options.pl_every == 0:
+            self.opt_g.zero_grad(set_to_none=True)
+            z, _ = self.sample_latents(max(1, self.cfg.batch_size // options.pl_batch_shrink))
+            ws = self.styles(self.G, z)
+            lengths = losses.path_lengths(self.G.synthesis(ws), ws, self.rng)
+            penalty, self.pl_mean = losses.path_length_penalty(lengths, self.pl_mean, options.pl_decay)
+            self.scalers["g"].scale(penalty * options.pl_weight * options.pl_every).backward()
+            self.optimizer_step(self.opt_g, "g")
+        return {"pl_mean": self.pl_mean}
 
-    def extra_state(self) -> dict:
-        return {"pl_mean": self.pl_mean.cpu()}
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "extra": {"pl_mean": self.pl_mean.cpu()}}
 
-    def load_extra_state(self, state: dict) -> None:
-        self.pl_mean = state["pl_mean"].to(self.device)
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.pl_mean = state["extra"]["pl_mean"].to(self.device)
 
 
 def pretrained():

@@ -1,24 +1,24 @@
 """The training loop every chapter uses.
 
-One *step* is `d_steps` discriminator updates followed by one generator update. Around that the `Trainer`
-keeps an exponential moving average of G's weights (`G_ema`, what you sample from), a resumable stream of
-minibatches, sample grids, atomic checkpoints and a NaN guard. Chapters change what a step does by
-overriding a few small methods (`generate`, `discriminate`, `real_batch`, `d_loss`, `g_loss`,
-`begin_step`, `micro_batch`), never by copying the loop. Its options are `options.TrainConfig`; what a checkpoint
-holds and how it is read back is `checkpoints` (`TrainConfig` and `load_checkpoint_file` are importable from here
-too).
+`Trainer.train_step` is one step, in order: `d_steps` discriminator updates (on reals and detached fakes, with
+the penalties the papers add: gradient penalty, drift, lazy R1), one generator update through the updated D
+(with BigGAN's orthogonal regularisation), then the moving average of G's weights (`G_ema`, what you sample
+from): chapter 01's `train_step` plus those additions. Around it the `Trainer` keeps a resumable stream of
+minibatches, sample grids, atomic checkpoints of its `state_dict()` (`checkpoints`) and a NaN guard. A
+chapter's trainer changes a named piece (`begin_step`, `micro_batch`, `real_batch`, `generate`,
+`discriminate`, `make_optimizer`, `lazy_g_regularization`) and adds its own state to `state_dict`. Three seams
+keep the engineering out of the step's way: `autocast` (mixed precision), `backward` (loss scaling, the mean
+over `cfg.accumulate` micro-batches) and `optimizer_step` (gradients averaged over the processes, the update).
 
 Exact resume: all randomness (data order, latents, labels, penalty mixing) comes from generators whose
 state is saved in the checkpoint, so N steps in one go and N/2 + resume + N/2 give the same weights on CPU.
 
-Several processes (``torchrun``, see `ganlib.distributed`): every process runs this same loop on its own
-slice of each global batch (`BatchStream`) with its own latents; gradients are averaged over the processes
-before every optimizer step (`_step`), so all copies of G and D stay equal (checked at every log). Process
-0 alone keeps G_ema, writes sample grids and checkpoints and shows progress; every process resumes from the
-same checkpoint. A chapter inherits all this as long as its optimizers step through `_step` and any
+Several processes (``torchrun``, see `ganlib.distributed`): every process runs this loop on its own slice of
+each global batch with its own latents, and every update averages the gradients first, so the copies of G
+and D stay equal (checked at every log). Process 0 alone keeps G_ema, writes sample grids and checkpoints and
+shows progress. A chapter inherits this as long as its optimizers step through `optimizer_step` and any
 parameters it creates during training are copied from process 0 (`distributed.broadcast_module`).
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -26,60 +26,20 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import distributed, losses, models
-from .checkpoints import CHECKPOINT_FORMAT, Checkpointing, load_checkpoint_file
+from . import checkpoints, distributed, losses, models
 from .errors import GanlibError, TrainingDiverged
-from .options import OPTION_RANGES, Options, TrainConfig
+from .options import Options, TrainConfig
 
-__all__ = ["BatchStream", "CHECKPOINT_FORMAT", "OPTION_RANGES", "TrainConfig", "Trainer", "ema_update",
-           "load_checkpoint_file"]
-
-
-class BatchStream:
-    """An endless stream of minibatch indices: a fresh permutation per epoch, batches may straddle epochs.
-
-    Its whole state is (epoch, position), so it resumes exactly. With `world_size` > 1, rank r gets every
-    world_size-th index of each global batch (ranks see disjoint data).
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
-        if n <= 0:
-            raise GanlibError("the dataset is empty: check the dataset name or folder.")
-        self.n, self.batch_size, self.seed, self.rank, self.world_size = n, batch_size, seed, rank, world_size
-        self.epoch, self.pos = 0, 0
-        self._perm = self._permutation(0)
-
-    def _permutation(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n, generator=g)
-
-    def next(self, batch_size: int | None = None) -> torch.Tensor:
-        """The next batch of indices [batch_size] (default: the stream's own batch_size)."""
-        need, parts = (batch_size or self.batch_size) * self.world_size, []
-        while need:
-            take = min(need, self.n - self.pos)
-            parts.append(self._perm[self.pos: self.pos + take])
-            self.pos += take
-            need -= take
-            if self.pos == self.n:
-                self.epoch, self.pos = self.epoch + 1, 0
-                self._perm = self._permutation(self.epoch)
-        return torch.cat(parts)[self.rank:: self.world_size]  # [batch_size]
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
-        self._perm = self._permutation(self.epoch)
+__all__ = ["TrainConfig", "Trainer", "ema_update"]
 
 
-class Trainer(Checkpointing):
+class Trainer:
     """Trains generator `G` against discriminator `D` on `data` (a `ganlib.data` dataset).
 
     Args:
@@ -90,8 +50,8 @@ class Trainer(Checkpointing):
         device: defaults to CUDA when available (under torchrun: this process's own GPU).
         spec: the model spec (see `ganlib.models.build`) saved with checkpoints so that `sample` can rebuild G.
 
-    Under torchrun (a process group is initialised), `rank` and `world_size` say which process this is and
-    how many train together; `cfg.batch_size` is then the batch of one process.
+    Under torchrun, `rank` and `world_size` say which process this is and how many train together;
+    `cfg.batch_size` is then the batch of one process.
 
     A chapter's trainer with settings of its own declares their dataclass (an `options.Options`) as `OPTIONS`
     and keeps its instance in `options` (StyleGAN's regularisers); they are checkpointed and resumed with cfg.
@@ -113,30 +73,25 @@ class Trainer(Checkpointing):
         if self.conditional and getattr(data, "labels", None) is None:
             raise GanlibError(f"a class-conditional model needs a labelled dataset, and {data.name} has no "
                               f"labels: use num_classes=0, or a labelled dataset such as digits.")
-        self.on_cuda = self.device.type == "cuda"
-        memory_format = torch.channels_last if (cfg.channels_last and self.on_cuda) else torch.contiguous_format
-        self.memory_format = memory_format
         use_ema = (cfg.ema_beta is not None or cfg.ema_half_life_kimg is not None) and self.is_main
         G_ema = copy.deepcopy(G) if use_ema else None  # plain batch norm: process 0 samples with it alone
         if cfg.sync_batchnorm and self.world_size > 1:
             G, D = (distributed.convert_sync_batchnorm(m, self.device) for m in (G, D))
-        self.G = G.to(self.device, memory_format=memory_format).train()
-        self.D = D.to(self.device, memory_format=memory_format).train()
+        self.G, self.D = G.to(self.device).train(), D.to(self.device).train()
         for module in (self.G, self.D):  # equal initial weights in every process: process 0's
             distributed.broadcast_module(module)
         self.G_ema = None
         if G_ema is not None:
-            self.G_ema = G_ema.to(self.device, memory_format=memory_format).eval().requires_grad_(False)
+            self.G_ema = G_ema.to(self.device).eval().requires_grad_(False)
             self.G_ema.load_state_dict(self.G.state_dict())
         self.d_loss_fn, self.g_loss_fn = losses.GAN_LOSSES[cfg.loss]
         self.opt_g = self.make_optimizer(self.G, cfg.lr_g)
         self.opt_d = self.make_optimizer(self.D, cfg.lr_d)
-        amp_dtype = None
-        if cfg.amp and self.on_cuda:
-            amp_dtype = torch.bfloat16 if torch.cuda.get_device_capability(self.device)[0] >= 8 else torch.float16
-        self.amp_dtype = amp_dtype
-        self.scalers = {name: torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16) for name in "gd"}
-        self.stream = BatchStream(len(data), cfg.batch_size, cfg.seed, self.rank, self.world_size)
+        self.amp_dtype = None  # mixed precision (`autocast`): bf16 where the GPU has it, else fp16 with loss scaling
+        if cfg.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.get_device_capability(self.device)[0] >= 8 else torch.float16
+        self.scalers = {net: torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16) for net in "gd"}
+        self.stream = distributed.BatchStream(len(data), cfg.batch_size, cfg.seed, self.rank, self.world_size)
         self.rng = torch.Generator().manual_seed(self.rank_seed())  # latents, fake labels, penalty mixing
         if self.rank > 0:  # torch's global RNG (noise inputs, dropout) too differs per process
             torch.manual_seed(self.rank_seed() + 1)
@@ -147,20 +102,14 @@ class Trainer(Checkpointing):
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self.last_checkpoint_step: int | None = None
-        self.resumed_with: list[str] = []  # the options changed on resume (`option_changes`)
+        self.resumed_with: list[str] = []  # the options changed on resume (`options.option_changes`)
 
     def rank_seed(self, step: int = 0) -> int:
         """The seed of this process's latents at `step`: cfg.seed + 1 for one process (and process 0)."""
         return self.cfg.seed + 1 + 1_000_003 * self.rank + 7_919 * step
 
-    def micro_batch(self) -> int:
-        """Real images per D forward pass in this process at the current step: cfg.batch_size (a chapter may
-        vary it: PGGAN's depends on the resolution)."""
-        return self.cfg.batch_size
-
     def batch_description(self) -> str:
-        """The minibatch per process in words, as the command line reports it (a trainer whose `micro_batch`
-        varies says how)."""
+        """The minibatch per process in words, as the command line reports it (PGGAN's varies)."""
         return str(self.cfg.batch_size)
 
     @property
@@ -169,15 +118,87 @@ class Trainer(Checkpointing):
         return self.micro_batch() * self.cfg.accumulate * self.world_size
 
     # ------------------------------------------------------------------------------------------------------
-    # What a step does (override these in a chapter)
+    # One step
 
-    def make_optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
-        return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas, eps=self.cfg.eps)
+    def train_step(self) -> None:
+        """One step: `d_steps` D updates, one G update, then G_ema moves towards G.
 
-    def autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
+        Chapter 01's step (D on reals and detached fakes, then G through the updated D) plus what the papers add.
+        Every update sums its gradient over `cfg.accumulate` micro-batches (`backward` divides each loss by it).
+        """
+        cfg, k = self.cfg, self.cfg.accumulate
+        self.begin_step()
+        for i in range(cfg.d_steps):  # D: push D(x) up on reals and D(G(z)) down on fakes
+            d_stats: dict[str, torch.Tensor] = {}
+            r1_due = cfg.r1_gamma > 0 and (self.step * cfg.d_steps + i) % cfg.r1_every == 0  # lazy R1
+            self.opt_d.zero_grad(set_to_none=True)
+            for _ in range(k):
+                real, labels = self.real_batch()
+                self.images_seen += real.shape[0] * self.world_size
+                z, fake_labels = self.sample_latents(real.shape[0])
+                with torch.no_grad(), self.autocast():
+                    fake = self.generate(self.G, z, fake_labels).float()
+                if r1_due:
+                    real = real.detach().requires_grad_(True)
+                with self.autocast():  # logits in fp32, for the losses
+                    real_logits = self.discriminate(real, labels).float()
+                    fake_logits = self.discriminate(fake, fake_labels).float()
+                loss = self.d_loss_fn(real_logits, fake_logits)
+                stats = {"loss_d": loss, "logit_real": real_logits.mean(), "logit_fake": fake_logits.mean()}
+                if cfg.gp_weight > 0:  # WGAN-GP: D's gradient norm 1 between reals and fakes
+                    stats["gp"] = losses.gradient_penalty(lambda x, y=labels: self.discriminate(x, y).float(),
+                                                          real, fake, self.rng)
+                    loss = loss + cfg.gp_weight * stats["gp"]
+                if cfg.drift > 0:  # PGGAN: keeps D(x) near 0
+                    loss = loss + cfg.drift * losses.drift_penalty(real_logits)
+                if r1_due:  # StyleGAN: |grad D(x)|^2 on reals, every r1_every steps at r1_every times the weight
+                    stats["r1"] = losses.r1_penalty(real_logits, real)
+                    loss = loss + (cfg.r1_gamma / 2) * cfg.r1_every * stats["r1"]
+                self.backward(loss, "d")
+                _accumulate(d_stats, stats, k)
+            self.optimizer_step(self.opt_d, "d")
+        g_stats: dict[str, torch.Tensor] = {}  # G: push D(G(z)) up, through D with its weights frozen
+        self.opt_g.zero_grad(set_to_none=True)
+        self.D.requires_grad_(False)
+        for _ in range(k):
+            z, fake_labels = self.sample_latents(self.micro_batch())
+            with self.autocast():
+                fake = self.generate(self.G, z, fake_labels)
+                loss = self.g_loss_fn(self.discriminate(fake, fake_labels).float())
+            stats = {"loss_g": loss}
+            if cfg.ortho_beta > 0:  # BigGAN: G's filters kept near orthogonal
+                stats["ortho"] = losses.orthogonal_regularization(self.G, cfg.ortho_beta)
+                loss = loss + stats["ortho"]
+            self.backward(loss, "g")
+            _accumulate(g_stats, stats, k)
+        self.D.requires_grad_(True)
+        self.optimizer_step(self.opt_g, "g")
+        g_stats.update(self.lazy_g_regularization())
+        if self.G_ema is not None:  # the moving average of G's weights, what samples come from
+            ema_update(self.G_ema, self.G, self.ema_beta())
+        self.step += 1
+        self._log({**d_stats, **g_stats})
+
+    # ------------------------------------------------------------------------------------------------------
+    # The pieces a chapter may override
+
+    def begin_step(self) -> None:
+        """Before every step: the learning rates' decay, if configured (PGGAN also moves its schedule here)."""
+        if self.cfg.lr_decay_start is not None:
+            factor = self.lr_factor()
+            for opt in (self.opt_g, self.opt_d):
+                for group in opt.param_groups:  # from each optimiser's own rate (StyleGAN's is lazy-corrected)
+                    group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+
+    def micro_batch(self) -> int:
+        """Real images per D forward pass in this process at the current step: cfg.batch_size (PGGAN's depends
+        on the resolution)."""
+        return self.cfg.batch_size
+
+    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next `micro_batch()` real images (or points) and their labels, on the device."""
+        x, labels = self.data.batch(self.stream.next(self.micro_batch()))
+        return x.to(self.device, non_blocking=True), (labels.to(self.device) if labels is not None else None)
 
     def sample_latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """z ~ N(0, I) [n, z_dim] and, for a conditional G, uniformly random labels [n]."""
@@ -186,152 +207,67 @@ class Trainer(Checkpointing):
         return z.to(self.device), (labels.to(self.device) if labels is not None else None)
 
     def generate(self, G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """G's output while training (PGGAN: at the current resolution; StyleGAN: with style mixing)."""
         return models.generate(G, z, labels)
 
     def discriminate(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """D's logits [N] (PGGAN: at the current fade-in)."""
         return self.D(x, labels) if self.conditional else self.D(x)
 
-    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, labels = self.data.batch(self.stream.next(self.micro_batch()))
-        x = x.to(self.device, non_blocking=True)
-        if x.ndim == 4:
-            x = x.contiguous(memory_format=self.memory_format)
-        return x, (labels.to(self.device) if labels is not None else None)
+    def make_optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=self.cfg.betas, eps=self.cfg.eps)
 
-    def d_loss(self, real: torch.Tensor, labels: torch.Tensor | None, fake: torch.Tensor,
-               fake_labels: torch.Tensor | None, d_step_index: int) -> tuple[torch.Tensor, dict]:
-        """D's loss on one real and one (detached) fake batch, with the configured penalties."""
-        cfg = self.cfg
-        r1_due = cfg.r1_gamma > 0 and d_step_index % cfg.r1_every == 0
-        if r1_due:
-            real = real.detach().requires_grad_(True)
-        with self.autocast():
-            real_logits = self.discriminate(real, labels)
-            fake_logits = self.discriminate(fake, fake_labels)
-            loss = self.d_loss_fn(real_logits.float(), fake_logits.float())
-        stats = {"loss_d": loss.detach(), "logit_real": real_logits.detach().float().mean(),  # D's mean raw output
-                 "logit_fake": fake_logits.detach().float().mean()}
-        if cfg.gp_weight > 0:
-            gp = losses.gradient_penalty(lambda x: self.discriminate(x, labels).float(), real, fake, self.rng)
-            loss = loss + cfg.gp_weight * gp
-            stats["gp"] = gp.detach()
-        if cfg.drift > 0:
-            loss = loss + cfg.drift * losses.drift_penalty(real_logits.float())
-        if r1_due:
-            r1 = losses.r1_penalty(real_logits.float(), real)
-            loss = loss + (cfg.r1_gamma / 2) * cfg.r1_every * r1  # lazy: k times the weight, every k steps
-            stats["r1"] = r1.detach()
-        return loss, stats
-
-    def g_loss(self, fake: torch.Tensor, fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
-        with self.autocast():
-            loss = self.g_loss_fn(self.discriminate(fake, fake_labels).float())
-        stats = {"loss_g": loss.detach()}
-        if self.cfg.ortho_beta > 0:
-            ortho = losses.orthogonal_regularization(self.G, self.cfg.ortho_beta)
-            loss = loss + ortho
-            stats["ortho"] = ortho.detach()
-        return loss, stats
-
-    def begin_step(self) -> None:
-        """Called before every step (PGGAN moves its fade-in schedule here)."""
-
-    def extra_state(self) -> dict:
-        """Chapter-specific state to save in the checkpoint (plain values and tensors)."""
+    def lazy_g_regularization(self) -> dict:
+        """An extra G update after the G step, every few steps (StyleGAN's path-length penalty); its stats."""
         return {}
-
-    def load_extra_state(self, state: dict) -> None:
-        pass
-
-    # ------------------------------------------------------------------------------------------------------
-    # The loop
-
-    def d_update(self, index: int) -> dict:
-        """One discriminator update, its gradient averaged over `accumulate` micro-batches."""
-        k = self.cfg.accumulate
-        self.opt_d.zero_grad(set_to_none=True)
-        stats: dict[str, torch.Tensor] = {}
-        for _ in range(k):
-            real, labels = self.real_batch()
-            z, fake_labels = self.sample_latents(real.shape[0])
-            with torch.no_grad(), self.autocast():
-                fake = self.generate(self.G, z, fake_labels)
-            loss, micro = self.d_loss(real, labels, fake.detach().float() if self.amp_dtype else fake.detach(),
-                                      fake_labels, index)
-            self.scalers["d"].scale(loss / k).backward()
-            _accumulate(stats, micro, k)
-            self.images_seen += real.shape[0] * self.world_size
-        self._step(self.opt_d, "d")
-        return stats
-
-    def g_update(self) -> dict:
-        """One generator update (through a frozen D), its gradient averaged over `accumulate` micro-batches."""
-        k = self.cfg.accumulate
-        self.opt_g.zero_grad(set_to_none=True)
-        self.D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
-        stats: dict[str, torch.Tensor] = {}
-        for _ in range(k):
-            z, fake_labels = self.sample_latents(self.micro_batch())
-            with self.autocast():
-                fake = self.generate(self.G, z, fake_labels)
-            loss, micro = self.g_loss(fake, fake_labels)
-            self.scalers["g"].scale(loss / k).backward()
-            _accumulate(stats, micro, k)
-        self.D.requires_grad_(True)
-        self._step(self.opt_g, "g")
-        return stats
-
-    def _step(self, opt: torch.optim.Optimizer, name: str) -> None:
-        """Every optimizer update goes through here: average the gradients over the processes, then step."""
-        distributed.average_gradients((p for group in opt.param_groups for p in group["params"]),
-                                      what="G" if name == "g" else "D")
-        scaler = self.scalers[name]
-        scaler.step(opt)
-        scaler.update()
 
     def lr_factor(self) -> float:
         """The learning-rate multiplier at the current step: 1, then linear decay to 0 if configured."""
-        start = self.cfg.lr_decay_start
+        start, steps = self.cfg.lr_decay_start, self.cfg.steps
         if start is None:
             return 1.0
-        decay_steps = max(1.0, (1.0 - start) * self.cfg.steps)
-        return min(1.0, max(0.0, (self.cfg.steps - self.step) / decay_steps))
+        return min(1.0, max(0.0, (steps - self.step) / max(1.0, (1.0 - start) * steps)))
 
-    def train_step(self) -> None:
-        if self.cfg.lr_decay_start is not None:
-            factor = self.lr_factor()
-            for opt in (self.opt_g, self.opt_d):
-                for group in opt.param_groups:  # from each optimiser's own rate (StyleGAN's is lazy-corrected)
-                    group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
-        self.begin_step()
-        for i in range(self.cfg.d_steps):
-            stats = self.d_update(self.step * self.cfg.d_steps + i)
-        stats.update(self.g_update())
-        self.update_ema()
-        self.step += 1
+    def ema_beta(self) -> float:
+        """G_ema's decay at this step: cfg.ema_beta, or from a half-life in images; 0 (copy G) before ema_start."""
+        cfg = self.cfg
+        if self.step < cfg.ema_start:
+            return 0.0
+        if cfg.ema_half_life_kimg is not None:  # per G update of global_batch images, over all processes
+            return 0.5 ** (self.global_batch / max(cfg.ema_half_life_kimg * 1000, 1e-8))
+        return cfg.ema_beta
+
+    # ------------------------------------------------------------------------------------------------------
+    # Seams: mixed precision, accumulation, several processes
+
+    def autocast(self):
+        """Mixed precision on CUDA when cfg.amp (bf16 where supported, else fp16); otherwise nothing."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def backward(self, loss: torch.Tensor, net: str) -> None:
+        """Add this micro-batch's share of `net`'s ("g" or "d") gradient: loss / cfg.accumulate, scaled for fp16."""
+        self.scalers[net].scale(loss / self.cfg.accumulate).backward()
+
+    def optimizer_step(self, opt: torch.optim.Optimizer, net: str) -> None:
+        """Every optimizer update goes through here: average the gradients over the processes, then step."""
+        distributed.average_gradients((p for group in opt.param_groups for p in group["params"]),
+                                      what="G" if net == "g" else "D")
+        self.scalers[net].step(opt)
+        self.scalers[net].update()
+
+    # ------------------------------------------------------------------------------------------------------
+    # The loop, the log, checkpoints
+
+    def _log(self, stats: dict[str, torch.Tensor]) -> None:
         for k, v in stats.items():
             self._sums[k] = self._sums.get(k, 0.0) + v.float()
         self._count += 1
 
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        if self.G_ema is None:
-            return
-        cfg = self.cfg
-        if cfg.ema_half_life_kimg is not None:
-            batch = self.global_batch  # images per G update, over all processes
-            beta = 0.5 ** (batch / max(cfg.ema_half_life_kimg * 1000, 1e-8))
-        else:
-            beta = cfg.ema_beta
-        if self.step < cfg.ema_start:
-            beta = 0.0  # copy G
-        ema_update(self.G_ema, self.G, beta)
-
     def flush_stats(self) -> dict:
-        """Average the losses since the last flush, append them to `history`, stop if any is NaN/inf.
-
-        With several processes, the losses are averaged over them too, and the copies of G and D are checked
-        to be equal."""
+        """Average the losses since the last flush (over the processes too, after checking that their copies of
+        G and D are equal), append them to `history`, stop if any is NaN/inf."""
         distributed.check_copies_equal({"G": self.G, "D": self.D})
         if not self._count:
             return {}
@@ -371,8 +307,7 @@ class Trainer(Checkpointing):
         """
         from tqdm.auto import tqdm
 
-        steps = self.cfg.steps if steps is None else steps
-        cfg = self.cfg
+        cfg, steps = self.cfg, (self.cfg.steps if steps is None else steps)
         bar = tqdm(total=steps, initial=self.step, disable=not (progress and self.is_main), dynamic_ncols=True,
                    leave=False)
         start = time.perf_counter() - self.elapsed
@@ -397,18 +332,86 @@ class Trainer(Checkpointing):
             bar.close()
         return self
 
+    def state_dict(self) -> dict:
+        """This process's whole training state, as a checkpoint holds it (`checkpoints`): the networks, G_ema,
+        optimizers, data stream, random generators, history, the run's options and model spec; a chapter's
+        trainer adds its own state under "extra"."""
+        return {
+            "format": checkpoints.CHECKPOINT_FORMAT, "spec": self.spec,
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.run_options().items()},
+            "data": getattr(self.data, "name", "?"), "resolution": getattr(self.data, "resolution", None),
+            "step": self.step, "images_seen": self.images_seen, "elapsed": self.elapsed,
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "scalers": {k: s.state_dict() for k, s in self.scalers.items()}, "stream": self.stream.state_dict(),
+            "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": self.history, "extra": {},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`'s state. "rng" None (another number of processes trained it): fresh latents."""
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["G_ema"] if state["G_ema"] is not None else state["G"])
+        checkpoints.load_optimizer_state(self.opt_g, state["opt_g"])
+        checkpoints.load_optimizer_state(self.opt_d, state["opt_d"])
+        for k, s in self.scalers.items():
+            s.load_state_dict(state["scalers"][k])
+        self.stream.load_state_dict(state["stream"])
+        self.step, self.images_seen, self.elapsed = state["step"], state["images_seen"], state["elapsed"]
+        if state["rng"] is None:  # distinct latents in every process, from this step's seed
+            self.rng.manual_seed(self.rank_seed(self.step))
+            torch.manual_seed(self.rank_seed(self.step) + 1)
+        else:
+            self.rng.set_state(state["rng"])
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.history = list(state["history"])
+
+    def run_options(self) -> dict:
+        """The run's options as checkpoints record them: cfg's and the chapter trainer's own (`options`)."""
+        return {**asdict(self.cfg), **(asdict(self.options) if self.options is not None else {})}
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write the whole training state atomically (default: run_dir/checkpoint.pt), after checking that the
+        losses and weights are finite, so the file on disk is always a good state to resume from. With several
+        processes, every process must call this (their random and chapter states are gathered)."""
+        self.flush_stats()
+        for name, module in (("G", self.G), ("D", self.D)):
+            if not all(torch.isfinite(p).all() for p in module.parameters()):
+                raise self.diverged(f"{name}'s weights became NaN/inf by step {self.step}")
+        path = Path(path) if path is not None else self._default_checkpoint("save_checkpoint")
+        checkpoints.write(self.state_dict(), path, run_dir=self.run_dir)
+        self.last_checkpoint_step = self.step
+        return path
+
+    def load_checkpoint(self, path: str | Path | None = None) -> Trainer:
+        """Restore the whole training state; training then continues exactly where it stopped."""
+        path = Path(path) if path is not None else self._default_checkpoint("load_checkpoint")
+        state, self.resumed_with = checkpoints.read_to_resume(path, self.state_dict(), self.global_batch)
+        with checkpoints.fitting(path):
+            self.load_state_dict(state)
+        self.last_checkpoint_step = self.step
+        return self
+
+    def _default_checkpoint(self, method: str) -> Path:
+        if self.run_dir is None:
+            raise GanlibError(f"this trainer has no run_dir: pass the checkpoint path to {method}.")
+        return self.run_dir / "checkpoint.pt"
+
     # ------------------------------------------------------------------------------------------------------
     # Sampling
 
     def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None, truncation: float | None = None,
                ema: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`n` samples (images in [-1, 1] or points) on the CPU, with their labels if conditional: `models.sample`
-        (the same arguments) with this trainer's `generate`, at the current stage of training.
-
-        Uses G_ema when there is one (and `ema`), in eval mode.
-        """
+        """`n` samples (images in [-1, 1] or points) on the CPU, with their labels if conditional: G's `sample`
+        (the same arguments), from G_ema when there is one (and `ema`)."""
         G = self.G_ema if (ema and self.G_ema is not None) else self.G
-        return models.sample(G, n, seed, labels, truncation, generate_fn=self.generate, device=self.device)
+        return G.sample(n, seed, truncation, **({"labels": labels} if self.conditional else {}))
 
     def write_samples(self) -> Path:
         """Write a grid of 64 samples (fixed latents, so grids are comparable over time) to run_dir/samples/."""
@@ -425,22 +428,20 @@ class Trainer(Checkpointing):
 
     def grid_labels(self, n: int) -> torch.Tensor | None:
         """Labels for a sample grid: each row one class (0, 1, 2, ... cycling)."""
-        if not self.conditional:
-            return None
-        return (torch.arange(n) // 8) % self.G.num_classes
+        return (torch.arange(n) // 8) % self.G.num_classes if self.conditional else None
 
 
 @torch.no_grad()
 def ema_update(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
-    """One step of the exponential moving average of G's weights, in place in `G_ema` (G is not changed): every
-    parameter becomes beta * ema + (1 - beta) * p (beta = 0 copies G), and the buffers (batch norm's running
-    statistics) are copied from G, as in StyleGAN2-ADA. `G_ema` has G's architecture."""
-    ema_params, params = list(G_ema.parameters()), list(G.parameters())
-    torch._foreach_lerp_(ema_params, params, 1.0 - beta)  # ema <- beta * ema + (1 - beta) * p
+    """G_ema <- beta * G_ema + (1 - beta) * G, parameter by parameter; buffers (batch-norm statistics, StyleGAN's
+    w_avg) are copied, as in StyleGAN2-ADA."""
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.lerp_(p, 1.0 - beta)
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
 
 
 def _accumulate(total: dict, micro: dict, k: int) -> None:
+    """Add one micro-batch's stats (detached) to `total`, as the mean over `k` micro-batches."""
     for name, value in micro.items():
-        total[name] = total.get(name, 0.0) + value / k
+        total[name] = total.get(name, 0.0) + value.detach() / k

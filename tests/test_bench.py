@@ -22,7 +22,7 @@ def test_ring8_benchmark_trains_what_the_command_line_trains(tmp_path):
     import torch
 
     from gancourse.__main__ import main
-    from ganlib.train import load_checkpoint_file
+    from ganlib.checkpoints import load_checkpoint_file
 
     argv = ["train", "gan", "--profile", "smoke", "--device", "cpu", "--seed", "1", "--set", "pack=2"]
     assert main([*argv, "--out", str(tmp_path / "r")]) == 0

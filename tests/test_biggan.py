@@ -12,7 +12,7 @@ from torch import nn
 
 from gancourse import recipes
 from gancourse.__main__ import main
-from ganlib import layers, losses, models
+from ganlib import layers, losses
 from ganlib.errors import GanlibError
 from ganlib.models import biggan
 
@@ -270,7 +270,7 @@ def test_sample_command_writes_labels_and_truncates(tmp_path):
     with np.load(out) as f:
         assert f["images"].shape == (12, 16, 16, 1) and f["labels"].tolist() == [3] * 12
     G, _, _ = recipes.load_generator(run, device="cpu")
-    x1, y1 = models.sample(G, 12, seed=0, labels=torch.full((12,), 3), truncation=0.5)
+    x1, y1 = G.sample(12, seed=0, labels=torch.full((12,), 3), truncation=0.5)
     z = biggan.truncated_z(12, G.z_dim, 0.5, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         x2 = G(z, torch.full((12,), 3))
@@ -278,7 +278,7 @@ def test_sample_command_writes_labels_and_truncates(tmp_path):
     with np.load(out) as f:
         assert np.abs(f["images"].astype(int) - ((x2.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255)
                       .numpy().astype(int)).max() <= 1
-    x3, y3 = models.sample(G, 12, seed=0)
+    x3, y3 = G.sample(12, seed=0)
     assert y3 is not None and y3.min() >= 0 and y3.max() < 10 and len(set(y3.tolist())) > 1
     assert main(["sample", str(run), "--num", "2", "--truncation", "-1", "--out", str(out)]) == 2
 
@@ -302,7 +302,7 @@ def test_trains_on_shapes_rgb_three_classes():
     x, y = t.sample(6, labels=torch.tensor([0, 1, 2, 0, 1, 2]), truncation=1.0)
     assert x.shape == (6, 3, 16, 16) and y.tolist() == [0, 1, 2, 0, 1, 2]
     # the trainer samples G_ema through the model's own sampling: standing statistics, then the truncated normal
-    direct, _ = models.sample(t.G_ema, 6, labels=torch.tensor([0, 1, 2, 0, 1, 2]), truncation=1.0)
+    direct, _ = t.G_ema.sample(6, labels=torch.tensor([0, 1, 2, 0, 1, 2]), truncation=1.0)
     torch.testing.assert_close(x, direct)
     z = biggan.truncated_z(6, t.G.z_dim, 1.0, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -323,21 +323,19 @@ def test_sampling_statistics():
     mates = torch.cat([labels[:10], torch.zeros(10, dtype=torch.long)])  # the last 10 images change class
     for how in SAMPLING_STATISTICS:
         for psi in (None, 0.5):
-            x = models.sample(copy.deepcopy(G), 20, 0, labels, psi, statistics=how)[0]
-            x_mates = models.sample(copy.deepcopy(G), 20, 0, mates, psi, statistics=how)[0]  # the same latents
+            x = copy.deepcopy(G).sample(20, 0, psi, labels=labels, statistics=how)[0]
+            x_mates = copy.deepcopy(G).sample(20, 0, psi, labels=mates, statistics=how)[0]  # the same latents
             assert torch.allclose(x[:10], x_mates[:10], atol=1e-5) == (how != "batch"), (how, psi)
-    z = torch.randn(20, 12, generator=torch.Generator().manual_seed(0))  # models.sample's draw for seed 0
+    z = torch.randn(20, 12, generator=torch.Generator().manual_seed(0))  # G.sample's draw for seed 0
     for how in ("running", "batch"):
-        x = models.sample(G, 20, 0, labels, statistics=how)[0]
+        x = G.sample(20, 0, labels=labels, statistics=how)[0]
         assert all(torch.equal(before[k], v) for k, v in G.state_dict().items()), how  # G left as it was
         if how == "running":
             running = G.eval()(z, labels)
             assert torch.allclose(x, running, atol=1e-6)
     with torch.no_grad():
         standing = standing_statistics(copy.deepcopy(G), seed=1)(z, labels)
-    assert torch.allclose(models.sample(G, 20, 0, labels)[0], standing, atol=1e-6)  # "standing", the default
+    assert torch.allclose(G.sample(20, 0, labels=labels)[0], standing, atol=1e-6)  # "standing", the default
     assert not torch.allclose(standing, running, atol=1e-3)  # the two statistics differ here
     with pytest.raises(GanlibError, match="statistics 'moving'"):
-        models.sample(G, 4, statistics="moving")
-    with pytest.raises(GanlibError, match=r"takes \['statistics'\]"):
-        models.sample(G, 4, psi=0.5)
+        G.sample(4, statistics="moving")

@@ -81,8 +81,8 @@ BAD_INPUTS = [  # (argv with {w} for the world folder, words the one line must h
     (["train", "gan", "--out", "{w}/grids-only", "--resume"],
      "samples/step0001000.png is a sample grid, not a checkpoint"),
     # truncation
-    (["sample", "{w}/style", "--out", "{w}/s.npz", "--truncation", "nan"], "truncation nan: use a finite number"),
-    (["sample", "{w}/style", "--out", "{w}/s.npz", "--truncation", "inf"], "truncation inf: use a finite number"),
+    (["sample", "{w}/style", "--out", "{w}/s.npz", "--truncation", "nan"], "truncation psi nan: use a number from 0"),
+    (["sample", "{w}/style", "--out", "{w}/s.npz", "--truncation", "inf"], "truncation psi inf: use a number from 0"),
     (["sample", "{w}/style", "--out", "{w}/s.npz", "--truncation", "-1"], "truncation psi -1.0: use a number from 0"),
     (["sample", "{w}/style", "--out", "{w}/s.npz", "--truncation", "1.5"], "truncation psi 1.5"),
     (["sample", "{w}/gan", "--out", "{w}/s.npz", "--truncation", "0.5"], "has no truncation trick"),
@@ -227,14 +227,14 @@ def test_train_help_points_at_the_file_that_defines_train_config(capsys):
 
 def test_sample_refuses_to_write_samples_that_are_nan(world, capsys, monkeypatch):
     """A generator that outputs NaN (a diverged run) would give all-black images: `sample` names it instead."""
-    from ganlib import models
+    from ganlib.models import mlp
 
     def diverged(G, n, *args, **kwargs):
         x = torch.zeros(n, 2)
         x[::4] = float("nan")
         return x, None
 
-    monkeypatch.setattr(models, "sample", diverged)
+    monkeypatch.setattr(mlp.MLPGenerator, "sample", diverged)
     before = snapshot(world)
     code, _, err = run(capsys, "sample", world / "gan", "--num", 8, "--out", world / "s.npz")
     assert code == 2 and err.count("\n") == 1, err

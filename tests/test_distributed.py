@@ -19,10 +19,11 @@ from torch import nn
 from gancourse import recipes
 from gancourse.__main__ import main
 from ganlib import distributed
+from ganlib.checkpoints import load_checkpoint_file
 from ganlib.data import load
 from ganlib.errors import GanlibError
 from ganlib.models import mlp
-from ganlib.train import TrainConfig, Trainer, load_checkpoint_file
+from ganlib.train import TrainConfig, Trainer
 
 WORLD = 2
 POOL = torch.randn(4000, 4, generator=torch.Generator().manual_seed(0))  # latents shared by all runs

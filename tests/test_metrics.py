@@ -475,7 +475,7 @@ def test_shapes_judge_is_not_fooled_by_an_untrained_generator(shapes_judge):
 def test_evaluate_table_columns_stay_apart_for_any_width():
     """Cells wider than any fixed column (a PGGAN's FD of 35609.98, a KID of -0.001319±0.0047) stay separated,
     right-aligned under their column's name, and the header line comes first unchanged."""
-    from ganlib.metrics.evaluate import _table
+    from gancourse.evaluation.evaluate import _table
 
     rows = [("samples", {"fd": 35609.98, "kid": 5.246e7, "kid_std": 5.8e4, "modes": 8}),
             ("real data", {"fd": 0.003, "kid": -0.001319, "kid_std": 0.0047, "modes": 123456789012345678})]

@@ -93,15 +93,15 @@ def test_build_roundtrip_and_bad_specs():
 def test_sample_is_deterministic_and_restores_mode():
     G = dcgan.Generator(16, 1, z_dim=8, width=8, num_classes=10)
     G.train()
-    a, la = models.sample(G, 5, seed=1)
-    b, lb = models.sample(G, 5, seed=1)
+    a, la = G.sample(5, seed=1)
+    b, lb = G.sample(5, seed=1)
     assert torch.equal(a, b) and torch.equal(la, lb) and G.training
     assert a.shape == (5, 1, 16, 16) and la.shape == (5,)
 
 
 def test_sample_draws_z_then_labels_and_refuses_a_truncation_the_family_lacks():
     G = dcgan.Generator(16, 1, z_dim=8, width=8, num_classes=10).eval()
-    x, labels = models.sample(G, 5, seed=3, batch=2)  # in batches of 2: the same as one batch
+    x, labels = G.sample(5, seed=3, batch=2)  # in batches of 2: the same as one batch
     g = torch.Generator().manual_seed(3)
     z = torch.randn(5, 8, generator=g)
     expected_labels = torch.randint(10, (5,), generator=g)
@@ -110,4 +110,72 @@ def test_sample_draws_z_then_labels_and_refuses_a_truncation_the_family_lacks():
     assert torch.equal(labels, expected_labels)
     torch.testing.assert_close(x, expected)
     with pytest.raises(GanlibError, match="ganlib.models.dcgan.Generator has no truncation trick"):
-        models.sample(G, 5, truncation=0.5)
+        G.sample(5, truncation=0.5)
+
+
+def tiny_generators():
+    """One small generator per family, in training mode (name -> G)."""
+    from ganlib.models import biggan, pggan, stylegan
+
+    torch.manual_seed(0)
+    return {"gan": mlp.MLPGenerator(z_dim=4), "dcgan": dcgan.Generator(16, 1, z_dim=8, width=8),
+            "pggan": pggan.Generator(8, 1, z_dim=8, fmap_base=64, fmap_max=16),
+            "stylegan": stylegan.Generator(8, 1, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8),
+            "biggan": biggan.Generator(16, 1, num_classes=10, z_dim=12, width=8, shared_dim=8)}
+
+
+@pytest.mark.parametrize("family", sorted(models.FAMILIES))
+def test_every_generator_samples_the_same_way(family):
+    """G.sample(n, seed): z ~ N(0, I) from the seed (then labels), G in eval mode, on the CPU, G left in training."""
+    G = tiny_generators()[family].train()
+    x, labels = G.sample(5, seed=2)
+    again, _ = G.sample(5, seed=2)
+    assert x.device.type == "cpu" and G.training and torch.equal(x, again)
+    torch.testing.assert_close(G.sample(5, seed=2, batch=2)[0], x)  # in batches of 2: the same samples
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(5, G.z_dim, generator=g)
+    assert (labels is None) == (getattr(G, "num_classes", 0) == 0)
+    if labels is not None:
+        assert torch.equal(labels, torch.randint(G.num_classes, (5,), generator=g))
+    if family != "biggan":  # BigGAN re-measures its batch-norm statistics first (tests/test_biggan.py)
+        with torch.no_grad():
+            direct = G.eval()(z, labels) if labels is not None else G.eval()(z)
+        if family == "stylegan":
+            direct = G(z, noise_mode="const")
+        torch.testing.assert_close(x, direct)
+    assert (x - x[:1]).abs().amax() > 0  # different latents, different samples
+
+
+def test_family_options_of_sample():
+    gens = tiny_generators()
+    x, _ = gens["pggan"].sample(3, seed=0, resolution=4, alpha=1.0)
+    assert x.shape == (3, 1, 4, 4)
+    with pytest.raises(GanlibError, match="ganlib.models.pggan.Generator has no truncation trick"):
+        gens["pggan"].sample(3, truncation=0.5)
+    G = gens["stylegan"]
+    with torch.no_grad():
+        G.mapping.w_avg.normal_()
+    psi0, _ = G.sample(3, seed=0, truncation=0.0)
+    torch.testing.assert_close(psi0, psi0[:1].expand(3, -1, -1, -1))  # psi = 0: every sample the average w
+    coarse, _ = G.sample(3, seed=0, truncation=0.0, truncation_cutoff=2)  # only the first two layers truncated
+    assert not torch.allclose(coarse, psi0)
+    x, labels = gens["biggan"].sample(4, seed=0, labels=torch.tensor([1, 2, 3, 4]), statistics="running")
+    assert labels.tolist() == [1, 2, 3, 4] and x.shape == (4, 1, 16, 16)
+
+
+def test_check_shape_names_the_axis_and_the_fix():
+    from ganlib.errors import check_shape
+
+    check_shape(torch.zeros(8, 64), (None, 64), "z")
+    with pytest.raises(GanlibError) as e:
+        check_shape(torch.zeros(8, 32), (None, 64), "z", "latents are [N, z_dim=64]")
+    assert str(e.value) == "z must be [N, 64], got [8, 32]: axis 1 is 32, not 64; latents are [N, z_dim=64]."
+    with pytest.raises(GanlibError, match=r"z must be \[N, 64\], got \[64\]: 1 axes, not 2; check"):
+        check_shape(torch.zeros(64), (None, 64), "z")
+    with pytest.raises(GanlibError, match=r"^labels \[3\] is missing: give one class per latent\.$"):
+        check_shape(None, (3,), "labels", "give one class per latent")
+    G = dcgan.Generator(16, 1, z_dim=8, width=8, num_classes=10)
+    with pytest.raises(GanlibError, match=r"the conditional generator's labels \[2\] is missing"):
+        G(torch.randn(2, 8))
+    with pytest.raises(GanlibError, match=r"z must be \[N, 8\], got \[2, 7\]: axis 1 is 7, not 8"):
+        G(torch.randn(2, 7), torch.zeros(2, dtype=torch.long))

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gancourse import recipes
-from ganlib import layers, losses, models, stylegan_training
+from ganlib import layers, losses, stylegan_training
 from ganlib.errors import GanlibError
 from ganlib.models import stylegan as sg
 from ganlib.train import TrainConfig
@@ -132,7 +132,7 @@ def test_fir_resampling_follows_its_definition():
 
 
 @pytest.mark.parametrize("resolution,num_ws", [(4, 2), (8, 4), (16, 6), (32, 8)])
-@pytest.mark.parametrize("style", sg.STYLES)
+@pytest.mark.parametrize("style", sg.BLOCKS)
 def test_generator_shapes_and_number_of_ws(resolution, num_ws, style):
     G = tiny_G(style, resolution)
     assert G.num_ws == num_ws == 2 * int(math.log2(resolution)) - 2
@@ -143,11 +143,12 @@ def test_generator_shapes_and_number_of_ws(resolution, num_ws, style):
     assert ws.shape == (3, num_ws, 8)
     assert G.synthesis(ws).shape == (3, 3, resolution, resolution)
     assert G(z).shape == (3, 3, resolution, resolution)
-    with pytest.raises(AssertionError, match="ws must be"):
+    with pytest.raises(GanlibError, match=rf"ws must be \[N, {num_ws}, 8\], got \[3, {num_ws - 1}, 8\]: axis 1 is "
+                                          rf"{num_ws - 1}, not {num_ws}; one w per layer"):
         G.synthesis(ws[:, 1:])
 
 
-@pytest.mark.parametrize("style", sg.STYLES)
+@pytest.mark.parametrize("style", sg.BLOCKS)
 def test_truncation_psi_zero_with_const_noise_gives_one_image(style):
     G = tiny_G(style).eval()
     with torch.no_grad():
@@ -183,7 +184,7 @@ def test_scaling_z_does_not_change_w():
     torch.testing.assert_close(G.mapping(z), G.mapping(z * torch.tensor([[0.1], [3.0], [17.0], [1.0]])))
 
 
-@pytest.mark.parametrize("style", sg.STYLES)
+@pytest.mark.parametrize("style", sg.BLOCKS)
 def test_every_row_of_ws_influences_the_output(style):
     G = tiny_G(style)
     with torch.no_grad():  # give the ToRGB layers and convs a visible response to their styles
@@ -201,7 +202,7 @@ def test_torgb_shares_its_w_with_the_next_blocks_first_conv():
     G = tiny_G(resolution=8)
     seen = {}
     hooks = [m.register_forward_pre_hook(lambda m, args, name=name: seen.__setitem__(name, args[1]))
-             for name, m in G.synthesis.named_modules() if isinstance(m, (sg.SynthesisLayer, sg.ToRGB))]
+             for name, m in G.synthesis.named_modules() if isinstance(m, (sg.ModulatedLayer, sg.ToRGB))]
     ws = torch.randn(1, G.num_ws, 8)
     G.synthesis(ws)
     for h in hooks:
@@ -235,6 +236,10 @@ def test_truncate_and_mix_styles():
     mixed = sg.mix_styles(ws, other, 2)
     assert torch.equal(mixed[:, :2], ws[:, :2]) and torch.equal(mixed[:, 2:], other[:, 2:])
     assert torch.equal(sg.mix_styles(ws, other, 6), ws) and torch.equal(sg.mix_styles(ws, other, 0), other)
+    with pytest.raises(GanlibError, match=r"ws_b must be \[2, 6, 4\], got \[2, 5, 4\]: axis 1 is 5, not 6"):
+        sg.mix_styles(ws, other[:, 1:], 2)
+    with pytest.raises(GanlibError, match=r"ws must be \[N, \*, 3\], got \[2, 6, 4\]: axis 2 is 4, not 3"):
+        sg.truncate(ws, w_avg[:3], 0.5)
 
 
 def test_mapping_layers_learn_slowly():
@@ -369,27 +374,26 @@ def test_sampling_with_truncation(tmp_path):
     t.train(progress=False)
     with torch.no_grad():
         t.G_ema.mapping.w_avg.normal_()
-    x, labels = models.sample(t.G_ema, 6, seed=1, truncation=0.0)
+    x, labels = t.G_ema.sample(6, seed=1, truncation=0.0)
     assert labels is None and x.shape == (6, 1, 16, 16)
     torch.testing.assert_close(x, x[:1].expand(6, -1, -1, -1))
-    a, _ = models.sample(t.G_ema, 6, seed=1)
-    b, _ = models.sample(t.G_ema, 6, seed=1)
+    a, _ = t.G_ema.sample(6, seed=1)
+    b, _ = t.G_ema.sample(6, seed=1)
     assert torch.equal(a, b) and (a - a[:1]).abs().amax() > 0
-    # the trainer samples through the same function: its G_ema, the same seed, the same truncation
+    # the trainer samples through the same method: its G_ema, the same seed, the same truncation
     torch.testing.assert_close(t.sample(6, seed=1, truncation=0.0)[0], x)
     torch.testing.assert_close(t.sample(6, seed=1)[0], a)
     direct = t.G_ema(torch.randn(6, t.G.z_dim, generator=torch.Generator().manual_seed(1)), truncation_psi=0.5,
                      noise_mode="const")
-    torch.testing.assert_close(models.sample(t.G_ema, 6, seed=1, truncation=0.5)[0], direct)
+    torch.testing.assert_close(t.G_ema.sample(6, seed=1, truncation=0.5)[0], direct)
 
 
 def test_stylegan_options_are_run_options_checked_like_train_options():
-    import typing
+    from dataclasses import fields
 
     assert {"style_mixing", "pl_weight", "lr_g"} <= recipes.option_names("stylegan")
     assert "style_mixing" not in recipes.option_names("dcgan")
-    hints = typing.get_type_hints(stylegan_training.StyleGANOptions)
-    numeric = {f for f in stylegan_training.StyleGANOptions.names() if hints[f] in (int, float)}
+    numeric = {f.name for f in fields(stylegan_training.StyleGANOptions) if not isinstance(f.default, (bool, str))}
     assert numeric == set(stylegan_training.StyleGANOptions.RANGES) == {"style_mixing", "pl_weight", "pl_every",
                                                                        "pl_batch_shrink", "pl_decay"}
     t = tiny_trainer(style_mixing=0.25, pl_every=2, lr_g=1e-3)  # the trainer's own and the loop's, side by side
@@ -452,6 +456,7 @@ def test_pretrained_generator_is_the_cpu_preset():
     assert spec == expected and state["data"] == "shapes" and state["config"]["style_mixing"] == 0.9
     # the record is the preset's, and the run went all the way: what `train stylegan --profile cpu` does today
     ran = {**state["config"], "betas": tuple(state["config"]["betas"])}
+    assert ran.pop("channels_last") is False  # an option of the loop when it trained, removed since (always off)
     assert ran == {**asdict(TrainConfig.from_dict(preset["train"])),
                    **asdict(stylegan_training.StyleGANOptions(**preset["trainer"]))}
     assert state["step"] == preset["train"]["steps"] and "D" not in state and "opt_g" not in state

@@ -6,11 +6,13 @@ import torch
 
 from gancourse import recipes
 from ganlib import files
+from ganlib.checkpoints import load_checkpoint_file
 from ganlib.data import load
+from ganlib.distributed import BatchStream
 from ganlib.errors import GanlibError, TrainingDiverged
 from ganlib.files import atomic_save
 from ganlib.models import dcgan, mlp
-from ganlib.train import BatchStream, TrainConfig, Trainer, load_checkpoint_file
+from ganlib.train import TrainConfig, Trainer
 
 
 def tiny_dcgan(tmp_path, **cfg):
@@ -348,12 +350,11 @@ def test_every_option_is_type_and_range_checked(option, value, message):
 
 
 def test_option_ranges_cover_every_numeric_option_and_typos_get_a_suggestion():
-    import typing
+    from dataclasses import fields
 
-    from ganlib.train import OPTION_RANGES
+    from ganlib.options import OPTION_RANGES
 
-    hints = typing.get_type_hints(TrainConfig)
-    numeric = {name for name, hint in hints.items() if {int, float} & {hint, *typing.get_args(hint)}}
+    numeric = {f.name for f in fields(TrainConfig) if not isinstance(f.default, (bool, str))}
     assert numeric == set(OPTION_RANGES)
     cfg = TrainConfig(lr_g=1, betas=[0.0, 0.99])  # an int as a rate, a list as the betas
     assert cfg.lr_g == 1.0 and isinstance(cfg.lr_g, float) and cfg.betas == (0.0, 0.99)
@@ -418,3 +419,40 @@ def test_a_sample_grid_on_disk_implies_the_checkpoint_of_its_step(tmp_path, monk
     monkeypatch.setattr(t, "write_samples", check_then_write)
     t.train(progress=False)
     assert checked == [True, True]
+
+
+def test_ema_update_moves_parameters_and_copies_buffers():
+    from ganlib.train import ema_update
+
+    G = dcgan.Generator(16, 1, z_dim=4, width=4)
+    G_ema = dcgan.Generator(16, 1, z_dim=4, width=4)
+    before = [p.detach().clone() for p in G_ema.parameters()]
+    with torch.no_grad():
+        for b in G.buffers():
+            b.add_(3)  # batch-norm statistics
+    ema_update(G_ema, G, 0.75)
+    for e, b, p in zip(G_ema.parameters(), before, G.parameters()):
+        torch.testing.assert_close(e, 0.75 * b + 0.25 * p)
+    assert all(torch.equal(e, b) for e, b in zip(G_ema.buffers(), G.buffers()))
+
+
+def test_the_training_step_reads_in_one_method():
+    """Chapter 01's step plus the papers' additions and the EMA: one method, under 60 lines."""
+    import inspect
+
+    assert len(inspect.getsource(Trainer.train_step).splitlines()) < 60
+
+
+def test_checkpoint_layout_and_a_checkpoint_of_another_format(tmp_path):
+    """The keys of format 1 (change them and CHECKPOINT_FORMAT goes up); another format: one line naming both."""
+    from ganlib.checkpoints import CHECKPOINT_FORMAT
+
+    t = tiny_dcgan(tmp_path, steps=1)
+    assert CHECKPOINT_FORMAT == 1 and list(t.state_dict()) == [
+        "format", "spec", "config", "data", "resolution", "step", "images_seen", "elapsed", "G", "D", "G_ema",
+        "opt_g", "opt_d", "scalers", "stream", "rng", "torch_rng", "cuda_rng", "history", "extra"]
+    atomic_save({**t.state_dict(), "format": 0}, tmp_path / "checkpoint.pt")
+    with pytest.raises(GanlibError) as e:
+        t.load_checkpoint()
+    assert "\n" not in str(e.value) and "has checkpoint format 0, this ganlib reads format 1: use the ganlib " \
+                                       "version that wrote it, or train again." in str(e.value)

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from ganlib import data as datasets
-from ganlib import models
 from ganlib.train import Trainer
 
 from .. import evaluation, recipes
@@ -109,7 +108,7 @@ def measure(quick: bool = False) -> dict:
 
     def scored(G: nn.Module, how: str, psi: float | None) -> dict:
         def draw(labels: torch.Tensor, seed: int) -> torch.Tensor:  # on a copy: standing statistics replace G's
-            return models.sample(copy.deepcopy(G), len(labels), seed, labels, psi, statistics=how)[0]
+            return copy.deepcopy(G).sample(len(labels), seed, psi, labels=labels, statistics=how)[0]
         return _conditional_scores(draw, judge, n)
 
     curves = {name: [dict(psi=psi, **scored(G, "standing", psi)) for psi in PSIS]

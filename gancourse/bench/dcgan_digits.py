@@ -119,7 +119,7 @@ def measure(quick: bool = False) -> dict:
                 cpu=cpu, **_score_draws(base_sample, judge, n))
     torch.manual_seed(0)
     G0, _ = models.build(trainer.spec)
-    untrained = _score_draws(lambda s: models.sample(G0, n, seed=s)[0], judge, n)
+    untrained = _score_draws(lambda s: G0.sample(n, seed=s)[0], judge, n)
     cfg = trainer.cfg
     return dict(resolution=trainer.data.resolution, train_images=len(trainer.data), judge_accuracy=judge.test_accuracy,
                 n=n, draws=5, floor=judge.score(test.batch(torch.arange(n))[0]), ours=ours, tutorial=base,

@@ -15,7 +15,7 @@ def _torchrun_images_per_second(folder: Path, processes: int, steps: int, accumu
     import shutil
     import subprocess
 
-    from ganlib.train import load_checkpoint_file
+    from ganlib.checkpoints import load_checkpoint_file
 
     shutil.rmtree(folder, ignore_errors=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",

@@ -14,7 +14,6 @@ import statistics
 
 import torch
 
-from ganlib import models
 from ganlib.models.stylegan import broadcast
 
 from .. import evaluation, recipes
@@ -79,7 +78,7 @@ def _run(quick: bool, mixing: float, seed: int, steps: int | None) -> dict:
     n = 100 if quick else 1000
     G = t.G_ema.eval()
     judge = evaluation.judge_for("shapes", t.data.resolution)
-    score = judge.score(models.sample(G, n, seed=1)[0])
+    score = judge.score(G.sample(n, seed=1)[0])
     fd_latents = [judge.score(mixed_latent_images(G, n, k, seed=2))["fd"] for k in LATENTS]
     shares = {str(c): {f: {side: s[f][side] for side in ("coarse", "fine")} for f in evaluation.FACTORS}
               for c in range(2, G.num_ws, 2) for s in [evaluation.mixing_shares(G, judge, c, n=n, seed=1)]}

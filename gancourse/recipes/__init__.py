@@ -186,10 +186,8 @@ def _check_batches(cfg: TrainConfig, data, D, growth: dict | None = None) -> Non
 def sample_from_run(run_dir: str | Path, n: int, seed: int = 0, label: int | None = None,
                     truncation: float | None = None, device=None):
     """(samples on the CPU, labels or None, "images" or "points") from a trained run, all of class `label`
-    when given, with the model's truncation trick at `truncation` (`models.sample`)."""
+    when given, with the model's truncation trick at `truncation` (its G's `sample`)."""
     import torch
-
-    from ganlib import models
 
     G, spec, _ = load_generator(run_dir, device)
     if n <= 0:
@@ -201,7 +199,7 @@ def sample_from_run(run_dir: str | Path, n: int, seed: int = 0, label: int | Non
         if not 0 <= label < G.num_classes:
             raise GanlibError(f"--class {label}: this model has classes 0 to {G.num_classes - 1}.")
         labels = torch.full((n,), label, dtype=torch.long)
-    x, labels = models.sample(G, n, seed, labels, truncation)
+    x, labels = G.sample(n, seed, truncation, **({"labels": labels} if labels is not None else {}))
     bad = int((~torch.isfinite(x.flatten(1)).all(dim=1)).sum())
     if bad:
         raise GanlibError(f"{bad} of the {n} samples hold NaN or infinite values: the generator in "

@@ -7,7 +7,7 @@ a budget of minutes: higher rates (2e-4 / 8e-4 instead of 1e-4 / 4e-4) and an EM
 of a run this short; in a 1500-step digits run, 0.999 from step 400 lagged far behind G, 0.99 and 0.995
 beat it). `python -m gancourse bench biggan-tricks` measures what each trick buys. Every trick is an option of the
 shared loop (hinge, orthogonal regularisation, EMA start) or part of the model (truncation and standing
-statistics, in `models.sample`), so BigGAN trains with the plain `Trainer`.
+statistics, in its G's `sample`), so BigGAN trains with the plain `Trainer`.
 """
 
 from __future__ import annotations

@@ -1,17 +1,19 @@
 """Model families, one file each. `build(spec)` rebuilds a (G, D) pair from the plain dict stored in
-every checkpoint: ``{"family": "dcgan", "G": {constructor kwargs}, "D": {constructor kwargs}}``."""
+every checkpoint: ``{"family": "dcgan", "G": {constructor kwargs}, "D": {constructor kwargs}}``.
+
+Every generator has ``G.sample(n, seed=0, truncation=None, ...)`` -> (samples on the CPU, labels or None), with
+its family's own options as keyword arguments (BigGAN's labels and batch-norm statistics, StyleGAN's truncation
+cutoff, PGGAN's resolution and fade-in); they share `draw`."""
 
 from __future__ import annotations
 
 import importlib
-import inspect
-import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..errors import GanlibError
+from ..errors import GanlibError, check_shape
 
 # family name -> (module, generator class, discriminator class)
 FAMILIES = {
@@ -22,7 +24,8 @@ FAMILIES = {
     "stylegan": ("stylegan", "Generator", "Discriminator"),
 }
 
-__all__ = ["FAMILIES", "build", "generate", "sample", *sorted({module for module, _, _ in FAMILIES.values()})]
+__all__ = ["FAMILIES", "build", "check_version", "generate", "refuse_truncation", "draw",
+           *sorted({module for module, _, _ in FAMILIES.values()})]
 
 
 def __getattr__(name: str):
@@ -72,53 +75,41 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
     return G(z, labels, **kwargs) if getattr(G, "num_classes", 0) else G(z, **kwargs)
 
 
-@torch.no_grad()
-def sample(G: nn.Module, n: int, seed: int = 0, labels: torch.Tensor | None = None, truncation: float | None = None,
-           generate_fn: Callable = generate, device: torch.device | str | None = None,
-           batch: int = 256, **options) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`n` samples of any family's G on the CPU (and their labels), deterministic given `seed`; G runs in eval mode.
-
-    Args:
-        G: a generator.
-        n: how many samples.
-        seed: seeds z ~ N(0, I) and, for a conditional G without `labels`, uniform labels (drawn in that order).
-        labels: [n] classes for a class-conditional G (None: uniform).
-        truncation: the family's truncation trick, None for none: StyleGAN's psi (w pulled towards the average
-            w; 1: off), BigGAN's threshold of the truncated normal. A family with a trick (or its own way of
-            sampling) implements it in its generator's method ``sampling(n, seed, truncation) -> (z or None,
-            generate_fn or None)``, in its model module; a GanlibError for a G without one.
-        generate_fn: how to run G on a batch, ``(G, z, labels) -> samples`` (a trainer's `generate`: PGGAN's
-            current resolution); the family's own, when `sampling` gives one, comes first.
-        device, batch: where G runs, and how many samples per forward pass.
-        **options: the family's own sampling options, passed on to its `sampling` (BigGAN: statistics=
-            "standing", "running" or "batch", which batch-norm statistics normalise the samples).
-    """
-    sampling = getattr(G, "sampling", None)  # the model family's sampling (StyleGAN, BigGAN)
-    name = f"{type(G).__module__}.{type(G).__name__}"
-    if truncation is not None and not (isinstance(truncation, (int, float)) and math.isfinite(truncation)):
-        raise GanlibError(f"truncation {truncation!r}: use a finite number (see the model's truncation trick), or "
-                          f"none for plain sampling.")
-    if sampling is None and truncation is not None:
+def refuse_truncation(G: nn.Module, truncation: float | None) -> None:
+    """The `sample` of a family without a truncation trick: a GanlibError unless `truncation` is None."""
+    if truncation is not None:
+        name = f"{type(G).__module__}.{type(G).__name__}"
         raise GanlibError(f"truncation {truncation!r}: {name} has no truncation trick; sample without one (no "
                           f"--truncation), or use a model that has one (StyleGAN, BigGAN).")
-    takes = set(inspect.signature(sampling).parameters) - {"n", "seed", "truncation"} if sampling else set()
-    if set(options) - takes:
-        raise GanlibError(f"sampling options {sorted(set(options) - takes)}: {name} takes "
-                          f"{sorted(takes) if takes else 'none'}; leave the others out.")
-    was_training = G.training
-    z, family_fn = sampling(n, seed, truncation, **options) if sampling is not None else (None, None)
-    generate_fn = family_fn or generate_fn
-    device = device or next(G.parameters()).device
+
+
+@torch.no_grad()
+def draw(G: nn.Module, n: int, seed: int, labels: torch.Tensor | None = None, batch: int = 256,
+         forward: Callable | None = None, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What every generator's `sample` returns: `n` samples on the CPU and their labels (None when G is not
+    class-conditional), deterministic given `seed`; G runs in eval mode and is left in the mode it was in.
+
+    Args:
+        G: a generator (`z_dim`; `num_classes` > 0 when class-conditional).
+        n, seed: how many samples; `seed` draws z ~ N(0, I) [n, z_dim] (unless `z` is given), then, for a
+            conditional G without `labels`, uniform labels [n], in that order.
+        labels: [n] classes for a conditional G.
+        batch: samples per forward pass.
+        forward: ``(z, labels) -> samples``, how the family runs G (default: G(z, labels), or G(z)).
+        z: the latents [n, z_dim], when the family draws them itself (BigGAN's truncated normal).
+    """
     g = torch.Generator().manual_seed(seed)
     if z is None:
         z = torch.randn(n, G.z_dim, generator=g)
-    assert z.shape == (n, G.z_dim), f"z must be [{n}, {G.z_dim}], got {list(z.shape)}"
+    check_shape(z, (n, G.z_dim), "z")
     if getattr(G, "num_classes", 0) and labels is None:
         labels = torch.randint(G.num_classes, (n,), generator=g)
+    forward = forward or (lambda z, y: generate(G, z, y))
+    device, was_training = next(G.parameters()).device, G.training
     G.eval()
     out = []
     for i in range(0, n, batch):
         y = labels[i: i + batch].to(device) if labels is not None else None
-        out.append(generate_fn(G, z[i: i + batch].to(device), y).float().cpu())
+        out.append(forward(z[i: i + batch].to(device), y).float().cpu())
     G.train(was_training)
     return torch.cat(out), labels

@@ -27,8 +27,9 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from .. import layers
-from ..errors import GanlibError, check_images, check_resolution
+from ..errors import GanlibError, check_images, check_resolution, check_shape
 from ..layers import ConditionalBatchNorm2d, SelfAttention
+from . import draw
 
 __all__ = [
     "SN_EPS", "SAMPLING_STATISTICS", "channels_at", "add_spectral_norm", "orthogonal_init", "truncated_z",
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 SN_EPS = 1e-6  # spectral-norm epsilon of the BigGAN-PyTorch launch scripts
-SAMPLING_STATISTICS = ("standing", "running", "batch")  # the batch-norm statistics G can sample with (`sampling`)
+SAMPLING_STATISTICS = ("standing", "running", "batch")  # the batch-norm statistics G can sample with (`sample`)
 
 
 def channels_at(r: int, resolution: int, width: int) -> int:
@@ -198,8 +199,8 @@ class Generator(nn.Module):
             add_spectral_norm(self, skip=(self.shared,))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
-        assert labels is not None and labels.shape == z.shape[:1], "G needs labels [N]"
+        check_shape(z, (None, self.z_dim), "z", f"latents are [N, z_dim={self.z_dim}]")
+        check_shape(labels, (z.shape[0],), "BigGAN's labels", "give one class per latent")
         chunks = z.split(self.chunk, dim=1)  # (blocks + 1) x [N, chunk]
         y = self.shared(labels)  # [N, shared_dim]
         x = self.linear(chunks[0]).reshape(z.shape[0], -1, 4, 4)  # [N, ch(4), 4, 4]
@@ -212,20 +213,29 @@ class Generator(nn.Module):
         x = self.out_conv(F.relu(self.out_bn(x)))
         return torch.tanh(x)  # [N, C, R, R]
 
-    def sampling(self, n: int, seed: int, truncation: float | None, statistics: str = "standing"):
-        """How `models.sample` runs this G: z [n, z_dim] from the normal truncated at `truncation` (None: the plain
-        normal, drawn by `models.sample`), normalised with the batch-norm `statistics` of `SAMPLING_STATISTICS`:
-        "standing" (the default) first measures them anew for G's weights and this truncation
-        (`standing_statistics`, which replaces G's running statistics); "running" uses those G brought from
-        training; "batch" normalises each forward batch with its own mean and variance (G's running statistics
-        stay as they are). Returns (z or None, G's forward or None)."""
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None, labels: torch.Tensor | None = None,
+               statistics: str = "standing", batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` images on the CPU and their labels (`labels` [n], or uniform), deterministic given `seed`
+        (`models.draw`).
+
+        Args:
+            truncation: z from the normal truncated at this threshold (the truncation trick; None: plain normal).
+            statistics: the batch-norm statistics that normalise the samples, one of `SAMPLING_STATISTICS`:
+                "standing" (the default) first measures them anew for G's weights and this truncation
+                (`standing_statistics`, which replaces G's running statistics); "running" uses those G brought
+                from training; "batch" normalises each forward batch with its own mean and variance (G's running
+                statistics stay as they are).
+        """
         if statistics not in SAMPLING_STATISTICS:
             raise GanlibError(f"statistics {statistics!r}: BigGAN samples with one of {SAMPLING_STATISTICS}.")
+        training = self.training
         if statistics == "standing":
-            standing_statistics(self, truncation=truncation, seed=seed + 1)
+            standing_statistics(self, truncation=truncation, seed=seed + 1)  # leaves G in eval mode
+        self.train(training)
         z = None if truncation is None else truncated_z(n, self.z_dim, truncation,
                                                         generator=torch.Generator().manual_seed(seed))
-        return z, (forward_with_batch_statistics if statistics == "batch" else None)
+        forward = (lambda z, y: forward_with_batch_statistics(self, z, y)) if statistics == "batch" else None
+        return draw(self, n, seed, labels, batch, forward=forward, z=z)
 
 
 def forward_with_batch_statistics(G: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -278,7 +288,7 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_images(x, self.img_channels, self.resolution, "the BigGAN discriminator",
                      dtype=next(self.parameters()).dtype)
-        assert labels is not None and labels.shape == x.shape[:1], "D needs labels [N]"
+        check_shape(labels, (x.shape[0],), "BigGAN's labels", "give one class per image")
         h = x
         for block in self.blocks:
             h = block(h)

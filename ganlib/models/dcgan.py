@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import check_images, check_resolution
+from ..errors import check_images, check_resolution, check_shape
+from . import draw, refuse_truncation
 
 __all__ = ["feature_channels", "dcgan_init", "Generator", "Discriminator"]
 
@@ -71,12 +72,19 @@ class Generator(nn.Module):
         self.apply(dcgan_init)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
+        check_shape(z, (None, self.z_dim), "z", f"latents are [N, z_dim={self.z_dim}]")
         if self.num_classes:
-            assert labels is not None and labels.shape == z.shape[:1], "a conditional G needs labels [N]"
+            check_shape(labels, (z.shape[0],), "the conditional generator's labels", "give one class per latent")
             z = torch.cat([z, self.embed(labels)], dim=1)  # [N, z_dim + embed_dim]
         x = self.net(z[:, :, None, None])  # [N, C, R, R]
         return x
+
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None, labels: torch.Tensor | None = None,
+               batch: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`n` samples on the CPU, deterministic given `seed`, and their labels: `labels` [n] or uniform when G is
+        conditional, else None (`models.draw`). This family has no truncation trick (`truncation` must be None)."""
+        refuse_truncation(self, truncation)
+        return draw(self, n, seed, labels, batch)
 
 
 class Discriminator(nn.Module):
@@ -112,7 +120,7 @@ class Discriminator(nn.Module):
         check_images(x, self.img_channels, self.resolution, "the DCGAN discriminator",
                      dtype=next(self.parameters()).dtype)
         if self.num_classes:
-            assert labels is not None and labels.shape == x.shape[:1], "a conditional D needs labels [N]"
+            check_shape(labels, (x.shape[0],), "the conditional discriminator's labels", "give one class per image")
             onehot = F.one_hot(labels, self.num_classes).to(x.dtype)  # [N, K]
             x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)  # [N, C+K, R, R]
         return self.net(x).flatten()  # [N]

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .. import layers
-from ..errors import GanlibError
+from ..errors import GanlibError, check_shape
+from . import draw, refuse_truncation
 
 __all__ = ["CONDITIONINGS", "mlp", "pack", "MLPGenerator", "MLPDiscriminator"]
 
@@ -36,16 +37,11 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
 def pack(x: torch.Tensor, m: int) -> torch.Tensor:
     """PacGAN's packing: points [N, D] -> [N/m, m*D], each row m consecutive samples side by side."""
     n = x.shape[0]
-    assert x.ndim == 2, f"x must be [N, D], got {list(x.shape)}"
+    check_shape(x, (None, None), "PacGAN's points", "points are [N, D]")
     if n % m:
         raise GanlibError(f"batch size {n} is not a multiple of the packing degree {m}: choose a batch size "
                           f"divisible by it.")
     return x.reshape(n // m, m * x.shape[1])
-
-
-def _check_labels(labels: torch.Tensor | None, n: int, num_classes: int, who: str) -> None:
-    if num_classes and (labels is None or labels.shape != (n,)):
-        raise ValueError(f"the conditional {who} needs labels [N] = [{n}] beside its input")
 
 
 class MLPGenerator(nn.Module):
@@ -66,11 +62,18 @@ class MLPGenerator(nn.Module):
         self.net = mlp([z_dim + num_classes, *[hidden] * depth, out_dim], nn.ReLU)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
-        _check_labels(labels, z.shape[0], self.num_classes, "generator")
+        check_shape(z, (None, self.z_dim), "z", f"latents are [N, z_dim={self.z_dim}]")
         if self.num_classes:
+            check_shape(labels, (z.shape[0],), "the conditional generator's labels", "give one class per latent")
             z = layers.one_hot_concat(z, labels, self.num_classes)  # [N, z_dim + K]
         return self.net(z)  # [N, out_dim]
+
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None, labels: torch.Tensor | None = None,
+               batch: int = 256) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`n` samples on the CPU, deterministic given `seed`, and their labels: `labels` [n] or uniform when G is
+        conditional, else None (`models.draw`). This family has no truncation trick (`truncation` must be None)."""
+        refuse_truncation(self, truncation)
+        return draw(self, n, seed, labels, batch)
 
 
 class MLPDiscriminator(nn.Module):
@@ -105,8 +108,9 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
-        assert x.ndim == 2 and x.shape[1] == self.in_dim, f"x must be [N, {self.in_dim}], got {list(x.shape)}"
-        _check_labels(labels, n, self.num_classes, "discriminator")
+        check_shape(x, (None, self.in_dim), "points", f"this discriminator reads points of dimension {self.in_dim}")
+        if self.num_classes:
+            check_shape(labels, (n,), "the conditional discriminator's labels", "give one class per point")
         if self.num_classes and self.conditioning == "projection":
             return layers.projection_logits(self.net(x), labels, self.embed, self.linear)  # [N]
         if self.num_classes:

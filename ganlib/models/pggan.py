@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import GanlibError, check_images, check_resolution
+from ..errors import GanlibError, check_images, check_resolution, check_shape
 from ..layers import EqualizedConv2d, EqualizedLinear, minibatch_stddev, pixel_norm
+from . import draw, refuse_truncation
 
 __all__ = [
     "upsample", "downsample", "fade_in", "fade_reals", "channels", "lrelu", "GeneratorBlock", "Generator",
@@ -138,7 +139,7 @@ class Generator(nn.Module):
         if resolution not in self.resolutions:
             raise GanlibError(f"resolution {resolution} is not one of this generator's "
                               f"{', '.join(map(str, self.resolutions))}.")
-        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
+        check_shape(z, (None, self.z_dim), "z", f"latents are [N, z_dim={self.z_dim}]")
         alpha = _alpha(resolution, alpha)
         x = pixel_norm(z)
         x = self.dense(x).view(-1, self.ch4, 4, 4) + self.dense_bias.view(1, -1, 1, 1)  # [N, C4, 4, 4]
@@ -153,6 +154,13 @@ class Generator(nn.Module):
         if alpha >= 1:
             return new
         return fade_in(self.to_rgb[level - 1](x), new, alpha)
+
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None, resolution: int | None = None,
+               alpha: float = 1.0, batch: int = 256) -> tuple[torch.Tensor, None]:
+        """`n` images on the CPU at `resolution` (default max_resolution) and fade-in `alpha`, deterministic given
+        `seed` (`models.draw`), and None (no labels). PGGAN has no truncation trick (`truncation` must be None)."""
+        refuse_truncation(self, truncation)
+        return draw(self, n, seed, batch=batch, forward=lambda z, _: self(z, resolution, alpha))
 
 
 class DiscriminatorBlock(nn.Module):

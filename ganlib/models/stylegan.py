@@ -8,12 +8,14 @@ Generator = `MappingNetwork` (z -> w) then `SynthesisNetwork` (ws -> image):
     outputs (each upsampled), StyleGAN2's "skip" architecture. Every conv reads its own row of ws; a ToRGB shares
     its row with the next block's first conv, so num_ws = 2 * log2(resolution) - 2.
 
-`style` chooses how a row of ws enters a conv (the chapter compares the two):
-    "adain"      StyleGAN: conv -> noise -> bias -> lrelu -> AdaIN(style), one noise strength per channel,
-                 constant input of ones that gets the same noise -> bias -> lrelu -> AdaIN before its first
-                 conv (reading that conv's row of ws; StyleGAN gives it a row of its own);
-    "modulated"  StyleGAN2: the style scales the conv's weights, which are then demodulated; conv -> noise ->
-                 bias -> lrelu, one noise strength per layer, constant input ~ N(0, 1).
+`style` chooses how a row of ws enters a conv (the chapter compares the two), once, when the synthesis network
+builds its blocks (`BLOCKS`):
+    "adain"      StyleGAN (`AdaINBlock` of `AdaINLayer`s): conv -> noise -> bias -> lrelu -> AdaIN(style), one
+                 noise strength per channel, constant input of ones that gets the same noise -> bias -> lrelu ->
+                 AdaIN before its first conv (reading that conv's row of ws; StyleGAN gives it a row of its own);
+    "modulated"  StyleGAN2 (`ModulatedBlock` of `ModulatedLayer`s): the style scales the conv's weights, which
+                 are then demodulated; conv -> noise -> bias -> lrelu, one noise strength per layer, constant
+                 input ~ N(0, 1).
 Both flavours share the skip architecture, the ToRGB layers and StyleGAN2's [1, 3, 3, 1] resampling filter, so
 that they differ only in the normalisation (in StyleGAN the image came from the last ToRGB alone, grown
 progressively, with [1, 2, 1] blurring).
@@ -31,15 +33,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import layers
-from ..errors import GanlibError, check_images, check_resolution
+from ..errors import GanlibError, check_images, check_resolution, check_shape
+from . import draw
 
 __all__ = [
-    "STYLES", "LRELU_GAIN", "lrelu", "feature_channels", "MappingNetwork", "broadcast", "truncate", "mix_styles",
-    "mixing_regularisation", "SynthesisLayer", "adain_epilogue", "ToRGB", "SynthesisBlock", "SynthesisNetwork",
-    "Generator", "DiscriminatorBlock", "Discriminator"
+    "LRELU_GAIN", "lrelu", "feature_channels", "MappingNetwork", "broadcast", "truncate", "mix_styles",
+    "mixing_regularisation", "ModulatedLayer", "AdaINLayer", "adain_epilogue", "ToRGB", "SynthesisBlock",
+    "ModulatedBlock", "AdaINBlock", "BLOCKS", "SynthesisNetwork", "Generator", "DiscriminatorBlock", "Discriminator"
 ]
 
-STYLES = ("modulated", "adain")
 LRELU_GAIN = math.sqrt(2)
 
 
@@ -82,7 +84,7 @@ class MappingNetwork(nn.Module):
     def forward(self, z: torch.Tensor, update_w_avg: bool | None = None) -> torch.Tensor:
         """w for latents z. `update_w_avg` (default: in training mode) moves w_avg towards this batch's mean;
         the second latent of style mixing does not."""
-        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
+        check_shape(z, (None, self.z_dim), "z", f"latents are [N, z_dim={self.z_dim}]")
         x = layers.pixel_norm(z)  # [N, z_dim], unit second moment: the scale of z carries no information
         for fc in self.fcs:
             x = lrelu(fc(x))  # [N, w_dim]
@@ -96,7 +98,7 @@ class MappingNetwork(nn.Module):
 
 def broadcast(w: torch.Tensor, num_ws: int) -> torch.Tensor:
     """w [N, w_dim] -> ws [N, num_ws, w_dim]: the same w for every layer of the synthesis network."""
-    assert w.ndim == 2, f"w must be [N, w_dim], got {list(w.shape)}"
+    check_shape(w, (None, None), "w", "one w per sample: G.mapping(z)")
     return w[:, None, :].expand(-1, num_ws, -1)
 
 
@@ -106,7 +108,7 @@ def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | No
     psi = 1 leaves ws as they are, psi = 0 gives every sample the average w, 0 < psi < 1 trades variety
     for typicality. ws [N, num_ws, w_dim] -> same shape (a new tensor).
     """
-    assert ws.ndim == 3 and w_avg.shape == ws.shape[2:], (ws.shape, w_avg.shape)
+    check_shape(ws, (None, None, w_avg.shape[0]), "ws", "one w per layer: broadcast(G.mapping(z), G.num_ws)")
     cutoff = ws.shape[1] if cutoff is None else cutoff
     out = ws.clone()
     out[:, :cutoff] = w_avg.lerp(ws[:, :cutoff], psi)
@@ -119,7 +121,8 @@ def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, crossover: int) -> torch.
     A small crossover gives b's styles almost everything (only the coarsest layers keep a's); crossover =
     num_ws is ws_a unchanged. ws_a, ws_b [N, num_ws, w_dim] -> a new tensor of the same shape.
     """
-    assert ws_a.shape == ws_b.shape and ws_a.ndim == 3, (ws_a.shape, ws_b.shape)
+    check_shape(ws_a, (None, None, None), "ws_a", "ws are [N, num_ws, w_dim]")
+    check_shape(ws_b, tuple(ws_a.shape), "ws_b", "mix two ws of the same shape")
     assert 0 <= crossover <= ws_a.shape[1], f"crossover must be in [0, {ws_a.shape[1]}], got {crossover}"
     return torch.cat([ws_a[:, :crossover], ws_b[:, crossover:]], dim=1)
 
@@ -145,8 +148,10 @@ def mixing_regularisation(G: Generator, z: torch.Tensor, probability: float,
 # Synthesis
 
 
-class SynthesisLayer(nn.Module):
-    """One styled 3x3 convolution (optionally upsampling first): x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']."""
+class ModulatedLayer(nn.Module):
+    """StyleGAN2's styled 3x3 convolution (optionally upsampling first): the style scales the conv's weights,
+    which are then demodulated; conv -> noise (one strength per layer) -> bias -> lrelu.
+    x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']."""
 
     def __init__(
         self,
@@ -155,34 +160,47 @@ class SynthesisLayer(nn.Module):
         w_dim: int,  # size of w
         resolution: int,  # output resolution H' = W'
         up: bool = False,  # upsample x2 before the conv
-        style: str = "modulated",  # "modulated" (StyleGAN2) or "adain" (StyleGAN)
     ):
         super().__init__()
-        assert style in STYLES, f"style must be one of {STYLES}, got {style!r}"
-        self.style, self.up, self.resolution = style, up, resolution
+        self.up, self.resolution = up, resolution
         self.register_buffer("fir", layers.fir_filter(), persistent=False)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        if style == "modulated":
-            # styles s = A(w), one per input channel, starting at 1; demodulation makes a weight gain redundant
-            self.affine = layers.EqualizedLinear(w_dim, in_channels, gain=1.0, bias_init=1.0)
-            self.noise = layers.NoiseInjection(resolution, channels=1)
-        else:
-            self.weight_gain = LRELU_GAIN / math.sqrt(in_channels * 9)  # StyleGAN: He's gain inside the weight
-            self.noise = layers.NoiseInjection(resolution, channels=out_channels)
-            self.adain = layers.AdaIN(out_channels, w_dim)
+        # styles s = A(w), one per input channel, starting at 1; demodulation makes a weight gain redundant
+        self.affine = layers.EqualizedLinear(w_dim, in_channels, gain=1.0, bias_init=1.0)
+        self.noise = layers.NoiseInjection(resolution, channels=1)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
         if self.up:
             x = layers.upsample2d(x, self.fir)  # [N, I, 2H, 2W]
-        if self.style == "modulated":
-            x = layers.modulated_conv2d(x, self.weight, self.affine(w))  # [N, O, H', W']
-            x = self.noise(x, noise_mode)
-            x = lrelu(x + self.bias[None, :, None, None])
-        else:
-            x = F.conv2d(x, self.weight * self.weight_gain, padding=1)  # [N, O, H', W']
-            x = adain_epilogue(x, w, self.noise, self.bias, self.adain, noise_mode)
-        assert x.shape[-1] == self.resolution, (x.shape, self.resolution)
+        x = layers.modulated_conv2d(x, self.weight, self.affine(w))  # [N, O, H', W']
+        x = self.noise(x, noise_mode)
+        x = lrelu(x + self.bias[None, :, None, None])
+        check_shape(x, (None, None, self.resolution, self.resolution), "a synthesis layer's output")
+        return x
+
+
+class AdaINLayer(nn.Module):
+    """StyleGAN's styled 3x3 convolution (optionally upsampling first): conv -> noise (one strength per channel)
+    -> bias -> lrelu -> AdaIN(style) (`adain_epilogue`). x [N, I, H, W], w [N, w_dim] -> [N, O, H', W'].
+    The arguments are ModulatedLayer's."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False):
+        super().__init__()
+        self.up, self.resolution = up, resolution
+        self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.weight_gain = LRELU_GAIN / math.sqrt(in_channels * 9)  # StyleGAN: He's gain inside the weight
+        self.noise = layers.NoiseInjection(resolution, channels=out_channels)
+        self.adain = layers.AdaIN(out_channels, w_dim)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
+        if self.up:
+            x = layers.upsample2d(x, self.fir)  # [N, I, 2H, 2W]
+        x = F.conv2d(x, self.weight * self.weight_gain, padding=1)  # [N, O, H', W']
+        x = adain_epilogue(x, w, self.noise, self.bias, self.adain, noise_mode)
+        check_shape(x, (None, None, self.resolution, self.resolution), "a synthesis layer's output")
         return x
 
 
@@ -213,44 +231,74 @@ class ToRGB(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution: (the constant input at 4x4 | an upsampling conv), a conv, a ToRGB.
+    """One resolution: (the constant input at 4x4 | an upsampling conv), a conv, a ToRGB; `ModulatedBlock` and
+    `AdaINBlock` say which layers, and how the constant input is made and styled.
 
     Reads num_conv + 1 rows of ws: one per conv, the last for ToRGB (shared with the next block's first conv).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
-                 style: str):
+    Layer: type[nn.Module]  # ModulatedLayer or AdaINLayer
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int):
         super().__init__()
         self.resolution = resolution
         self.register_buffer("fir", layers.fir_filter(), persistent=False)
-        self.style = style
         if resolution == 4:
-            init = torch.ones if style == "adain" else torch.randn  # StyleGAN: ones; StyleGAN2: N(0, 1)
-            self.const = nn.Parameter(init(out_channels, 4, 4))
+            self.make_constant(out_channels, w_dim)
             self.conv0 = None
-            if style == "adain":  # StyleGAN styles the constant before the first conv; StyleGAN2 does not
-                self.const_noise = layers.NoiseInjection(4, channels=out_channels)
-                self.const_bias = nn.Parameter(torch.zeros(out_channels))
-                self.const_adain = layers.AdaIN(out_channels, w_dim)
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True, style=style)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, style=style)
+            self.conv0 = self.Layer(in_channels, out_channels, w_dim, resolution, up=True)
+        self.conv1 = self.Layer(out_channels, out_channels, w_dim, resolution)
         self.torgb = ToRGB(out_channels, img_channels, w_dim)
         self.num_conv = 1 if resolution == 4 else 2
 
+    def make_constant(self, channels: int, w_dim: int) -> None:
+        raise NotImplementedError
+
+    def constant(self, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
+        """The 4x4 block's input [N, C, 4, 4] for w [N, w_dim]."""
+        return self.const[None].expand(w.shape[0], -1, -1, -1)
+
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
                 noise_mode: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
-        assert ws.shape[1] == self.num_conv + 1, (ws.shape, self.num_conv)
+        check_shape(ws, (None, self.num_conv + 1, None), "a synthesis block's ws")
         if self.conv0 is None:
-            x = self.const[None].expand(ws.shape[0], -1, -1, -1)  # [N, C, 4, 4]
-            if self.style == "adain":
-                x = adain_epilogue(x, ws[:, 0], self.const_noise, self.const_bias, self.const_adain, noise_mode)
+            x = self.constant(ws[:, 0], noise_mode)  # [N, C, 4, 4]
         else:
             x = self.conv0(x, ws[:, 0], noise_mode)  # [N, C, R, R]
         x = self.conv1(x, ws[:, self.num_conv - 1], noise_mode)
         y = self.torgb(x, ws[:, self.num_conv])  # [N, img_channels, R, R]
         img = y if img is None else layers.upsample2d(img, self.fir) + y
         return x, img
+
+
+class ModulatedBlock(SynthesisBlock):
+    """StyleGAN2's block: modulated layers, a constant input ~ N(0, 1) that goes straight into the first conv."""
+
+    Layer = ModulatedLayer
+
+    def make_constant(self, channels: int, w_dim: int) -> None:
+        self.const = nn.Parameter(torch.randn(channels, 4, 4))
+
+
+class AdaINBlock(SynthesisBlock):
+    """StyleGAN's block: AdaIN layers, a constant input of ones that gets noise -> bias -> lrelu -> AdaIN before
+    its first conv (reading that conv's row of ws; StyleGAN gives it a row of its own)."""
+
+    Layer = AdaINLayer
+
+    def make_constant(self, channels: int, w_dim: int) -> None:
+        self.const = nn.Parameter(torch.ones(channels, 4, 4))
+        self.const_noise = layers.NoiseInjection(4, channels=channels)
+        self.const_bias = nn.Parameter(torch.zeros(channels))
+        self.const_adain = layers.AdaIN(channels, w_dim)
+
+    def constant(self, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
+        x = super().constant(w, noise_mode)
+        return adain_epilogue(x, w, self.const_noise, self.const_bias, self.const_adain, noise_mode)
+
+
+BLOCKS = {"modulated": ModulatedBlock, "adain": AdaINBlock}  # how a row of ws enters a conv (see the module)
 
 
 class SynthesisNetwork(nn.Module):
@@ -267,15 +315,16 @@ class SynthesisNetwork(nn.Module):
     ):
         super().__init__()
         self.resolution, self.img_channels, self.w_dim = resolution, img_channels, w_dim
+        if style not in BLOCKS:
+            raise GanlibError(f"style {style!r}: use one of {', '.join(BLOCKS)}.")
         ch = lambda r: feature_channels(r, channel_base, channel_max)
         resolutions = [2 ** k for k in range(2, int(math.log2(resolution)) + 1)]  # 4, 8, ..., resolution
-        self.blocks = nn.ModuleList([SynthesisBlock(ch(max(r // 2, 4)), ch(r), w_dim, r, img_channels, style)
+        self.blocks = nn.ModuleList([BLOCKS[style](ch(max(r // 2, 4)), ch(r), w_dim, r, img_channels)
                                      for r in resolutions])
         self.num_ws = sum(b.num_conv for b in self.blocks) + 1  # = 2 log2(resolution) - 2
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
-        assert ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim), \
-            f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}"
+        check_shape(ws, (None, self.num_ws, self.w_dim), "ws", "one w per layer: broadcast(w, G.num_ws)")
         x = img = None
         w_idx = 0
         for block in self.blocks:
@@ -323,14 +372,16 @@ class Generator(nn.Module):
             ws = truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
         return self.synthesis(ws, noise_mode)
 
-    def sampling(self, n: int, seed: int, truncation: float | None):
-        """How `models.sample` runs this G: with the constant noise maps (the same seed gives the same images) and
-        the truncation trick in W, psi = `truncation` (None: 1, off). Returns (None: plain z, the forward)."""
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None, truncation_cutoff: int | None = None,
+               noise_mode: str = "const", batch: int = 256) -> tuple[torch.Tensor, None]:
+        """`n` images on the CPU, deterministic given `seed` (`models.draw`), and None (no labels): with the
+        truncation trick in W at psi = `truncation` (None: 1, off) on the first `truncation_cutoff` layers
+        (None: all), and the constant noise maps (`noise_mode`), so that a seed always gives the same images."""
         psi = 1.0 if truncation is None else truncation
-        if not 0 <= psi <= 1:
+        if not 0 <= psi <= 1:  # NaN and inf fail this too
             raise GanlibError(f"truncation psi {psi!r}: use a number from 0 (every sample the average image) to 1 "
                               f"(no truncation); 0.7 is the StyleGAN papers' usual choice.")
-        return None, lambda G, z, labels: G(z, truncation_psi=psi, noise_mode="const")
+        return draw(self, n, seed, batch=batch, forward=lambda z, _: self(z, psi, truncation_cutoff, noise_mode))
 
 
 # ----------------------------------------------------------------------------------------------------------
