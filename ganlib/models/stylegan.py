@@ -140,7 +140,8 @@ def mixing_regularisation(G: Generator, z: torch.Tensor, probability: float,
 
 
 class SynthesisLayer(nn.Module):
-    """One styled 3x3 convolution (optionally upsampling first): x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']."""
+    """One styled 3x3 convolution (optionally StyleGAN2's up-sampling convolution, `layers.upsample_conv2d`):
+    x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']."""
 
     def __init__(
         self,
@@ -148,7 +149,7 @@ class SynthesisLayer(nn.Module):
         out_channels: int,  # O
         w_dim: int,  # size of w
         resolution: int,  # output resolution H' = W'
-        up: bool = False,  # upsample x2 before the conv
+        up: bool = False,  # upsample x2 (transposed stride-2 conv, then the low-pass filter)
         style: str = "modulated",  # "modulated" (StyleGAN2) or "adain" (StyleGAN)
     ):
         super().__init__()
@@ -167,14 +168,13 @@ class SynthesisLayer(nn.Module):
             self.adain = layers.AdaIN(out_channels, w_dim)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
-        if self.up:
-            x = layers.upsample2d(x, self.fir)  # [N, I, 2H, 2W]
         if self.style == "modulated":
-            x = layers.modulated_conv2d(x, self.weight, self.affine(w))  # [N, O, H', W']
+            x = layers.modulated_conv2d(x, self.weight, self.affine(w), up=self.up, fir=self.fir)  # [N, O, H', W']
             x = self.noise(x, noise_mode)
             x = lrelu(x + self.bias[None, :, None, None])
         else:
-            x = F.conv2d(x, self.weight * self.weight_gain, padding=1)  # [N, O, H', W']
+            weight = self.weight * self.weight_gain
+            x = layers.upsample_conv2d(x, weight, self.fir) if self.up else F.conv2d(x, weight, padding=1)
             x = adain_epilogue(x, w, self.noise, self.bias, self.adain, noise_mode)
         assert x.shape[-1] == self.resolution, (x.shape, self.resolution)
         return x
@@ -331,23 +331,21 @@ class Generator(nn.Module):
 class DiscriminatorBlock(nn.Module):
     """StyleGAN2's residual block: x [N, I, R, R] -> [N, O, R/2, R/2].
 
-    main: 3x3 conv, lrelu, [1, 3, 3, 1] blur-downsample, 3x3 conv, lrelu; skip: blur-downsample, 1x1 conv (no
-    bias); out = (main + skip) / sqrt(2), which keeps the variance of the sum of two unit-variance paths.
-    (StyleGAN2 blurs and then convolves with stride 2; we downsample first and convolve at R/2: the same
-    parameters and cost, a slightly wider receptive field.)
+    main: 3x3 conv, lrelu, then a down-sampling 3x3 conv ([1, 3, 3, 1] low-pass filter at R, stride-2 conv), lrelu;
+    skip: a down-sampling 1x1 conv (no bias); out = (main + skip) / sqrt(2), which keeps the variance of the sum
+    of two unit-variance paths (the authors' `Conv2dLayer(down=2)` and gains sqrt(0.5)).
     """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.register_buffer("fir", layers.fir_filter(), persistent=False)
         self.conv0 = layers.EqualizedConv2d(in_channels, in_channels, 3, gain=1.0)
-        self.conv1 = layers.EqualizedConv2d(in_channels, out_channels, 3, gain=1.0)
-        self.skip = layers.EqualizedConv2d(in_channels, out_channels, 1, bias=False, gain=1.0)
+        self.conv1 = layers.EqualizedConv2d(in_channels, out_channels, 3, gain=1.0, down=True)
+        self.skip = layers.EqualizedConv2d(in_channels, out_channels, 1, bias=False, gain=1.0, down=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.skip(layers.downsample2d(x, self.fir))  # [N, O, R/2, R/2]
+        skip = self.skip(x)  # [N, O, R/2, R/2]
         x = lrelu(self.conv0(x))  # [N, I, R, R]
-        x = lrelu(self.conv1(layers.downsample2d(x, self.fir)))  # [N, O, R/2, R/2]
+        x = lrelu(self.conv1(x))  # [N, O, R/2, R/2]
         return (x + skip) * math.sqrt(0.5)
 
 
