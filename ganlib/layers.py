@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import GanlibError
+from .resampling import conv2d_downsample, fir_filter, upsample_conv2d
 
 # ----------------------------------------------------------------------------------------------------------
 # PGGAN
@@ -54,7 +55,7 @@ class EqualizedLinear(nn.Module):
 class EqualizedConv2d(nn.Module):
     """A 2-D convolution with an equalized learning rate: weights N(0, 1) / lr_mul, multiplied at run time by
     gain * lr_mul / sqrt(fan_in) with fan_in = in_channels * kernel_size^2; bias raw, times lr_mul.
-    "Same" padding, stride 1; with `down`, StyleGAN2's down-sampling convolution (`conv2d_downsample`)."""
+    "Same" padding, stride 1; with `down`, StyleGAN2's down-sampling convolution (`resampling.conv2d_downsample`)."""
 
     def __init__(
         self,
@@ -244,7 +245,7 @@ def modulate_weight(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
                      eps: float = 1e-8, up: bool = False, fir: torch.Tensor | None = None) -> torch.Tensor:
     r"""Convolve each sample with its own modulated (and demodulated) weights, `modulate_weight`, padding k // 2
-    (with `up`: StyleGAN2's up-sampling convolution, `upsample_conv2d`, with the low-pass filter `fir`).
+    (with `up`: StyleGAN2's up-sampling convolution, `resampling.upsample_conv2d`, with the low-pass filter `fir`).
 
     Computed as StyleGAN2-ADA does while training: scale the input channels by the styles, convolve with the
     shared weight, scale the output channels by the demodulation factors. This equals one grouped convolution
@@ -253,7 +254,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
     Args:
         x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I].
-        up: upsample x2 (then `fir` is required, e.g. `fir_filter()`).
+        up: upsample x2 (then `fir` is required, e.g. `resampling.fir_filter()`).
     Returns:
         [N, O, H, W] ([N, O, 2H, 2W] with `up`).
     """
@@ -268,63 +269,6 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         d = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).T + eps)  # [N, I] @ [I, O] -> [N, O]
         x = x * d[:, :, None, None]
     return x
-
-
-def fir_filter(taps: tuple[float, ...] = (1, 3, 3, 1)) -> torch.Tensor:
-    """The low-pass filter of StyleGAN2's resampling (its `upfirdn2d`), outer(taps, taps) normalised to sum 1:
-    [4, 4]. Symmetric, so correlation and convolution with it agree."""
-    f = torch.tensor(taps, dtype=torch.float32)
-    f = torch.outer(f, f)
-    return f / f.sum()
-
-
-def fir2d(x: torch.Tensor, f: torch.Tensor, padding: int, stride: int = 1) -> torch.Tensor:
-    """Filter each channel of x [N, C, H, W] with `f` [kh, kw] (correlation; the course's filters are symmetric),
-    zero-padding `padding` pixels on every side, keeping every `stride`-th pixel: one depthwise convolution."""
-    c = x.shape[1]
-    return F.conv2d(x, f.to(x.dtype).expand(c, 1, *f.shape), stride=stride, padding=padding, groups=c)
-
-
-def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """x [N, C, H, W] -> [N, C, 2H, 2W]: insert a zero after every pixel, then low-pass filter each channel with
-    `f` times 4 (which keeps the mean), zero padding outside the image. With the [1, 3, 3, 1] filter this is
-    bilinear interpolation (except at the border). Computed as one depthwise transposed convolution."""
-    c = x.shape[1]
-    return F.conv_transpose2d(x, (f * 4).to(x.dtype).expand(c, 1, *f.shape), stride=2, padding=1, groups=c)
-
-
-def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """x [N, C, H, W] -> [N, C, H/2, W/2]: low-pass filter each channel with `f` (zero padding), keep every
-    other pixel."""
-    return fir2d(x, f, padding=1, stride=2)
-
-
-def upsample_conv2d(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """StyleGAN2's up-sampling convolution: x [N, I, H, W], weight [O, I, k, k] (k odd) -> [N, O, 2H, 2W].
-
-    A stride-2 transposed convolution with the weight (it spreads each input pixel over a k x k patch of the
-    doubled grid: [N, O, 2H + k - 2, 2W + k - 2], nothing cut off), then the low-pass filter `f` times 4 with the
-    padding that brings it back to 2H x 2W. The image is zero-padded once, before both filters, as in the
-    authors' code (StyleGAN2-ADA's `conv2d_resample`); upsampling first and then convolving with "same"
-    padding would pad twice and change the outer pixels.
-    """
-    k, fw = weight.shape[-1], f.shape[-1]
-    assert k % 2 == 1 and fw % 2 == 0, f"needs an odd kernel and an even filter, got {k} and {fw}"
-    x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # [N, O, 2H + k - 2, 2W + k - 2]
-    return fir2d(x, f * 4, padding=(fw + 1 - k) // 2)  # [N, O, 2H, 2W]
-
-
-def conv2d_downsample(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """StyleGAN2's down-sampling convolution: x [N, I, H, W], weight [O, I, k, k] (k odd) -> [N, O, H/2, W/2].
-
-    The low-pass filter `f` at full resolution, zero padding (fw + k - 3) / 2 (2 for a 3x3 kernel), then a
-    stride-2 convolution with the weight and no further padding: the image is padded once, before both
-    filters, as in the authors' code (StyleGAN2-ADA's `conv2d_resample`, its `Conv2dLayer(down=2)`).
-    """
-    k, fw = weight.shape[-1], f.shape[-1]
-    assert k % 2 == 1 and fw % 2 == 0, f"needs an odd kernel and an even filter, got {k} and {fw}"
-    x = fir2d(x, f, padding=(fw + k - 3) // 2)  # [N, I, H + k - 2, W + k - 2]
-    return F.conv2d(x, weight, stride=2)  # [N, O, H/2, W/2]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""StyleGAN: the layers (AdaIN, noise, modulated convolution, resampling), the generator and discriminator, path
-length, and the training additions (style mixing, lazy regularisation, exact resume)."""
+"""StyleGAN: the layers (AdaIN, noise, modulated convolution; the FIR resampling of `ganlib.resampling`), the
+generator and discriminator, path length, and the training additions (style mixing, lazy regularisation, exact
+resume)."""
 
 import math
 from dataclasses import asdict
@@ -8,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganlib import layers, losses, models, recipes, stylegan_training
+from ganlib import layers, losses, models, recipes, resampling, stylegan_training
 from ganlib.errors import GanlibError
 from ganlib.models import stylegan as sg
 from ganlib.train import TrainConfig
@@ -152,22 +153,22 @@ def test_demodulated_weights_have_unit_norm_and_keep_unit_variance():
 
 def test_fir_resampling_follows_its_definition():
     g = torch.Generator().manual_seed(0)
-    f = layers.fir_filter()
+    f = resampling.fir_filter()
     assert f.shape == (4, 4) and abs(f.sum().item() - 1) < 1e-6 and torch.equal(f, f.flip(0, 1))
     x = torch.randn(2, 3, 8, 8, generator=g)
     # upsampling: zero insertion, pad (2, 1), filter with 4 f
     zeros = torch.zeros(2, 3, 16, 16)
     zeros[..., ::2, ::2] = x
     direct = F.conv2d(F.pad(zeros, [2, 1, 2, 1]).reshape(6, 1, 19, 19), 4 * f[None, None]).reshape(2, 3, 16, 16)
-    up = layers.upsample2d(x, f)
+    up = resampling.upsample2d(x, f)
     torch.testing.assert_close(up, direct)
     bilinear = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     torch.testing.assert_close(up[..., 1:-1, 1:-1], bilinear[..., 1:-1, 1:-1])
     # downsampling: pad (1, 2), filter with f, keep the even pixels
     direct = F.conv2d(F.pad(x, [1, 2, 1, 2]).reshape(6, 1, 11, 11), f[None, None]).reshape(2, 3, 8, 8)[..., ::2, ::2]
-    torch.testing.assert_close(layers.downsample2d(x, f), direct)
+    torch.testing.assert_close(resampling.downsample2d(x, f), direct)
     flat = torch.full((1, 1, 8, 8), 2.0)
-    torch.testing.assert_close(layers.downsample2d(flat, f)[..., 1:-1, 1:-1], torch.full((1, 1, 2, 2), 2.0))
+    torch.testing.assert_close(resampling.downsample2d(flat, f)[..., 1:-1, 1:-1], torch.full((1, 1, 2, 2), 2.0))
 
 
 @pytest.mark.parametrize("size", [(4, 4), (5, 7), (8, 8), (3, 6)])
@@ -180,8 +181,8 @@ def test_up_and_down_convolutions_equal_the_authors_borders_included(size, k):
     weight = torch.randn(4, 3, k, k, generator=g, requires_grad=True)
     x64, w64 = x.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
     for ours, theirs in [
-        (layers.upsample_conv2d(x, weight, layers.fir_filter()), authors_conv2d_resample(x64, w64, up=2)),
-        (layers.conv2d_downsample(x, weight, layers.fir_filter()), authors_conv2d_resample(x64, w64, down=2)),
+        (resampling.upsample_conv2d(x, weight, resampling.fir_filter()), authors_conv2d_resample(x64, w64, up=2)),
+        (resampling.conv2d_downsample(x, weight, resampling.fir_filter()), authors_conv2d_resample(x64, w64, down=2)),
     ]:
         assert_agrees(ours, theirs)
         readout = torch.randn(theirs.shape, generator=g, dtype=torch.float64)  # gradients of a random readout
@@ -196,8 +197,8 @@ def test_padding_between_the_filters_would_change_the_outer_ring():
     differs on the border."""
     g = torch.Generator().manual_seed(0)
     x, weight = torch.randn(1, 3, 6, 6, generator=g), torch.randn(4, 3, 3, 3, generator=g)
-    twice = F.conv2d(layers.upsample2d(x, layers.fir_filter()), weight.flip(2, 3), padding=1)
-    once = layers.upsample_conv2d(x, weight, layers.fir_filter())
+    twice = F.conv2d(resampling.upsample2d(x, resampling.fir_filter()), weight.flip(2, 3), padding=1)
+    once = resampling.upsample_conv2d(x, weight, resampling.fir_filter())
     torch.testing.assert_close(once[..., 1:-1, 1:-1], twice[..., 1:-1, 1:-1], atol=1e-5, rtol=1e-5)
     assert (once - twice).abs().amax(dim=(0, 1))[0].max() > 0.1  # the first row
 
@@ -210,7 +211,7 @@ def test_modulated_up_convolution_equals_per_sample_weights_with_the_authors_res
     styles = torch.randn(n, i, generator=g)
     w = authors_modulation(weight.double(), styles.double(), demodulate)
     direct = torch.cat([authors_conv2d_resample(x[j: j + 1].double(), w[j], up=2) for j in range(n)])
-    out = layers.modulated_conv2d(x, weight, styles, demodulate, up=True, fir=layers.fir_filter())
+    out = layers.modulated_conv2d(x, weight, styles, demodulate, up=True, fir=resampling.fir_filter())
     assert_agrees(out, direct)
 
 

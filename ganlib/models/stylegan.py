@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import layers
+from .. import layers, resampling
 from ..errors import check_images, check_resolution
 
 STYLES = ("modulated", "adain")
@@ -140,7 +140,7 @@ def mixing_regularisation(G: Generator, z: torch.Tensor, probability: float,
 
 
 class SynthesisLayer(nn.Module):
-    """One styled 3x3 convolution (optionally StyleGAN2's up-sampling convolution, `layers.upsample_conv2d`):
+    """One styled 3x3 convolution (optionally StyleGAN2's up-sampling convolution, `resampling.upsample_conv2d`):
     x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']."""
 
     def __init__(
@@ -155,7 +155,7 @@ class SynthesisLayer(nn.Module):
         super().__init__()
         assert style in STYLES, f"style must be one of {STYLES}, got {style!r}"
         self.style, self.up, self.resolution = style, up, resolution
-        self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        self.register_buffer("fir", resampling.fir_filter(), persistent=False)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         if style == "modulated":
@@ -174,7 +174,7 @@ class SynthesisLayer(nn.Module):
             x = lrelu(x + self.bias[None, :, None, None])
         else:
             weight = self.weight * self.weight_gain
-            x = layers.upsample_conv2d(x, weight, self.fir) if self.up else F.conv2d(x, weight, padding=1)
+            x = resampling.upsample_conv2d(x, weight, self.fir) if self.up else F.conv2d(x, weight, padding=1)
             x = adain_epilogue(x, w, self.noise, self.bias, self.adain, noise_mode)
         assert x.shape[-1] == self.resolution, (x.shape, self.resolution)
         return x
@@ -216,7 +216,7 @@ class SynthesisBlock(nn.Module):
                  style: str):
         super().__init__()
         self.resolution = resolution
-        self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        self.register_buffer("fir", resampling.fir_filter(), persistent=False)
         self.style = style
         if resolution == 4:
             init = torch.ones if style == "adain" else torch.randn  # StyleGAN: ones; StyleGAN2: N(0, 1)
@@ -243,7 +243,7 @@ class SynthesisBlock(nn.Module):
             x = self.conv0(x, ws[:, 0], noise_mode)  # [N, C, R, R]
         x = self.conv1(x, ws[:, self.num_conv - 1], noise_mode)
         y = self.torgb(x, ws[:, self.num_conv])  # [N, img_channels, R, R]
-        img = y if img is None else layers.upsample2d(img, self.fir) + y
+        img = y if img is None else resampling.upsample2d(img, self.fir) + y
         return x, img
 
 
