@@ -3,7 +3,8 @@
 Sections, in the order the course meets them:
     PGGAN (Karras et al. 2018): equalized learning rate, pixel normalisation, minibatch standard deviation
     StyleGAN (Karras et al. 2019, 2020): AdaIN, noise injection, modulated convolution
-    BigGAN (Brock et al. 2019): conditional batch norm, self-attention (orthogonal regularisation: `losses`)
+    BigGAN (Brock et al. 2019): conditional batch norm, self-attention, spectral normalisation (Miyato et al. 2018;
+    orthogonal regularisation: `losses`)
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import GanlibError
+from .resampling import conv2d_downsample, fir_filter, upsample_conv2d
 
 __all__ = [
     "EqualizedLinear", "EqualizedConv2d", "pixel_norm", "minibatch_stddev", "adain",
-    "AdaIN", "NOISE_MODES", "NoiseInjection", "modulate_weight", "modulated_conv2d", "fir_filter", "upsample2d",
-    "downsample2d", "ConditionalBatchNorm2d", "SelfAttention", "power_iteration", "one_hot_concat",
+    "AdaIN", "NOISE_MODES", "NoiseInjection", "modulate_weight", "modulated_conv2d",
+    "ConditionalBatchNorm2d", "SelfAttention", "power_iteration", "SpectralNorm", "spectral_norm", "one_hot_concat",
     "projection_logits"
 ]
 
@@ -60,7 +62,7 @@ class EqualizedLinear(nn.Module):
 class EqualizedConv2d(nn.Module):
     """A 2-D convolution with an equalized learning rate: weights N(0, 1) / lr_mul, multiplied at run time by
     gain * lr_mul / sqrt(fan_in) with fan_in = in_channels * kernel_size^2; bias raw, times lr_mul.
-    "Same" padding, stride 1."""
+    "Same" padding, stride 1; with `down`, StyleGAN2's down-sampling convolution (`resampling.conv2d_downsample`)."""
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class EqualizedConv2d(nn.Module):
         bias: bool = True,
         gain: float = math.sqrt(2),  # 1 for toRGB (a linear output)
         lr_mul: float = 1.0,
+        down: bool = False,  # halve the resolution: [1, 3, 3, 1] low-pass filter, then a stride-2 conv
     ):
         super().__init__()
         assert kernel_size % 2 == 1, f"kernel_size must be odd for 'same' padding, got {kernel_size}"
@@ -78,14 +81,20 @@ class EqualizedConv2d(nn.Module):
         self.weight_gain = gain * lr_mul / math.sqrt(in_channels * kernel_size**2)
         self.lr_mul = lr_mul
         self.padding = kernel_size // 2
+        self.down = down
+        if down:
+            self.register_buffer("fir", fir_filter(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.bias * self.lr_mul if self.bias is not None else None
+        if self.down:
+            x = conv2d_downsample(x, self.weight * self.weight_gain, self.fir)  # [N, out, H/2, W/2]
+            return x if bias is None else x + bias[None, :, None, None]
         return F.conv2d(x, self.weight * self.weight_gain, bias, padding=self.padding)  # [N, out, H, W]
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape
-        return f"{i}, {o}, kernel_size={k}, lr_mul={self.lr_mul:g}"
+        return f"{i}, {o}, kernel_size={k}, lr_mul={self.lr_mul:g}" + (", down=2" if self.down else "")
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -219,8 +228,9 @@ def modulate_weight(weight: torch.Tensor, styles: torch.Tensor, demodulate: bool
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True,
-                     eps: float = 1e-8) -> torch.Tensor:
-    r"""Convolve each sample with its own modulated (and demodulated) weights, `modulate_weight`, padding k // 2.
+                     eps: float = 1e-8, up: bool = False, fir: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Convolve each sample with its own modulated (and demodulated) weights, `modulate_weight`, padding k // 2
+    (with `up`: StyleGAN2's up-sampling convolution, `resampling.upsample_conv2d`, with the low-pass filter `fir`).
 
     Computed as StyleGAN2-ADA does while training: scale the input channels by the styles, convolve with the
     shared weight, scale the output channels by the demodulation factors. This equals one grouped convolution
@@ -229,39 +239,21 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
     Args:
         x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I].
+        up: upsample x2 (then `fir` is required, e.g. `resampling.fir_filter()`).
     Returns:
-        [N, O, H, W].
+        [N, O, H, W] ([N, O, 2H, 2W] with `up`).
     """
     assert x.ndim == 4 and x.shape[:2] == styles.shape, (x.shape, styles.shape)
     x = x * styles[:, :, None, None]  # modulate: [N, I, H, W]
-    x = F.conv2d(x, weight, padding=weight.shape[-1] // 2)  # [N, O, H, W]
+    if up:
+        assert fir is not None, "an up-sampling convolution needs its low-pass filter `fir`"
+        x = upsample_conv2d(x, weight, fir)  # [N, O, 2H, 2W]
+    else:
+        x = F.conv2d(x, weight, padding=weight.shape[-1] // 2)  # [N, O, H, W]
     if demodulate:
         d = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).T + eps)  # [N, I] @ [I, O] -> [N, O]
         x = x * d[:, :, None, None]
     return x
-
-
-def fir_filter(taps: tuple[float, ...] = (1, 3, 3, 1)) -> torch.Tensor:
-    """The low-pass filter of StyleGAN2's resampling (its `upfirdn2d`), outer(taps, taps) normalised to sum 1:
-    [4, 4]. Symmetric, so correlation and convolution with it agree."""
-    f = torch.tensor(taps, dtype=torch.float32)
-    f = torch.outer(f, f)
-    return f / f.sum()
-
-
-def upsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """x [N, C, H, W] -> [N, C, 2H, 2W]: insert a zero after every pixel, then low-pass filter each channel with
-    `f` times 4 (which keeps the mean), zero padding outside the image. With the [1, 3, 3, 1] filter this is
-    bilinear interpolation (except at the border). Computed as one depthwise transposed convolution."""
-    c = x.shape[1]
-    return F.conv_transpose2d(x, (f * 4).to(x.dtype).expand(c, 1, *f.shape), stride=2, padding=1, groups=c)
-
-
-def downsample2d(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """x [N, C, H, W] -> [N, C, H/2, W/2]: low-pass filter each channel with `f` (zero padding), keep every
-    other pixel. Computed as one depthwise convolution with stride 2."""
-    c = x.shape[1]
-    return F.conv2d(x, f.to(x.dtype).expand(c, 1, *f.shape), stride=2, padding=1, groups=c)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -341,9 +333,11 @@ class SelfAttention(nn.Module):
 
 
 def power_iteration(weight: torch.Tensor, u: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of the power iteration that spectral normalisation (Miyato et al. 2018) runs at every training
-    forward pass, as `torch.nn.utils.parametrizations.spectral_norm` does:
-    v = W^T u / ||W^T u||, u' = W v / ||W v||, sigma = u'^T W v.
+    """One step of the power iteration that spectral normalisation runs at every training forward pass, in the
+    order of Miyato et al. (2018), Algorithm 1, and BigGAN-PyTorch: v = W^T u / ||W^T u||, u' = W v / ||W v||,
+    sigma = u'^T W v (= ||W v||). (PyTorch's `parametrizations.spectral_norm` updates u first, then v, and reads
+    sigma half a step later.) u' and v are constants for the gradient, as in the paper: sigma's gradient with
+    respect to W is u' v^T.
 
     Args:
         weight: W as a matrix [out, in] (a conv weight flattened to [out, in * k * k]).
@@ -351,9 +345,49 @@ def power_iteration(weight: torch.Tensor, u: torch.Tensor, eps: float = 1e-12) -
     Returns (sigma, u'): the estimate of W's largest singular value (a scalar) and the new u' [out].
     """
     assert weight.ndim == 2 and u.shape == weight.shape[:1], (weight.shape, u.shape)
-    v = F.normalize(weight.T @ u, dim=0, eps=eps)  # [in]
-    u = F.normalize(weight @ v, dim=0, eps=eps)  # [out]
+    with torch.no_grad():
+        v = F.normalize(weight.T @ u, dim=0, eps=eps)  # [in]
+        u = F.normalize(weight @ v, dim=0, eps=eps)  # [out]
     return u @ weight @ v, u
+
+
+class SpectralNorm(nn.Module):
+    """Spectral normalisation (Miyato et al. 2018) as a parametrization: the layer uses W / sigma(W), sigma
+    estimated by one `power_iteration` step from the stored u. A training-mode forward keeps the new u (u starts
+    as a random unit vector, with no warm-up, as in BigGAN-PyTorch); an eval-mode forward takes the same step
+    without keeping it, so evaluating moves nothing. Register it with `spectral_norm`.
+
+    A state dict written with PyTorch's `parametrizations.spectral_norm` (the same `_u`, plus a `_v` this one
+    does not need) loads into it.
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,  # the weight to normalise: [out, ...], read as a matrix [out, -1]
+        eps: float = 1e-12,  # added to the norms of the power iteration (BigGAN-PyTorch's SN_eps: 1e-6)
+    ):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("_u", F.normalize(torch.randn(weight.shape[0], dtype=weight.dtype), dim=0, eps=eps))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        sigma, u = power_iteration(weight.flatten(1), self._u, self.eps)
+        if self.training:
+            self._u.copy_(u)
+        return weight / sigma
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + "_v", None)  # PyTorch's spectral norm also stores v; the step recomputes it
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def spectral_norm(module: nn.Module, eps: float = 1e-12) -> nn.Module:
+    """Spectrally normalise `module.weight` (a conv, linear or embedding layer) with `SpectralNorm`; returns the
+    module. Its raw weight is then ``module.parametrizations.weight.original``."""
+    assert isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)), \
+        f"spectral_norm reads the weight as [out, -1]: a Conv2d, Linear or Embedding, got {type(module).__name__}"
+    torch.nn.utils.parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight, eps))
+    return module
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -135,12 +135,14 @@ def path_length_penalty(lengths: torch.Tensor, pl_mean: torch.Tensor,
     """StyleGAN2's path-length regulariser: E[(length - a)^2], with a the running mean of the lengths.
 
     a <- a + decay * (mean(lengths) - a) first (it starts at 0), then the penalty uses the updated a, as in
-    StyleGAN2-ADA. Multiply by the weight (2) and, when applied every k steps, by k yourself.
+    StyleGAN2-ADA (`loss.py`): the gradient flows through the updated a too, so each length is pulled towards the
+    others' mean with weight 1 - decay / N instead of 1. Multiply by the weight (2) and, when applied every k
+    steps, by k yourself.
 
     Returns (penalty, the new running mean, detached).
     """
-    pl_mean = pl_mean.lerp(lengths.detach().mean(), decay)
-    return (lengths - pl_mean).square().mean(), pl_mean
+    pl_mean = pl_mean.detach().lerp(lengths.mean(), decay)  # [], differentiable in the lengths
+    return (lengths - pl_mean).square().mean(), pl_mean.detach()
 
 
 def orthogonal_regularization(module: nn.Module, beta: float = 1e-4) -> torch.Tensor:

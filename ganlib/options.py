@@ -128,7 +128,7 @@ class TrainConfig(Options):
     drift: float = 0.0  # PGGAN's drift epsilon (0.001); 0 = off
     r1_gamma: float = 0.0  # R1 gamma (StyleGAN: 10); 0 = off
     r1_every: int = 1  # lazy R1: apply every k D steps, scaled by k (StyleGAN2: 16)
-    ortho_beta: float = 0.0  # BigGAN's orthogonal regularisation of G's weights (1e-4); 0 = off
+    ortho_beta: float = 0.0  # orthogonal regularisation of G, the paper's beta (1e-4; --G_ortho b is b / 2); 0 = off
     ema_beta: float | None = None  # G_ema decay per G update (PGGAN 0.999, BigGAN 0.9999) ...
     ema_half_life_kimg: float | None = None  # ... or a half-life in thousands of images (StyleGAN: 10)
     ema_start: int = 0  # before this step G_ema just copies G (BigGAN)

@@ -17,6 +17,13 @@ from ganlib.errors import GanlibError
 from ganlib.models import biggan
 
 
+def assert_agrees(out, ref, tol=1e-5):
+    """out (ganlib, fp32) equals ref (a direct statement, fp64) to `tol` relative to ref's largest entry."""
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    err, scale = (out.double() - ref.double()).abs().max().item(), ref.abs().max().item()
+    assert err <= tol * scale, f"max difference {err:.2e} against a largest entry of {scale:.2e}"
+
+
 def normal_cdf(x):
     return 0.5 * (1 + torch.erf(torch.as_tensor(x, dtype=torch.float64) / math.sqrt(2)))
 
@@ -205,6 +212,75 @@ def test_spectral_norm_everywhere_except_the_shared_embedding():
     assert not any(parametrized(m) for m in plain.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
 
 
+@pytest.mark.parametrize("module", [nn.Linear(7, 5), nn.Conv2d(3, 4, 3), nn.Embedding(6, 3)], ids=type)
+def test_spectral_norm_follows_miyatos_algorithm_from_a_fixed_u(module):
+    """Miyato et al. (2018), Algorithm 1, as BigGAN-PyTorch runs it: at each training forward v = W^T u / |W^T u|,
+    u = W v / |W v|, sigma = u^T W v, and the layer uses W / sigma. The sigmas over the first forwards from a fixed
+    u, with W changing between them as in training; in eval mode the same step is taken and u kept; the gradient
+    treats u and v as constants: d<R, W / sigma>/dW = R / sigma - <R, W> / sigma^2 u v^T."""
+    g = torch.Generator().manual_seed(0)
+    layers.spectral_norm(module, eps=1e-6)
+    original, sn = module.parametrizations.weight.original, module.parametrizations.weight[0]
+    out_dim = original.shape[0]
+    u = torch.randn(out_dim, generator=g, dtype=torch.float64)
+    u /= u.norm()
+    with torch.no_grad():
+        sn._u.copy_(u)
+    norm = lambda t: t / t.norm()
+    for _ in range(5):
+        with torch.no_grad():
+            original.add_(0.3 * torch.randn(original.shape, generator=g))  # an update between forwards
+        W = original.detach().double().flatten(1)  # [out, -1]
+        v = norm(W.T @ u)
+        u_before, u = u, norm(W @ v)
+        sigma = u @ W @ v
+        assert_agrees(module.weight.detach().flatten(1), W / sigma)  # one training-mode read: one step
+        assert_agrees(sn._u, u)
+        ours_sigma, ours_u = layers.power_iteration(W.float(), u_before.float())  # the exercise's reference step
+        assert_agrees(ours_sigma, sigma)
+        assert_agrees(ours_u, u)
+    module.eval()
+    kept = sn._u.clone()
+    v = norm(W.T @ u)
+    u_eval = norm(W @ v)
+    sigma = u_eval @ W @ v
+    R = torch.randn(original.shape, generator=g, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((module.weight.double() * R).sum(), original)
+    assert torch.equal(sn._u, kept)  # eval mode: the step's u is not kept
+    expected = R.flatten(1) / sigma - (R.flatten(1) * W).sum() / sigma**2 * torch.outer(u_eval, v)
+    assert_agrees(ours.flatten(1), expected)
+
+
+def test_a_state_dict_of_torchs_spectral_norm_loads():
+    torch.manual_seed(0)
+    theirs = nn.utils.parametrizations.spectral_norm(nn.Conv2d(3, 4, 3))
+    ours = layers.spectral_norm(nn.Conv2d(3, 4, 3))
+    ours.load_state_dict(theirs.state_dict())
+    assert torch.equal(ours.parametrizations.weight[0]._u, theirs.parametrizations.weight[0]._u)
+    assert torch.equal(ours.parametrizations.weight.original, theirs.parametrizations.weight.original)
+    assert set(ours.state_dict()) == set(theirs.state_dict()) - {"parametrizations.weight.0._v"}
+
+
+def test_generator_conditions_every_block_on_the_shared_embedding_and_its_own_z_chunk():
+    """BigGAN's hierarchical latent: the first chunk of z feeds the linear layer, chunk i + 1 joins the shared class
+    embedding as the condition of both conditional batch norms of block i."""
+    torch.manual_seed(0)
+    G = biggan.Generator(32, 1, num_classes=10, z_dim=16, width=8, shared_dim=8)
+    seen = {}
+    for i, block in enumerate(G.blocks):
+        for name in ("bn1", "bn2"):
+            hook = lambda m, args, key=(i, name): seen.__setitem__(key, args[1])  # args: (x, condition)
+            getattr(block, name).register_forward_pre_hook(hook)
+    G.linear.register_forward_pre_hook(lambda m, args: seen.__setitem__("linear", args[0]))
+    z, y = torch.randn(3, 16), torch.tensor([2, 7, 2])
+    G(z, y)
+    assert torch.equal(seen["linear"], z[:, :4])
+    embedding = G.shared.weight[y]  # one embedding for every block, not spectrally normalised
+    for i in range(len(G.blocks)):
+        for name in ("bn1", "bn2"):
+            assert torch.equal(seen[i, name], torch.cat([embedding, z[:, 4 * (i + 1): 4 * (i + 2)]], dim=1))
+
+
 def test_after_20_training_forward_passes_every_largest_singular_value_is_within_5_percent_of_1():
     torch.manual_seed(0)
     G = biggan.Generator(16, 1, num_classes=10, z_dim=12, width=8, shared_dim=8, attention=(8,))
@@ -224,8 +300,9 @@ def test_after_20_training_forward_passes_every_largest_singular_value_is_within
                 D(G(z, y), y)
 
     G.eval(), D.eval()
-    passes(20)  # eval mode: the power iteration does not advance, the old estimate is kept
-    assert min(sigma(m) for m in normalised) > 1.5
+    us = [m.parametrizations.weight[0]._u.clone() for m in normalised]
+    passes(20)  # eval mode: the power iteration does not advance (each pass takes the same step from the same u)
+    assert all(torch.equal(m.parametrizations.weight[0]._u, u) for m, u in zip(normalised, us))
     G.train(), D.train()
     passes(20)
     sigmas = [sigma(m) for m in normalised]

@@ -138,18 +138,6 @@ def test_power_iteration_reference_and_mistakes():
         assert words in message(checks.check_power_iteration(fn)), words
 
 
-def test_power_iteration_is_what_torch_spectral_norm_does():
-    """ganlib's reference step and torch's spectral_norm agree: same u after one training forward, same sigma."""
-    torch.manual_seed(0)
-    linear = torch.nn.utils.parametrizations.spectral_norm(torch.nn.Linear(7, 5))
-    sn = linear.parametrizations.weight[0]
-    u0, w = sn._u.clone(), linear.parametrizations.weight.original.detach()
-    linear(torch.randn(2, 7))  # one training-mode forward: one power iteration
-    sigma, u1 = layers.power_iteration(w, u0)
-    torch.testing.assert_close(sn._u, u1)
-    torch.testing.assert_close(linear.weight.detach(), w / sigma)
-
-
 def _attention(softmax_dim=-1, residual=True, pool=F.max_pool2d, transposed=False, scale=False, gain=None):
     """A self-attention function, right by default, with one typical mistake switched on by an argument
     (`gain`: what multiplies the attention path instead of gamma)."""

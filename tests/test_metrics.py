@@ -185,6 +185,33 @@ def test_inception_score_bounds_and_direct_formula():
     assert mean == pytest.approx(np.mean(direct), rel=1e-9) and std == pytest.approx(np.std(direct), rel=1e-9)
 
 
+@pytest.mark.parametrize("n,splits", [(1005, 10), (12, 10), (23, 5), (7, 7)])
+def test_inception_score_splits_as_the_authors_do(n, splits):
+    """openai/improved-gan and torch-fidelity: split i is rows [i n // splits, (i + 1) n // splits), so every split
+    has n // splits or one more samples; the mean and the population std of the splits' scores."""
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    g = torch.Generator().manual_seed(n)
+    logits = torch.randn(n, 6, generator=g, dtype=torch.float64) * 2
+    probs = logits.softmax(dim=1)
+    scores = []
+    for i in range(splits):
+        part = probs[i * n // splits: (i + 1) * n // splits]
+        marginal = part.mean(0)
+        scores.append(math.exp(sum(float((q * (q / marginal).log()).sum()) for q in part) / len(part)))
+    mean, std = metrics.inception_score(probs, splits=splits)
+    assert mean == pytest.approx(np.mean(scores), rel=1e-9) and std == pytest.approx(np.std(scores), rel=1e-9)
+    theirs = isc_features_to_metric(logits, splits=splits, shuffle=False)
+    assert (mean, std) == pytest.approx((theirs["inception_score_mean"], theirs["inception_score_std"]), rel=1e-9)
+
+
+def test_inception_score_refuses_more_splits_than_samples():
+    probs = torch.full((5, 3), 1 / 3)
+    for splits in (6, 0):
+        with pytest.raises(GanlibError, match=f"inception_score: {splits} splits of 5 samples: use between 1 and 5"):
+            metrics.inception_score(probs, splits=splits)
+
+
 def test_knn_radii_and_manifold_membership_match_brute_force():
     g = torch.Generator().manual_seed(4)
     real, fake = torch.randn(30, 3, generator=g), torch.randn(25, 3, generator=g) * 1.5

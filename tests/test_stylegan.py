@@ -1,5 +1,6 @@
-"""StyleGAN: the layers (AdaIN, noise, modulated convolution, resampling), the generator and discriminator, path
-length, and the training additions (style mixing, lazy regularisation, exact resume)."""
+"""StyleGAN: the layers (AdaIN, noise, modulated convolution; the FIR resampling of `ganlib.resampling`), the
+generator and discriminator, path length, and the training additions (style mixing, lazy regularisation, exact
+resume)."""
 
 import math
 from dataclasses import asdict
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gancourse import recipes
-from ganlib import layers, losses, stylegan_training
+from ganlib import layers, losses, resampling, stylegan_training
 from ganlib.errors import GanlibError
 from ganlib.models import stylegan as sg
 from ganlib.train import TrainConfig
@@ -19,6 +20,50 @@ def tiny_G(style="modulated", resolution=16, **kw):
     torch.manual_seed(0)
     return sg.Generator(resolution, 3, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8,
                         style=style, **kw)
+
+
+def assert_agrees(out, ref, tol=1e-5):
+    """out (ganlib, fp32) equals ref (a direct statement, fp64) to `tol` relative to ref's largest entry."""
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    err, scale = (out.double() - ref.double()).abs().max().item(), ref.abs().max().item()
+    assert err <= tol * scale, f"max difference {err:.2e} against a largest entry of {scale:.2e}"
+
+
+# The authors' resampling (StyleGAN2-ADA `torch_utils/ops`), written from its general definition: upfirdn2d inserts
+# up - 1 zeros after every pixel, zero-pads, convolves with the filter times a gain and keeps every down-th pixel;
+# conv2d_resample pads once, at the start, and then filters and convolves without padding. ganlib computes both
+# another way (a transposed or a strided convolution), so agreeing here pins the borders too.
+TAPS = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+FIR = torch.outer(TAPS, TAPS) / 64  # [4, 4], sums to 1
+
+
+def authors_upfirdn2d(x, up=1, down=1, pad=(0, 0), gain=1.0):
+    """x [N, C, H, W] (fp64) -> zero insertion, padding (before, after), filter, decimation."""
+    n, c = x.shape[:2]
+    if up > 1:
+        inserted = x.new_zeros(n, c, x.shape[2] * up, x.shape[3] * up)
+        inserted[:, :, ::up, ::up] = x
+        x = inserted
+    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
+    kernel = (FIR * gain).flip(0, 1).expand(c, 1, 4, 4)  # convolution = correlation with the flipped filter
+    return F.conv2d(x, kernel, groups=c)[:, :, ::down, ::down]
+
+
+def authors_conv2d_resample(x, weight, up=1, down=1):
+    """The authors' conv with up = 2 or down = 2 and padding k // 2 (fp64). For up, the weight is applied as a
+    convolution (their flip_weight=False), for down as a correlation (flip_weight=True)."""
+    p = weight.shape[-1] // 2
+    if up > 1:  # pad (p + 2, p + 1) around the zero-inserted image, filter with gain 4, then the conv
+        return F.conv2d(authors_upfirdn2d(x, up=2, pad=(p + 2, p + 1), gain=4.0), weight.flip(2, 3))
+    assert down > 1
+    # pad (p + 1, p + 1), the conv at full resolution, then filter and keep every other pixel
+    return authors_upfirdn2d(F.conv2d(F.pad(x, [p + 1] * 4), weight), down=2)
+
+
+def authors_modulation(weight, styles, demodulate):
+    """StyleGAN2 eqs. 1 and 3, per sample: w'_oik = s_i w_oik, w''_oik = w'_oik / sqrt(sum_ik w'^2_oik + 1e-8)."""
+    w = weight[None] * styles[:, None, :, None, None]  # [N, O, I, k, k]
+    return w / (w.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8).sqrt() if demodulate else w
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -109,22 +154,152 @@ def test_demodulated_weights_have_unit_norm_and_keep_unit_variance():
 
 def test_fir_resampling_follows_its_definition():
     g = torch.Generator().manual_seed(0)
-    f = layers.fir_filter()
+    f = resampling.fir_filter()
     assert f.shape == (4, 4) and abs(f.sum().item() - 1) < 1e-6 and torch.equal(f, f.flip(0, 1))
     x = torch.randn(2, 3, 8, 8, generator=g)
     # upsampling: zero insertion, pad (2, 1), filter with 4 f
     zeros = torch.zeros(2, 3, 16, 16)
     zeros[..., ::2, ::2] = x
     direct = F.conv2d(F.pad(zeros, [2, 1, 2, 1]).reshape(6, 1, 19, 19), 4 * f[None, None]).reshape(2, 3, 16, 16)
-    up = layers.upsample2d(x, f)
+    up = resampling.upsample2d(x, f)
     torch.testing.assert_close(up, direct)
     bilinear = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     torch.testing.assert_close(up[..., 1:-1, 1:-1], bilinear[..., 1:-1, 1:-1])
     # downsampling: pad (1, 2), filter with f, keep the even pixels
     direct = F.conv2d(F.pad(x, [1, 2, 1, 2]).reshape(6, 1, 11, 11), f[None, None]).reshape(2, 3, 8, 8)[..., ::2, ::2]
-    torch.testing.assert_close(layers.downsample2d(x, f), direct)
+    torch.testing.assert_close(resampling.downsample2d(x, f), direct)
     flat = torch.full((1, 1, 8, 8), 2.0)
-    torch.testing.assert_close(layers.downsample2d(flat, f)[..., 1:-1, 1:-1], torch.full((1, 1, 2, 2), 2.0))
+    torch.testing.assert_close(resampling.downsample2d(flat, f)[..., 1:-1, 1:-1], torch.full((1, 1, 2, 2), 2.0))
+
+
+@pytest.mark.parametrize("size", [(4, 4), (5, 7), (8, 8), (3, 6)])
+@pytest.mark.parametrize("k", [1, 3])
+def test_up_and_down_convolutions_equal_the_authors_borders_included(size, k):
+    """StyleGAN2's up-sampling conv (G) and down-sampling conv (D) against the authors' general form, on every
+    pixel, with square and odd sizes, and the gradients with respect to the input and the weight."""
+    g = torch.Generator().manual_seed(k + 10 * size[0] + size[1])
+    x = torch.randn(2, 3, *size, generator=g, requires_grad=True)
+    weight = torch.randn(4, 3, k, k, generator=g, requires_grad=True)
+    x64, w64 = x.detach().double().requires_grad_(), weight.detach().double().requires_grad_()
+    for ours, theirs in [
+        (resampling.upsample_conv2d(x, weight, resampling.fir_filter()), authors_conv2d_resample(x64, w64, up=2)),
+        (resampling.conv2d_downsample(x, weight, resampling.fir_filter()), authors_conv2d_resample(x64, w64, down=2)),
+    ]:
+        assert_agrees(ours, theirs)
+        readout = torch.randn(theirs.shape, generator=g, dtype=torch.float64)  # gradients of a random readout
+        gx, gw = torch.autograd.grad((ours.double() * readout).sum(), (x, weight))
+        tx, tw = torch.autograd.grad((theirs * readout).sum(), (x64, w64))
+        assert_agrees(gx, tx)
+        assert_agrees(gw, tw)
+
+
+def test_padding_between_the_filters_would_change_the_outer_ring():
+    """What the one-padding rule changes: upsampling first and convolving with "same" padding agrees inside and
+    differs on the border."""
+    g = torch.Generator().manual_seed(0)
+    x, weight = torch.randn(1, 3, 6, 6, generator=g), torch.randn(4, 3, 3, 3, generator=g)
+    twice = F.conv2d(resampling.upsample2d(x, resampling.fir_filter()), weight.flip(2, 3), padding=1)
+    once = resampling.upsample_conv2d(x, weight, resampling.fir_filter())
+    torch.testing.assert_close(once[..., 1:-1, 1:-1], twice[..., 1:-1, 1:-1], atol=1e-5, rtol=1e-5)
+    assert (once - twice).abs().amax(dim=(0, 1))[0].max() > 0.1  # the first row
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_up_convolution_equals_per_sample_weights_with_the_authors_resampling(demodulate):
+    g = torch.Generator().manual_seed(int(demodulate))
+    n, i, o = 3, 4, 5
+    x, weight = torch.randn(n, i, 5, 6, generator=g), torch.randn(o, i, 3, 3, generator=g)
+    styles = torch.randn(n, i, generator=g)
+    w = authors_modulation(weight.double(), styles.double(), demodulate)
+    direct = torch.cat([authors_conv2d_resample(x[j: j + 1].double(), w[j], up=2) for j in range(n)])
+    out = layers.modulated_conv2d(x, weight, styles, demodulate, up=True, fir=resampling.fir_filter())
+    assert_agrees(out, direct)
+
+
+@pytest.mark.parametrize("up", [False, True])
+def test_modulated_synthesis_layer_is_the_authors_layer(up):
+    """StyleGAN2's SynthesisLayer: styles = A(w) (bias 1), modulated and demodulated 3x3 conv (up-sampling or not),
+    noise times one strength, bias, leaky ReLU times sqrt(2): on every pixel, with the gradient of w."""
+    torch.manual_seed(3)
+    res = 8
+    layer = sg.ModulatedLayer(4, 5, w_dim=6, resolution=res, up=up)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x, w = torch.randn(2, 4, res // 2 if up else res, res // 2 if up else res), torch.randn(2, 6, requires_grad=True)
+    w64 = w.detach().double().requires_grad_()
+    affine = layer.affine
+    styles = w64 @ affine.weight.double().T / math.sqrt(6) + affine.bias.double()  # gain 1, lr_mul 1
+    weight = authors_modulation(layer.weight.double(), styles, demodulate=True)
+    if up:
+        y = torch.cat([authors_conv2d_resample(x[j: j + 1].double(), weight[j], up=2) for j in range(2)])
+    else:
+        y = torch.cat([F.conv2d(x[j: j + 1].double(), weight[j], padding=1) for j in range(2)])
+    y = y + layer.noise.strength.double() * layer.noise.noise_const.double() + layer.bias.double()[:, None, None]
+    direct = F.leaky_relu(y, 0.2) * math.sqrt(2)
+    out = layer(x, w, noise_mode="const")
+    assert_agrees(out, direct)
+    readout = torch.randn(out.shape, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((out.double() * readout).sum(), w)
+    (theirs,) = torch.autograd.grad((direct * readout).sum(), w64)
+    assert_agrees(ours, theirs)
+
+
+def test_torgb_is_a_modulated_1x1_conv_without_demodulation():
+    torch.manual_seed(4)
+    torgb = sg.ToRGB(6, 3, w_dim=5)
+    with torch.no_grad():
+        for p in torgb.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x, w = torch.randn(2, 6, 7, 5), torch.randn(2, 5)
+    styles = (w.double() @ torgb.affine.weight.double().T / math.sqrt(5) + torgb.affine.bias.double()) / math.sqrt(6)
+    direct = torch.einsum("nihw,oi,ni->nohw", x.double(), torgb.weight.double()[:, :, 0, 0], styles)
+    assert_agrees(torgb(x, w), direct + torgb.bias.double()[:, None, None])
+
+
+def test_adain_synthesis_layer_is_stylegans_layer():
+    """StyleGAN's layer: the up-sampling conv (weight times sqrt(2 / fan_in)), noise with a strength per channel,
+    bias, leaky ReLU, instance norm (eps 1e-8), then x * (1 + y_s) + y_b with y = A(w): StyleGAN's dense layer
+    has bias 0 and adds the 1 to the scale; ganlib keeps the 1 inside the scale's bias instead."""
+    torch.manual_seed(5)
+    layer = sg.AdaINLayer(4, 5, w_dim=6, resolution=8, up=True)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x, w = torch.randn(2, 4, 4, 4), torch.randn(2, 6)
+    weight = layer.weight.double() * math.sqrt(2 / (4 * 9))
+    y = authors_conv2d_resample(x.double(), weight, up=2)
+    y = y + layer.noise.strength.double()[:, None, None] * layer.noise.noise_const.double()
+    y = F.leaky_relu(y + layer.bias.double()[:, None, None], 0.2)
+    y = (y - y.mean(dim=(2, 3), keepdim=True)) / (y.var(dim=(2, 3), unbiased=False, keepdim=True) + 1e-8).sqrt()
+    dense_bias = layer.adain.affine.bias.double() - torch.cat([torch.ones(5), torch.zeros(5)]).double()
+    style = w.double() @ layer.adain.affine.weight.double().T / math.sqrt(6) + dense_bias  # StyleGAN's dense(w)
+    y_s, y_b = style[:, :5, None, None], style[:, 5:, None, None]
+    assert_agrees(layer(x, w, noise_mode="const"), y * (1 + y_s) + y_b)
+
+
+@pytest.mark.parametrize("res", [8, 16])
+def test_discriminator_block_is_the_authors_resnet_block(res):
+    """StyleGAN2's D block: conv0 3x3, lrelu; conv1 3x3 with down 2 (filter at R, stride-2 conv), lrelu with gain
+    sqrt(0.5); skip: 1x1 with down 2, no bias, gain sqrt(0.5); the sum. Every pixel, and the gradient of x."""
+    torch.manual_seed(res)
+    block = sg.DiscriminatorBlock(4, 6)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(2, 4, res, res, requires_grad=True)
+    x64 = x.detach().double().requires_grad_()
+    lrelu = lambda t: F.leaky_relu(t, 0.2) * math.sqrt(2)
+    gained = lambda conv: conv.weight.double() / math.sqrt(conv.weight[0].numel())
+    h = lrelu(F.conv2d(x64, gained(block.conv0), padding=1) + block.conv0.bias.double()[:, None, None])
+    h = lrelu(authors_conv2d_resample(h, gained(block.conv1), down=2) + block.conv1.bias.double()[:, None, None])
+    direct = h * math.sqrt(0.5) + authors_conv2d_resample(x64, gained(block.skip), down=2) * math.sqrt(0.5)
+    out = block(x)
+    assert_agrees(out, direct)
+    readout = torch.randn(out.shape, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((out.double() * readout).sum(), x)
+    (theirs,) = torch.autograd.grad((direct * readout).sum(), x64)
+    assert_agrees(ours, theirs)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -242,6 +417,38 @@ def test_truncate_and_mix_styles():
         sg.truncate(ws, w_avg[:3], 0.5)
 
 
+def test_mapping_network_w_avg_and_truncation_with_cutoff_are_the_authors():
+    """StyleGAN's mapping with lr multiplier 0.01: z / sqrt(mean z^2 + 1e-8), then per layer
+    lrelu(x (0.01 W / sqrt(fan_in))^T + 0.01 b) sqrt(2), with the gradient of the stored weights (0.01 / sqrt(fan_in)
+    times the effective weight's); w_avg <- lerp(mean w, w_avg, 0.995) in training; the truncation trick on the first
+    `cutoff` rows of ws only, through G."""
+    G = tiny_G(resolution=8)
+    with torch.no_grad():
+        for fc in G.mapping.fcs:
+            fc.bias.normal_(0, 30)  # stored biases, used times 0.01
+        G.mapping.w_avg.normal_()
+    z = 3 * torch.randn(5, 8)
+    stored = [fc.weight.detach().double().requires_grad_() for fc in G.mapping.fcs]
+    x = z.double() / (z.double().square().mean(dim=1, keepdim=True) + 1e-8).sqrt()
+    for fc, weight in zip(G.mapping.fcs, stored):
+        x = F.leaky_relu(x @ (0.01 * weight / math.sqrt(8)).T + 0.01 * fc.bias.double(), 0.2) * math.sqrt(2)
+    w_avg = G.w_avg.clone().double()
+    w = G.mapping(z)
+    assert_agrees(w, x)
+    assert_agrees(G.w_avg, 0.995 * w_avg + 0.005 * x.detach().mean(dim=0))
+    readout = torch.randn(5, 8, dtype=torch.float64)
+    ours = torch.autograd.grad((w.double() * readout).sum(), [fc.weight for fc in G.mapping.fcs])
+    theirs = torch.autograd.grad((x * readout).sum(), stored)
+    for a, b in zip(ours, theirs):
+        assert_agrees(a, b)
+    G.eval()
+    with torch.no_grad():
+        ws = sg.broadcast(G.mapping(z), G.num_ws).double()  # [5, 4, 8]
+        truncated = torch.cat([G.w_avg.double() + 0.6 * (ws[:, :2] - G.w_avg.double()), ws[:, 2:]], dim=1)
+        assert_agrees(G(z, truncation_psi=0.6, truncation_cutoff=2, noise_mode="const"),
+                      G.synthesis(truncated.float(), noise_mode="const").double())
+
+
 def test_mapping_layers_learn_slowly():
     G = tiny_G()
     assert len(G.mapping.fcs) == 2 and all(fc.lr_mul == 0.01 for fc in G.mapping.fcs)
@@ -270,15 +477,6 @@ def test_discriminator_shapes_and_bad_input():
         D(torch.randn(8, 1, 16, 16))
 
 
-def test_residual_block_keeps_the_skip_and_main_paths_balanced():
-    torch.manual_seed(0)
-    block = sg.DiscriminatorBlock(4, 6)
-    x = torch.randn(2, 4, 8, 8)
-    main = sg.lrelu(block.conv1(layers.downsample2d(sg.lrelu(block.conv0(x)), block.fir)))
-    skip = block.skip(layers.downsample2d(x, block.fir))
-    torch.testing.assert_close(block(x), (main + skip) / math.sqrt(2))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Path length
 
@@ -302,6 +500,33 @@ def test_path_lengths_of_a_linear_generator():
     torch.testing.assert_close(penalty, (lengths - mean).square().mean())
     penalty.backward()
     assert M.grad is not None and M.grad.abs().sum() > 0  # the penalty trains the generator's weights
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_path_length_penalty_value_and_gradient_are_the_authors(n):
+    """StyleGAN2-ADA's loss.py: a = lerp(a_old, mean(L), decay) *with* its gradient, penalty mean((L - a)^2). On a
+    linear generator (J^T y in closed form), the penalty and G's gradient against the same written directly; a
+    detached mean would give G another gradient."""
+    g = torch.Generator().manual_seed(n)
+    num_ws, w_dim, h = 2, 4, 3
+    M = torch.randn(num_ws * w_dim, h * h, generator=g, requires_grad=True)
+    ws = torch.randn(n, num_ws, w_dim, generator=g, requires_grad=True)
+    lengths = losses.path_lengths((ws.flatten(1) @ M).reshape(n, 1, h, h), ws, torch.Generator().manual_seed(9))
+    penalty, mean = losses.path_length_penalty(lengths, torch.tensor(0.8), decay=0.3)
+    (ours,) = torch.autograd.grad(penalty, M)
+    # direct: J^T y = M y per sample (y ~ N(0, 1) / sqrt(HW), the same draw), L = sqrt(mean over rows of |.|^2)
+    M64 = M.detach().double().requires_grad_()
+    y = torch.randn(n, 1, h, h, generator=torch.Generator().manual_seed(9)).double().flatten(1) / h
+    direct_lengths = (y @ M64.T).reshape(n, num_ws, w_dim).square().sum(2).mean(1).sqrt()
+    a = 0.8 + 0.3 * (direct_lengths.mean() - 0.8)
+    direct = ((direct_lengths - a) ** 2).mean()
+    (theirs,) = torch.autograd.grad(direct, M64, retain_graph=True)
+    assert_agrees(penalty, direct)
+    assert_agrees(mean, a.detach())
+    assert_agrees(ours, theirs)
+    assert not mean.requires_grad
+    (detached,) = torch.autograd.grad(((direct_lengths - a.detach()) ** 2).mean(), M64)  # what it is not
+    assert (detached - theirs).abs().max() > 1e-3 * theirs.abs().max()
 
 
 # ----------------------------------------------------------------------------------------------------------

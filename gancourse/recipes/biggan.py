@@ -1,7 +1,9 @@
 """BigGAN, class-conditional: digits offline (smoke, cpu), CIFAR-10 on a GPU.
 
 The optimiser follows BigGAN-PyTorch's SA-GAN settings (Adam betas (0, 0.999), eps 1e-6, hinge loss, one D
-step per G step, D's rate 4x G's) and the paper's orthogonal regularisation (beta 1e-4). Two changes for
+step per G step, D's rate 4x G's) and the paper's orthogonal regularisation, beta 1e-4 in the paper's formula
+(`losses.orthogonal_regularization`; BigGAN-PyTorch's ``--G_ortho 1e-4`` adds half that gradient, the same as
+ortho_beta 5e-5 here). Two changes for
 a budget of minutes: higher rates (2e-4 / 8e-4 instead of 1e-4 / 4e-4) and an EMA decay of 0.995 from step
 500 instead of 0.9999 from step 20,000 (a 0.9999 average would still remember the first steps at the end
 of a run this short; in a 1500-step digits run, 0.999 from step 400 lagged far behind G, 0.99 and 0.995

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import GanlibError
+
 __all__ = [
     "mode_coverage", "gaussian_stats", "frechet_distance_from_stats", "frechet_distance", "polynomial_kernel",
     "mmd2_unbiased", "kid", "inception_score", "knn_radii", "in_manifold", "precision_recall",
@@ -121,14 +123,19 @@ def kid(features_a, features_b, subsets: int = 100, subset_size: int = 1000, see
 
 def inception_score(probs: torch.Tensor, splits: int = 10) -> tuple[float, float]:
     """The Inception Score (Salimans et al. 2016) from class probabilities [N, K]: exp(E_x KL(p(y|x) || p(y))),
-    with p(y) the mean of p(y|x) over the split; (mean, std) over `splits` equal parts of the samples, as in
-    the authors' code (which uses Inception-v3's ImageNet probabilities, 50,000 samples and 10 splits). It
-    lies between 1 (every sample gets the same prediction) and K (confident, equally many per class); it never
-    looks at real data."""
+    with p(y) the mean of p(y|x) over the split; (mean, std) over `splits` parts of the samples, part i being
+    rows [i N // splits, (i + 1) N // splits), as in the authors' code and torch-fidelity (which use Inception-v3's
+    ImageNet probabilities, 50,000 samples and 10 splits). It lies between 1 (every sample gets the same
+    prediction) and K (confident, equally many per class); it never looks at real data."""
     p = torch.as_tensor(probs, dtype=torch.float64)
-    assert p.ndim == 2 and p.shape[0] >= splits, f"probs must be [N >= {splits}, K], got {list(p.shape)}"
+    if p.ndim != 2:
+        raise GanlibError(f"inception_score: probs must be [N, K], got shape {list(p.shape)}.")
+    n = p.shape[0]
+    if not 1 <= splits <= n:
+        raise GanlibError(f"inception_score: {splits} splits of {n} samples: use between 1 and {n} splits, or "
+                          f"more samples.")
     scores = []
-    for part in p.chunk(splits):
+    for part in (p[i * n // splits: (i + 1) * n // splits] for i in range(splits)):
         marginal = part.mean(dim=0, keepdim=True)  # p(y) [1, K]
         kl = (part * (part.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(dim=1)  # [n]
         scores.append(kl.mean().exp())

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import layers
+from .. import layers, resampling
 from ..errors import GanlibError, check_images, check_resolution, check_shape
 from . import draw
 
@@ -149,9 +149,9 @@ def mixing_regularisation(G: Generator, z: torch.Tensor, probability: float,
 
 
 class ModulatedLayer(nn.Module):
-    """StyleGAN2's styled 3x3 convolution (optionally upsampling first): the style scales the conv's weights,
-    which are then demodulated; conv -> noise (one strength per layer) -> bias -> lrelu.
-    x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']."""
+    """StyleGAN2's styled 3x3 convolution (optionally its up-sampling convolution, `resampling.upsample_conv2d`):
+    the style scales the conv's weights, which are then demodulated; conv -> noise (one strength per layer) -> bias
+    -> lrelu. x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']."""
 
     def __init__(
         self,
@@ -159,11 +159,11 @@ class ModulatedLayer(nn.Module):
         out_channels: int,  # O
         w_dim: int,  # size of w
         resolution: int,  # output resolution H' = W'
-        up: bool = False,  # upsample x2 before the conv
+        up: bool = False,  # upsample x2 (transposed stride-2 conv, then the low-pass filter)
     ):
         super().__init__()
         self.up, self.resolution = up, resolution
-        self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        self.register_buffer("fir", resampling.fir_filter(), persistent=False)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         # styles s = A(w), one per input channel, starting at 1; demodulation makes a weight gain redundant
@@ -171,9 +171,7 @@ class ModulatedLayer(nn.Module):
         self.noise = layers.NoiseInjection(resolution, channels=1)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
-        if self.up:
-            x = layers.upsample2d(x, self.fir)  # [N, I, 2H, 2W]
-        x = layers.modulated_conv2d(x, self.weight, self.affine(w))  # [N, O, H', W']
+        x = layers.modulated_conv2d(x, self.weight, self.affine(w), up=self.up, fir=self.fir)  # [N, O, H', W']
         x = self.noise(x, noise_mode)
         x = lrelu(x + self.bias[None, :, None, None])
         check_shape(x, (None, None, self.resolution, self.resolution), "a synthesis layer's output")
@@ -181,14 +179,14 @@ class ModulatedLayer(nn.Module):
 
 
 class AdaINLayer(nn.Module):
-    """StyleGAN's styled 3x3 convolution (optionally upsampling first): conv -> noise (one strength per channel)
-    -> bias -> lrelu -> AdaIN(style) (`adain_epilogue`). x [N, I, H, W], w [N, w_dim] -> [N, O, H', W'].
+    """StyleGAN's styled 3x3 convolution (optionally the same up-sampling convolution): conv -> noise (one strength
+    per channel) -> bias -> lrelu -> AdaIN(style) (`adain_epilogue`). x [N, I, H, W], w [N, w_dim] -> [N, O, H', W'].
     The arguments are ModulatedLayer's."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False):
         super().__init__()
         self.up, self.resolution = up, resolution
-        self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        self.register_buffer("fir", resampling.fir_filter(), persistent=False)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = LRELU_GAIN / math.sqrt(in_channels * 9)  # StyleGAN: He's gain inside the weight
@@ -196,9 +194,8 @@ class AdaINLayer(nn.Module):
         self.adain = layers.AdaIN(out_channels, w_dim)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
-        if self.up:
-            x = layers.upsample2d(x, self.fir)  # [N, I, 2H, 2W]
-        x = F.conv2d(x, self.weight * self.weight_gain, padding=1)  # [N, O, H', W']
+        weight = self.weight * self.weight_gain
+        x = resampling.upsample_conv2d(x, weight, self.fir) if self.up else F.conv2d(x, weight, padding=1)
         x = adain_epilogue(x, w, self.noise, self.bias, self.adain, noise_mode)
         check_shape(x, (None, None, self.resolution, self.resolution), "a synthesis layer's output")
         return x
@@ -242,7 +239,7 @@ class SynthesisBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int):
         super().__init__()
         self.resolution = resolution
-        self.register_buffer("fir", layers.fir_filter(), persistent=False)
+        self.register_buffer("fir", resampling.fir_filter(), persistent=False)
         if resolution == 4:
             self.make_constant(out_channels, w_dim)
             self.conv0 = None
@@ -268,7 +265,7 @@ class SynthesisBlock(nn.Module):
             x = self.conv0(x, ws[:, 0], noise_mode)  # [N, C, R, R]
         x = self.conv1(x, ws[:, self.num_conv - 1], noise_mode)
         y = self.torgb(x, ws[:, self.num_conv])  # [N, img_channels, R, R]
-        img = y if img is None else layers.upsample2d(img, self.fir) + y
+        img = y if img is None else resampling.upsample2d(img, self.fir) + y
         return x, img
 
 
@@ -391,23 +388,21 @@ class Generator(nn.Module):
 class DiscriminatorBlock(nn.Module):
     """StyleGAN2's residual block: x [N, I, R, R] -> [N, O, R/2, R/2].
 
-    main: 3x3 conv, lrelu, [1, 3, 3, 1] blur-downsample, 3x3 conv, lrelu; skip: blur-downsample, 1x1 conv (no
-    bias); out = (main + skip) / sqrt(2), which keeps the variance of the sum of two unit-variance paths.
-    (StyleGAN2 blurs and then convolves with stride 2; we downsample first and convolve at R/2: the same
-    parameters and cost, a slightly wider receptive field.)
+    main: 3x3 conv, lrelu, then a down-sampling 3x3 conv ([1, 3, 3, 1] low-pass filter at R, stride-2 conv), lrelu;
+    skip: a down-sampling 1x1 conv (no bias); out = (main + skip) / sqrt(2), which keeps the variance of the sum
+    of two unit-variance paths (the authors' `Conv2dLayer(down=2)` and gains sqrt(0.5)).
     """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.register_buffer("fir", layers.fir_filter(), persistent=False)
         self.conv0 = layers.EqualizedConv2d(in_channels, in_channels, 3, gain=1.0)
-        self.conv1 = layers.EqualizedConv2d(in_channels, out_channels, 3, gain=1.0)
-        self.skip = layers.EqualizedConv2d(in_channels, out_channels, 1, bias=False, gain=1.0)
+        self.conv1 = layers.EqualizedConv2d(in_channels, out_channels, 3, gain=1.0, down=True)
+        self.skip = layers.EqualizedConv2d(in_channels, out_channels, 1, bias=False, gain=1.0, down=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.skip(layers.downsample2d(x, self.fir))  # [N, O, R/2, R/2]
+        skip = self.skip(x)  # [N, O, R/2, R/2]
         x = lrelu(self.conv0(x))  # [N, I, R, R]
-        x = lrelu(self.conv1(layers.downsample2d(x, self.fir)))  # [N, O, R/2, R/2]
+        x = lrelu(self.conv1(x))  # [N, O, R/2, R/2]
         return (x + skip) * math.sqrt(0.5)
 
 
