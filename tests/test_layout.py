@@ -27,8 +27,9 @@ FLOORS = {
         "progressive": 5, "stylegan_training": 5,  # the chapters' trainers
     },
     "gancourse": {  # on top of the whole of ganlib
-        "results": 0, "notebooks": 0, "repo": 0, "recipes": 0, "evaluation": 0, "checks": 0,
-        "grading": 1, "bench": 2, "__main__": 3,
+        "datasets": 0, "launch": 0,  # what the library leaves out: downloaded and folder data, torchrun, the run lock
+        "results": 1, "notebooks": 1, "repo": 1, "recipes": 1, "evaluation": 1, "checks": 1,
+        "grading": 2, "bench": 3, "__main__": 4,
     },
 }
 # Modules that may name the course's notebook folders: they work on the notebooks (generating exercises, grading,
