@@ -20,7 +20,7 @@ REPO = ROOT.parent
 FLOORS = {
     "ganlib": {
         "errors": 0, "shapes": 0, "resampling": 0,
-        "files": 1, "losses": 1, "layers": 1, "data": 1, "env": 1, "distributed": 1,  # the leaves
+        "files": 1, "losses": 1, "layers": 1, "spectral": 1, "data": 1, "env": 1, "distributed": 1,  # the leaves
         "viz": 2, "models": 2, "options": 2,
         "checkpoints": 3, "latent": 3, "metrics": 3,
         "train": 4,
