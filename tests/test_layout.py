@@ -22,7 +22,7 @@ FLOORS = {
         "errors": 0, "shapes": 0, "resampling": 0,
         "files": 1, "losses": 1, "layers": 1, "spectral": 1, "data": 1, "env": 1, "distributed": 1,  # the leaves
         "viz": 2, "models": 2, "options": 2,
-        "checkpoints": 3, "latent": 3, "metrics": 3,
+        "checkpoints": 3, "latent": 3, "metrics": 3, "loop": 3,
         "train": 4,
         "progressive": 5, "stylegan_training": 5,  # the chapters' trainers
     },
