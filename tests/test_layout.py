@@ -27,7 +27,7 @@ FLOORS = {
         "progressive": 5, "stylegan_training": 5,  # the chapters' trainers
     },
     "gancourse": {  # on top of the whole of ganlib
-        "datasets": 0, "launch": 0,  # what the library leaves out: downloaded and folder data, torchrun, the run lock
+        "datasets": 0, "launch": 0, "widgets": 0,  # what the library leaves out: downloaded data, torchrun, sliders
         "results": 1, "notebooks": 1, "repo": 1, "recipes": 1, "evaluation": 1, "checks": 1,
         "grading": 2, "bench": 3, "__main__": 4,
     },
