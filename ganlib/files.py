@@ -22,7 +22,7 @@ import torch
 from .errors import GanlibError
 
 __all__ = [
-    "CHECKSUM_RECORD", "PRETRAINED", "cache_dir", "previous_path", "atomic_save", "damage", "atomic_write",
+    "CHECKSUM_RECORD", "PRETRAINED", "previous_path", "atomic_save", "damage", "atomic_write",
     "atomic_write_text"
 ]
 
@@ -30,11 +30,6 @@ CHECKSUM_RECORD = "ganlib.sha256"  # the record of an `atomic_save` archive that
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # the files shipped with ganlib: the judges'
 # classifiers (written by `gancourse.evaluation.ship_judge`: trained weights depend on the machine's thread count,
 # so tests and benchmarks that score with a judge need the same file everywhere) and small trained generators
-
-
-def cache_dir() -> Path:
-    """$GANLIB_CACHE, else ~/.cache/ganlib: where trained metric classifiers are kept."""
-    return Path(os.environ.get("GANLIB_CACHE") or Path.home() / ".cache" / "ganlib")
 
 
 def previous_path(path: str | Path) -> Path:
