@@ -39,6 +39,7 @@ from .judges import (
     Classifier,
     ImageJudge,
     ShapesJudge,
+    cache_dir,
     classifier_metrics,
     classify,
     judge_for,
