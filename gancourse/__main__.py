@@ -22,13 +22,13 @@ def _parse_value(text: str):
 
 def cmd_train(args) -> None:
     """Train; under torchrun, this process's share of a run of several (see ganlib/distributed.py)."""
-    from ganlib import distributed
+    from . import launch
 
-    distributed.init_from_env()
+    launch.init_from_env()
     try:
         _train(args)
     finally:
-        distributed.shutdown()
+        launch.shutdown()
 
 
 def _train(args) -> None:
@@ -44,11 +44,11 @@ def _train(args) -> None:
 def _train_in(run_dir: Path, args) -> None:
     from ganlib import distributed
     from ganlib.checkpoints import load_checkpoint_file
-    from ganlib.data import load as load_data
     from ganlib.env import seed_everything
     from ganlib.options import TrainConfig
 
     from . import recipes
+    from .datasets import load as load_data
 
     checkpoint = run_dir / "checkpoint.pt"
     _check_run_folder(run_dir, args.resume)
@@ -133,10 +133,11 @@ def _check_run_folder(run_dir: Path, resume: bool) -> None:
 
 @contextlib.contextmanager
 def _run_lock(run_dir: Path):
-    """`files.run_lock` on the run folder, taken by process 0 (the one that writes it); under torchrun every
+    """`launch.run_lock` on the run folder, taken by process 0 (the one that writes it); under torchrun every
     process stops alike when it cannot be taken. An unwritable --out stops here, before any work."""
     from ganlib import distributed
-    from ganlib.files import run_lock
+
+    from .launch import run_lock
 
     with contextlib.ExitStack() as stack:
         failed = None
@@ -282,10 +283,10 @@ def cmd_grade(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ganlib.data import DATASETS
     from ganlib.env import PROFILES
 
     from . import recipes
+    from .datasets import DATASETS
 
     p = argparse.ArgumentParser(prog="python -m gancourse", description="The GAN course's command line.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

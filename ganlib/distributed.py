@@ -19,14 +19,12 @@ little for models of this course's size.
 `BatchStream` gives each process its own slice of every global batch (as torch's `DistributedSampler`), and
 one process the whole batch.
 
-The process group is set up from the environment torchrun provides (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR, MASTER_PORT): NCCL for tensors on GPUs, gloo for tensors on the CPU. Outside torchrun everything
-here is a no-op.
+The command line joins the process group torchrun describes in the environment (`gancourse.launch`); outside
+torchrun everything here is a no-op.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import torch
@@ -36,40 +34,10 @@ from torch import nn
 from .errors import GanlibError
 
 __all__ = [
-    "init_from_env", "shutdown", "is_initialized", "rank", "world_size", "local_device", "broadcast_module",
+    "is_initialized", "rank", "world_size", "local_device", "broadcast_module",
     "average_gradients", "same_everywhere", "check_copies_equal", "average_values", "gather_objects",
     "convert_sync_batchnorm", "BatchStream"
 ]
-
-
-def init_from_env() -> bool:
-    """Join the process group torchrun describes in the environment; False (and nothing done) without it.
-
-    Each process uses the GPU numbered LOCAL_RANK when there are GPUs.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_initialized():
-        return is_initialized()
-    missing = [k for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
-    if missing:
-        raise GanlibError(f"WORLD_SIZE is set but {', '.join(missing)} not: start several processes with "
-                          f"torchrun (torchrun --standalone --nproc_per_node=N -m gancourse train ...).")
-    if torch.cuda.is_available():
-        local_rank = int(os.environ["LOCAL_RANK"])
-        if local_rank >= torch.cuda.device_count():
-            raise GanlibError(f"process {local_rank} has no GPU of its own (this machine has "
-                              f"{torch.cuda.device_count()}): use --nproc_per_node={torch.cuda.device_count()} "
-                              f"or fewer.")
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("cpu:gloo,cuda:nccl")  # NCCL for tensors on GPUs, gloo for any on the CPU
-    else:
-        dist.init_process_group("gloo")
-    return True
-
-
-def shutdown() -> None:
-    """Leave the process group (after the last collective operation)."""
-    if is_initialized():
-        dist.destroy_process_group()
 
 
 def is_initialized() -> bool:

@@ -22,19 +22,14 @@ import torch
 from .errors import GanlibError
 
 __all__ = [
-    "CHECKSUM_RECORD", "PRETRAINED", "cache_dir", "previous_path", "atomic_save", "damage", "atomic_write",
-    "atomic_write_text", "LOCK_FILE", "run_lock"
+    "CHECKSUM_RECORD", "PRETRAINED", "previous_path", "atomic_save", "damage", "atomic_write",
+    "atomic_write_text"
 ]
 
 CHECKSUM_RECORD = "ganlib.sha256"  # the record of an `atomic_save` archive that holds the sha256 of the others
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # the files shipped with ganlib: the judges'
 # classifiers (written by `gancourse.evaluation.ship_judge`: trained weights depend on the machine's thread count,
 # so tests and benchmarks that score with a judge need the same file everywhere) and small trained generators
-
-
-def cache_dir() -> Path:
-    """$GANLIB_CACHE, else ~/.cache/ganlib: where trained metric classifiers are kept."""
-    return Path(os.environ.get("GANLIB_CACHE") or Path.home() / ".cache" / "ganlib")
 
 
 def previous_path(path: str | Path) -> Path:
@@ -194,64 +189,3 @@ def atomic_write_text(text: str, path: str | Path) -> None:
     path = Path(path)
     with _replacing(path) as tmp:
         tmp.write_text(text)
-
-
-LOCK_FILE = ".lock"  # in a run folder while a trainer writes to it: the trainer's process id
-
-
-@contextlib.contextmanager
-def run_lock(folder: str | Path):
-    """Hold `folder` (created if need be) for this process while the body runs: a file `LOCK_FILE` in it names
-    this process. Another process that asks for the folder meanwhile gets a GanlibError naming this one; a
-    lock left by a process that is gone (killed) is taken over. On leaving, the lock is removed, and so is
-    the folder if this call created it and nothing else was written to it. An OSError when the folder cannot
-    be written."""
-    folder = Path(folder)
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / LOCK_FILE
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            holder = _lock_holder(lock)
-            if holder is not None:
-                raise GanlibError(f"{str(folder)!r} is in use by another trainer ({holder}; it holds "
-                                  f"{LOCK_FILE} there): let it finish or stop it, or choose another --out "
-                                  f"folder.") from None
-            lock.unlink(missing_ok=True)  # its process is gone: take the folder over
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    try:
-        yield lock
-    finally:
-        if _lock_pid(lock) == os.getpid():
-            lock.unlink(missing_ok=True)
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only if empty: a run that stopped before writing anything leaves nothing
-
-
-def _lock_pid(lock: Path) -> int | None:
-    """The process id written in a lock file (None: unreadable, or not a number)."""
-    try:
-        text = lock.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _lock_holder(lock: Path) -> str | None:
-    """Who holds a lock file, in words ("pid 1234"), or None when its process is gone."""
-    pid = _lock_pid(lock)
-    if pid is None:  # being written this instant, or damaged: only a person can tell
-        return "a lock without a process id: delete it if no trainer is running"
-    if os.name == "posix" and pid != os.getpid():
-        try:
-            os.kill(pid, 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
-            return None
-        except OSError:
-            pass  # it exists, under another user
-    return f"pid {pid}"

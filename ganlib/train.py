@@ -4,7 +4,7 @@
 the penalties the papers add: gradient penalty, drift, lazy R1), one generator update through the updated D
 (with BigGAN's orthogonal regularisation), then the moving average of G's weights (`G_ema`, what you sample
 from): chapter 01's `train_step` plus those additions. Around it the `Trainer` keeps a resumable stream of
-minibatches, sample grids, atomic checkpoints of its `state_dict()` (`checkpoints`) and a NaN guard. A
+minibatches, atomic checkpoints of its `state_dict()` (`checkpoints`) and a NaN guard; `loop` runs the steps. A
 chapter's trainer changes a named piece (`begin_step`, `micro_batch`, `real_batch`, `generate`,
 `discriminate`, `make_optimizer`, `lazy_g_regularization`) and adds its own state to `state_dict`. Three seams
 keep the engineering out of the step's way: `autocast` (mixed precision), `backward` (loss scaling, the mean
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checkpoints, distributed, losses, models
+from . import checkpoints, distributed, loop, losses, models
 from .errors import GanlibError, TrainingDiverged
 from .options import Options, TrainConfig
 
@@ -299,38 +298,9 @@ class Trainer:
 
     def train(self, steps: int | None = None, callback: Callable[[Trainer], None] | None = None,
               every: int | None = None, progress: bool = True) -> Trainer:
-        """Train until `step` reaches `steps` (default cfg.steps); call `callback(self)` every `every` steps.
-
-        Checkpoints (every cfg.checkpoint_every steps and at the end) and sample grids go to `run_dir`.
-        With several processes, every process must call this; the callback and the progress bar run in
-        process 0 only.
-        """
-        from tqdm.auto import tqdm
-
-        cfg, steps = self.cfg, (self.cfg.steps if steps is None else steps)
-        bar = tqdm(total=steps, initial=self.step, disable=not (progress and self.is_main), dynamic_ncols=True,
-                   leave=False)
-        start = time.perf_counter() - self.elapsed
-        try:
-            while self.step < steps:
-                self.train_step()
-                self.elapsed = time.perf_counter() - start
-                bar.update(1)
-                at_end = self.step == steps
-                if self.step % cfg.log_every == 0 or at_end:
-                    entry = self.flush_stats()
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in entry.items() if k.startswith("loss")}, refresh=False)
-                if callback and self.is_main and ((every and self.step % every == 0) or at_end):
-                    callback(self)
-                if self.run_dir is not None:  # the checkpoint first: a grid on disk implies its step's checkpoint
-                    if at_end or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
-                        self.save_checkpoint()
-                    if self.is_main and (at_end or (cfg.sample_every and self.step % cfg.sample_every == 0)):
-                        self.write_samples()
-                start = time.perf_counter() - self.elapsed  # callbacks and I/O do not count as training time
-        finally:
-            bar.close()
-        return self
+        """Train until `step` reaches `steps` (default cfg.steps), calling `callback(self)` every `every` steps,
+        with checkpoints and sample grids in `run_dir`: `loop.train` (the loop around `train_step`)."""
+        return loop.train(self, steps, callback, every, progress)
 
     def state_dict(self) -> dict:
         """This process's whole training state, as a checkpoint holds it (`checkpoints`): the networks, G_ema,
@@ -412,23 +382,6 @@ class Trainer:
         (the same arguments), from G_ema when there is one (and `ema`)."""
         G = self.G_ema if (ema and self.G_ema is not None) else self.G
         return G.sample(n, seed, truncation, **({"labels": labels} if self.conditional else {}))
-
-    def write_samples(self) -> Path:
-        """Write a grid of 64 samples (fixed latents, so grids are comparable over time) to run_dir/samples/."""
-        from . import viz
-
-        x, labels = self.sample(64, seed=self.cfg.seed + 12345, labels=self.grid_labels(64))
-        path = self.run_dir / "samples" / f"step{self.step:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if x.ndim == 4:
-            viz.save_image_grid(x, path, nrow=8)
-        else:
-            viz.save_points(x, path, reference=self.data)
-        return path
-
-    def grid_labels(self, n: int) -> torch.Tensor | None:
-        """Labels for a sample grid: each row one class (0, 1, 2, ... cycling)."""
-        return (torch.arange(n) // 8) % self.G.num_classes if self.conditional else None
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from torch import nn
 
 from gancourse import recipes
 from gancourse.__main__ import main
-from ganlib import layers, losses
+from ganlib import layers, losses, spectral
 from ganlib.errors import GanlibError
 from ganlib.models import biggan
 
@@ -219,7 +219,7 @@ def test_spectral_norm_follows_miyatos_algorithm_from_a_fixed_u(module):
     u, with W changing between them as in training; in eval mode the same step is taken and u kept; the gradient
     treats u and v as constants: d<R, W / sigma>/dW = R / sigma - <R, W> / sigma^2 u v^T."""
     g = torch.Generator().manual_seed(0)
-    layers.spectral_norm(module, eps=1e-6)
+    spectral.spectral_norm(module, eps=1e-6)
     original, sn = module.parametrizations.weight.original, module.parametrizations.weight[0]
     out_dim = original.shape[0]
     u = torch.randn(out_dim, generator=g, dtype=torch.float64)
@@ -236,7 +236,7 @@ def test_spectral_norm_follows_miyatos_algorithm_from_a_fixed_u(module):
         sigma = u @ W @ v
         assert_agrees(module.weight.detach().flatten(1), W / sigma)  # one training-mode read: one step
         assert_agrees(sn._u, u)
-        ours_sigma, ours_u = layers.power_iteration(W.float(), u_before.float())  # the exercise's reference step
+        ours_sigma, ours_u = spectral.power_iteration(W.float(), u_before.float())  # the exercise's reference step
         assert_agrees(ours_sigma, sigma)
         assert_agrees(ours_u, u)
     module.eval()
@@ -254,7 +254,7 @@ def test_spectral_norm_follows_miyatos_algorithm_from_a_fixed_u(module):
 def test_a_state_dict_of_torchs_spectral_norm_loads():
     torch.manual_seed(0)
     theirs = nn.utils.parametrizations.spectral_norm(nn.Conv2d(3, 4, 3))
-    ours = layers.spectral_norm(nn.Conv2d(3, 4, 3))
+    ours = spectral.spectral_norm(nn.Conv2d(3, 4, 3))
     ours.load_state_dict(theirs.state_dict())
     assert torch.equal(ours.parametrizations.weight[0]._u, theirs.parametrizations.weight[0]._u)
     assert torch.equal(ours.parametrizations.weight.original, theirs.parametrizations.weight.original)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from gancourse import launch
 from gancourse.__main__ import main
-from ganlib import files
 
 
 def run(capsys, *argv):
@@ -151,14 +151,14 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path, capsys):
     gone.wait()  # its process id now names no process
     run_dir = tmp_path / "r"
     run_dir.mkdir()
-    (run_dir / files.LOCK_FILE).write_text(f"{gone.pid}\n")
+    (run_dir / launch.LOCK_FILE).write_text(f"{gone.pid}\n")
     code, out, err = run(capsys, "train", "gan", "--out", run_dir, "--profile", "smoke", "--steps", 1)
     assert code == 0 and "done: step 1" in out, err
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.json", "history.csv", "samples"]
-    with files.run_lock(tmp_path / "held"):  # a live holder: this process, as another trainer would be
+    with launch.run_lock(tmp_path / "held"):  # a live holder: this process, as another trainer would be
         code, _, err = run(capsys, "train", "gan", "--out", tmp_path / "held", "--profile", "smoke")
         assert code == 2 and f"is in use by another trainer (pid {os.getpid()};" in err and err.count("\n") == 1
-        assert sorted(p.name for p in (tmp_path / "held").iterdir()) == [files.LOCK_FILE]
+        assert sorted(p.name for p in (tmp_path / "held").iterdir()) == [launch.LOCK_FILE]
     assert not (tmp_path / "held").exists()  # the lock made the folder, and nothing else was written to it
 
 
@@ -205,7 +205,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_a_second_trainer_is_
     step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
     assert step > 0 and last == (f"interrupted at step {step} of 1000000: saved {run_dir / 'checkpoint.pt'}; "
                                  f"continue with --resume.")
-    assert not (run_dir / files.LOCK_FILE).exists()
+    assert not (run_dir / launch.LOCK_FILE).exists()
     code, out, err = run(capsys, "train", "gan", "--out", run_dir, "--resume", "--steps", step + 1)
     assert code == 0 and f"resuming gan from step {step} of {step + 1}" in out, err
     # killed (no chance to save): the message after a Ctrl-C outside the loop names the checkpoint kept

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gancourse import datasets
 from ganlib import data
 from ganlib.errors import GanlibError, check_images
 
@@ -71,15 +72,23 @@ def test_bad_resolution(res):
 
 
 def test_unknown_dataset():
-    with pytest.raises(GanlibError, match="unknown dataset 'mnsit'.*digits"):
-        data.load("mnsit")
+    for load in (data.load, datasets.load):
+        with pytest.raises(GanlibError, match="unknown dataset 'mnsit'.*digits"):
+            load("mnsit")
+    with pytest.raises(GanlibError, match="unknown dataset 'mnist'.*load through gancourse.datasets.load"):
+        data.load("mnist")  # the library holds the offline sets only
+
+
+def test_the_course_loader_serves_the_offline_sets_as_the_library_does():
+    assert torch.equal(datasets.load("shapes", 8, split="test").images, data.load("shapes", 8, split="test").images)
+    assert torch.equal(datasets.load("ring8", seed=3).points, data.load("ring8", seed=3).points)
 
 
 def test_online_dataset_offline_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("GANLIB_OFFLINE", "1")
     monkeypatch.setenv("GANLIB_DATA", str(tmp_path))
     with pytest.raises(GanlibError) as e:
-        data.load("mnist")
+        datasets.load("mnist")
     assert "\n" not in str(e.value) and "digits" in str(e.value) and "GANLIB_OFFLINE" in str(e.value)
 
 
@@ -92,7 +101,7 @@ def test_folder_rgb_with_classes(tmp_path):
     for cls in ("cats", "dogs"):
         for i in range(3):
             _write(tmp_path / cls / f"{i}.png", (32, 32), value=40 * i)
-    d = data.load(f"folder:{tmp_path}", resolution=16)
+    d = datasets.load(f"folder:{tmp_path}", resolution=16)
     assert d.images.shape == (6, 3, 16, 16)
     assert d.class_names == ["cats", "dogs"] and d.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert d.images[0, 2].float().mean() == 255  # blue channel of value 0 = 255, survives resizing
@@ -101,7 +110,7 @@ def test_folder_rgb_with_classes(tmp_path):
 def test_folder_grey_default_resolution(tmp_path):
     for i in range(2):
         _write(tmp_path / f"{i}.png", (40, 40), mode="L")
-    d = data.load(f"folder:{tmp_path}")
+    d = datasets.load(f"folder:{tmp_path}")
     assert d.images.shape == (2, 1, 32, 32) and d.labels is None  # largest power of two not above 40
 
 
@@ -126,7 +135,7 @@ def test_folder_errors(tmp_path, case, match):
     elif case == "corrupt":
         (tmp_path / "a.png").write_bytes(b"not a png")
     with pytest.raises(GanlibError, match=match) as e:
-        data.load(f"folder:{tmp_path}")
+        datasets.load(f"folder:{tmp_path}")
     assert "\n" not in str(e.value)
 
 
@@ -134,7 +143,7 @@ def test_folder_upsampling_is_announced(tmp_path):
     for i in range(2):
         _write(tmp_path / f"{i}.png", (12, 12), mode="L")
     with pytest.warns(UserWarning, match=r"12x12 images .* are upsampled to 16x16 .* pass --resolution 8"):
-        d = data.load(f"folder:{tmp_path}", resolution=16)
+        d = datasets.load(f"folder:{tmp_path}", resolution=16)
     assert d.images.shape == (2, 1, 16, 16)
 
 
@@ -172,7 +181,7 @@ def test_empty_folder_path_is_refused():
     """'folder:' without a path would scan the current folder; it is refused, with an example."""
     for name in ("folder:", "folder:  "):
         with pytest.raises(GanlibError, match="folder: needs the path of a folder of images after the colon"):
-            data.load(name)
+            datasets.load(name)
 
 
 def test_to_uint8_roundtrip():

@@ -20,15 +20,16 @@ REPO = ROOT.parent
 FLOORS = {
     "ganlib": {
         "errors": 0, "shapes": 0, "resampling": 0,
-        "files": 1, "losses": 1, "layers": 1, "data": 1, "env": 1, "distributed": 1,  # the leaves
+        "files": 1, "losses": 1, "layers": 1, "spectral": 1, "data": 1, "env": 1, "distributed": 1,  # the leaves
         "viz": 2, "models": 2, "options": 2,
-        "checkpoints": 3, "latent": 3, "metrics": 3,
+        "checkpoints": 3, "latent": 3, "metrics": 3, "loop": 3,
         "train": 4,
         "progressive": 5, "stylegan_training": 5,  # the chapters' trainers
     },
     "gancourse": {  # on top of the whole of ganlib
-        "results": 0, "notebooks": 0, "repo": 0, "recipes": 0, "evaluation": 0, "checks": 0,
-        "grading": 1, "bench": 2, "__main__": 3,
+        "datasets": 0, "launch": 0, "widgets": 0,  # what the library leaves out: downloaded data, torchrun, sliders
+        "results": 1, "notebooks": 1, "repo": 1, "recipes": 1, "evaluation": 1, "checks": 1,
+        "grading": 2, "bench": 3, "__main__": 4,
     },
 }
 # Modules that may name the course's notebook folders: they work on the notebooks (generating exercises, grading,

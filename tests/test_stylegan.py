@@ -13,6 +13,7 @@ from gancourse import recipes
 from ganlib import layers, losses, resampling, stylegan_training
 from ganlib.errors import GanlibError
 from ganlib.models import stylegan as sg
+from ganlib.models import stylegan_discriminator as sg_d
 from ganlib.train import TrainConfig
 
 
@@ -283,7 +284,7 @@ def test_discriminator_block_is_the_authors_resnet_block(res):
     """StyleGAN2's D block: conv0 3x3, lrelu; conv1 3x3 with down 2 (filter at R, stride-2 conv), lrelu with gain
     sqrt(0.5); skip: 1x1 with down 2, no bias, gain sqrt(0.5); the sum. Every pixel, and the gradient of x."""
     torch.manual_seed(res)
-    block = sg.DiscriminatorBlock(4, 6)
+    block = sg_d.DiscriminatorBlock(4, 6)
     with torch.no_grad():
         for p in block.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -471,7 +472,7 @@ def test_noise_changes_fine_detail_only_through_its_strength():
 
 def test_discriminator_shapes_and_bad_input():
     torch.manual_seed(0)
-    D = sg.Discriminator(16, 3, channel_base=64, channel_max=8)
+    D = sg_d.Discriminator(16, 3, channel_base=64, channel_max=8)
     assert D(torch.randn(8, 3, 16, 16)).shape == (8,)
     with pytest.raises(Exception, match="expects 3 channel"):
         D(torch.randn(8, 1, 16, 16))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gancourse import recipes
-from ganlib import files
+from ganlib import files, loop
 from ganlib.checkpoints import load_checkpoint_file
 from ganlib.data import load
 from ganlib.distributed import BatchStream
@@ -159,7 +159,7 @@ def test_conditional_training_and_grid_labels(tmp_path):
                              preset_overrides={"G": {"z_dim": 8, "width": 8, "conditional": True}})
     t.train(progress=False)
     assert t.conditional and t.G.num_classes == 10
-    x, labels = t.sample(16, labels=t.grid_labels(16))
+    x, labels = t.sample(16, labels=loop.grid_labels(t.G, 16))
     assert labels.tolist() == [0] * 8 + [1] * 8 and x.shape == (16, 1, 16, 16)
 
 
@@ -410,13 +410,13 @@ def test_a_sample_grid_on_disk_implies_the_checkpoint_of_its_step(tmp_path, monk
     checkpoint at least as recent as the newest grid."""
     t = recipes.make_trainer("gan", profile="smoke", run_dir=tmp_path, device="cpu", steps=4, sample_every=2,
                              checkpoint_every=2)
-    checked, write_samples = [], t.write_samples
+    checked, write_samples = [], loop.write_samples
 
-    def check_then_write():
-        checked.append(load_checkpoint_file(tmp_path)["step"] == t.step)
-        return write_samples()
+    def check_then_write(trainer):
+        checked.append(load_checkpoint_file(tmp_path)["step"] == trainer.step)
+        return write_samples(trainer)
 
-    monkeypatch.setattr(t, "write_samples", check_then_write)
+    monkeypatch.setattr(loop, "write_samples", check_then_write)
     t.train(progress=False)
     assert checked == [True, True]
 

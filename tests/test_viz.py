@@ -12,16 +12,16 @@ from ganlib.errors import GanlibError
 
 WIDGET_CELL = """
 import matplotlib.pyplot as plt
-from ganlib import viz
+from gancourse import widgets
 
 def show(alpha, kind):
     print(f"alpha={alpha} kind={kind}")
     plt.plot([0, 1], [0, alpha])
     plt.show()
 
-viz.interactive(show, alpha=(0.0, 1.0, 0.25, 0.5), kind=["line", "dots"])
+widgets.interactive(show, alpha=(0.0, 1.0, 0.25, 0.5), kind=["line", "dots"])
 """
-NO_SHOW = """viz.interactive(lambda beta: plt.plot([0, beta]), beta=(0.0, 1.0, 0.5))  # a figure left open"""
+NO_SHOW = """widgets.interactive(lambda beta: plt.plot([0, beta]), beta=(0.0, 1.0, 0.5))  # a figure left open"""
 MOVE_SLIDER = """
 import ipywidgets
 slider, = [w for w in ipywidgets.widgets.widget._instances.values() if isinstance(w, ipywidgets.FloatSlider)]

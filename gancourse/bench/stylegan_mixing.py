@@ -59,9 +59,9 @@ def stylegan_trainer(quick: bool, mixing: float, seed: int, steps: int | None = 
     """The cpu preset with style-mixing probability `mixing` and `seed` (20 steps when `quick`, `steps` when
     given), as the command line builds it (the same initial weights), checkpointing into the cache."""
     from ganlib.env import seed_everything
-    from ganlib.files import cache_dir
 
-    run_dir = cache_dir() / "bench" / f"stylegan-shapes32-mixing{mixing:g}-seed{seed}" / ("quick" if quick else "full")
+    run_dir = evaluation.cache_dir() / "bench" / f"stylegan-shapes32-mixing{mixing:g}-seed{seed}"
+    run_dir = run_dir / ("quick" if quick else "full")
     steps = steps or (20 if quick else recipes.preset("stylegan", "cpu")["train"]["steps"])
     seed_everything(seed)  # the networks' initial weights, as the command line's --seed
     return recipes.make_trainer("stylegan", profile="cpu", device="cpu", run_dir=run_dir, steps=steps, seed=seed,

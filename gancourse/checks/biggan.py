@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlib import layers, losses
+from ganlib import losses, spectral
 
 from .attention import check_self_attention
 from .core import (
@@ -313,7 +313,7 @@ def check_power_iteration(fn: Callable) -> CheckResult:
             if not isinstance(u_new, torch.Tensor) or tuple(u_new.shape) != (out_dim,):
                 raise Mistake(f"u_new should be a vector of W's output size [{out_dim}], got "
                               f"{getattr(u_new, 'shape', type(u_new).__name__)}.")
-            ref_sigma, ref_u = layers.power_iteration(w, u)
+            ref_sigma, ref_u = spectral.power_iteration(w, u)
             if not close(u_new, ref_u):
                 if close(F.normalize(u_new, dim=0), ref_u):
                     raise Mistake("u_new points the right way but is not a unit vector: divide W v by its norm.")

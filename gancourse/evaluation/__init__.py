@@ -20,7 +20,7 @@
 Modules: `judges` (classifiers and what they score), `extractors` (feature extractors), `styles`, `evaluate`.
 """
 
-from ganlib.files import PRETRAINED, cache_dir
+from ganlib.files import PRETRAINED
 
 from .evaluate import evaluate_file, read_samples
 from .extractors import (
@@ -39,6 +39,7 @@ from .judges import (
     Classifier,
     ImageJudge,
     ShapesJudge,
+    cache_dir,
     classifier_metrics,
     classify,
     judge_for,

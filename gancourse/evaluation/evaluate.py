@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ganlib import data as datasets
 from ganlib.errors import GanlibError
 from ganlib.metrics.formulas import feature_metrics, knn_radii, mode_coverage, nearest_neighbour_distances
 
+from .. import datasets
 from .extractors import PAPER_SAMPLES, feature_extractor
 from .judges import ShapesJudge, judge_for
 

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlib import data as datasets
+from ganlib.data import to_uint8
 from ganlib.env import default_device
 from ganlib.errors import GanlibError, first_line
 
+from .. import datasets
 from .judges import classify, judge_for
 
 __all__ = [
@@ -157,7 +158,7 @@ class FIDInceptionFeatures(FeatureExtractor):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] not in (1, 3):
             raise GanlibError(f"FID features need images [N, 1 or 3, H, W], got {list(images.shape)}.")
-        x = datasets.to_uint8(images).expand(-1, 3, -1, -1).to(self.device)  # [N, 3, H, W] uint8, grey -> RGB
+        x = to_uint8(images).expand(-1, 3, -1, -1).to(self.device)  # [N, 3, H, W] uint8, grey -> RGB
         return self.net(x)[0].float().cpu()  # [N, 2048]
 
 

@@ -3,6 +3,7 @@ shapes, else trained deterministically and cached) and what it scores; `ShapesJu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -12,13 +13,18 @@ from torch import nn
 from ganlib import data as datasets
 from ganlib import shapes
 from ganlib.errors import GanlibError
-from ganlib.files import PRETRAINED, atomic_save, cache_dir, damage
+from ganlib.files import PRETRAINED, atomic_save, damage
 from ganlib.metrics.formulas import frechet_distance_from_stats, gaussian_stats
 
 __all__ = [
-    "CLASSIFIER_VERSION", "Classifier", "train_classifier", "classify", "ImageJudge", "ShapesJudge", "JUDGES",
-    "judge_for", "ship_judge", "classifier_metrics"
+    "cache_dir", "CLASSIFIER_VERSION", "Classifier", "train_classifier", "classify", "ImageJudge", "ShapesJudge",
+    "JUDGES", "judge_for", "ship_judge", "classifier_metrics"
 ]
+
+def cache_dir() -> Path:
+    """$GANLIB_CACHE, else ~/.cache/ganlib: where trained classifiers (and the benchmarks' runs) are kept."""
+    return Path(os.environ.get("GANLIB_CACHE") or Path.home() / ".cache" / "ganlib")
+
 
 CLASSIFIER_VERSION = 2  # bump when the architecture or its training changes (invalidates the cache)
 
@@ -90,7 +96,7 @@ class ImageJudge:
 
     def __init__(self, data_name: str, resolution: int, cached: bool = True):
         """`cached`: load the classifier shipped with ganlib (`PRETRAINED`) or, failing that, the one in the
-        cache folder (`files.cache_dir`), else train it and cache it; False trains it afresh and writes nothing."""
+        cache folder (`cache_dir`), else train it and cache it; False trains it afresh and writes nothing."""
         self.data_name = data_name
         train = self.labelled(resolution, "train")
         if train.kind != "images" or train.labels is None:

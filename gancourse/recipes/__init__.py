@@ -24,12 +24,13 @@ import copy
 import importlib
 from pathlib import Path
 
-from ganlib import data as datasets
 from ganlib.checkpoints import load_generator
 from ganlib.env import PROFILES, current_profile
 from ganlib.errors import GanlibError
 from ganlib.options import TrainConfig, check_names
 from ganlib.train import Trainer
+
+from .. import datasets
 
 __all__ = [
     "RECIPES", "get", "trainer_class", "option_names", "preset", "default_spec", "make_trainer", "own_options",

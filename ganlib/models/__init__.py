@@ -23,14 +23,16 @@ FAMILIES = {
     "biggan": ("biggan", "Generator", "Discriminator"),
     "stylegan": ("stylegan", "Generator", "Discriminator"),
 }
+D_MODULES = {"stylegan": "stylegan_discriminator"}  # a family whose D has a file of its own (default: G's)
+MODULES = sorted({module for module, _, _ in FAMILIES.values()} | set(D_MODULES.values()))
 
-__all__ = ["FAMILIES", "build", "check_version", "generate", "refuse_truncation", "draw",
-           *sorted({module for module, _, _ in FAMILIES.values()})]
+__all__ = ["FAMILIES", "D_MODULES", "MODULES", "build", "check_version", "generate", "refuse_truncation", "draw",
+           *MODULES]
 
 
 def __getattr__(name: str):
     """The family modules (`ganlib.models.dcgan`, ...), imported on first use."""
-    if name in {module for module, _, _ in FAMILIES.values()}:
+    if name in MODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -43,17 +45,18 @@ def build(spec: dict, saved: bool = False):
         raise GanlibError(f"unknown model family {family!r}: this ganlib knows {', '.join(FAMILIES)}.")
     module, g_name, d_name = FAMILIES[family]
     mod = importlib.import_module(f"{__name__}.{module}")
+    d_mod = importlib.import_module(f"{__name__}.{D_MODULES.get(family, module)}")
     if saved:
         check_version(spec)
     try:
-        return getattr(mod, g_name)(**spec["G"]), getattr(mod, d_name)(**spec["D"])
+        return getattr(mod, g_name)(**spec["G"]), getattr(d_mod, d_name)(**spec["D"])
     except TypeError as e:
         if saved:
             raise GanlibError(f"the saved {family} model does not match this version of ganlib ({e}): "
                               f"retrain it, or use the ganlib version that wrote it.") from None
         raise GanlibError(f"the {family} networks do not take these arguments ({e}): check the G and D entries "
                           f"of the preset or of preset_overrides against {module}.{g_name} and "
-                          f"{module}.{d_name}.") from None
+                          f"{D_MODULES.get(family, module)}.{d_name}.") from None
 
 
 def check_version(spec: dict) -> None:

@@ -10,7 +10,7 @@ Discriminator D(x, y): residual down-sampling blocks (pre-activation ReLU except
 pooling), one more block at 4x4 without pooling, ReLU, global *sum* pooling, then
     D(x, y) = w^T h + embed(y)^T h        (the projection discriminator, Miyato & Koyama 2018).
 
-Both networks are spectrally normalised (`layers.spectral_norm`, one power iteration per training-mode
+Both networks are spectrally normalised (`spectral.spectral_norm`, one power iteration per training-mode
 forward in the paper's order; every conv, linear and D's class embedding, but not G's shared
 embedding, which the authors found "randomly cripples G"); SAGAN self-attention blocks sit at the
 resolutions listed in `attention`. Channels at resolution r: width * min(resolution / r, 16) (the paper's
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import layers
+from .. import layers, spectral
 from ..errors import GanlibError, check_images, check_resolution, check_shape
 from ..layers import ConditionalBatchNorm2d, SelfAttention
 from . import draw
@@ -49,7 +49,7 @@ def add_spectral_norm(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> No
     """Spectrally normalise every conv, linear and embedding weight inside `module`, except those in `skip`."""
     for m in list(module.modules()):
         if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)) and not any(m is s for s in skip):
-            layers.spectral_norm(m, eps=SN_EPS)
+            spectral.spectral_norm(m, eps=SN_EPS)
 
 
 def orthogonal_init(module: nn.Module) -> None:
