@@ -376,6 +376,9 @@ class Trainer(Checkpointing):
         bar = tqdm(total=steps, initial=self.step, disable=not (progress and self.is_main), dynamic_ncols=True,
                    leave=False)
         start = time.perf_counter() - self.elapsed
+        threads = torch.get_num_threads()
+        if cfg.threads and self.device.type == "cpu":  # the run's own count (a tiny step only waits on more)
+            torch.set_num_threads(cfg.threads)
         try:
             while self.step < steps:
                 self.train_step()
@@ -395,6 +398,7 @@ class Trainer(Checkpointing):
                 start = time.perf_counter() - self.elapsed  # callbacks and I/O do not count as training time
         finally:
             bar.close()
+            torch.set_num_threads(threads)
         return self
 
     # ------------------------------------------------------------------------------------------------------
