@@ -24,6 +24,8 @@ from ganlib.files import atomic_write_text
 
 from . import (
     biggan_tricks,
+    chapters,
+    cpu_threads,
     dcgan_digits,
     ddp_throughput,
     grading_class,
@@ -52,6 +54,8 @@ BENCHMARKS: dict[str, ModuleType] = {
     "pggan-growing": pggan_growing,
     "pggan-costs": pggan_costs,
     "stylegan-mixing": stylegan_mixing,
+    "chapters": chapters,
+    "threads": cpu_threads,
 }
 NOTEBOOKS = {"grading": "01_vanilla_gan"}  # benchmarks that grade a chapter of the course: which one
 

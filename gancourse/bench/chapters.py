@@ -1,0 +1,115 @@
+"""Chapters: each lecture notebook run from top to bottom in the cpu profile, as a student runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ganlib.errors import GanlibError
+
+TITLE = "Chapters: each lecture notebook in the cpu profile"
+LECTURES = Path(__file__).resolve().parents[2] / "notebooks"
+TIME_LIMIT = 3600  # seconds per notebook; the course's target is 600 on two quiet cores
+
+
+def chapters() -> list[str]:
+    """The lecture notebooks' names, in the course's order ("01_vanilla_gan", ...)."""
+    return sorted(p.stem for p in LECTURES.glob("*.ipynb"))
+
+
+def execute(path: str, timeout: int) -> dict:
+    """Run one notebook in a fresh kernel, in a temporary folder (so no earlier run folder is resumed), and
+    return its wall seconds, the kernel's CPU seconds and peak resident memory (its own processes included: it
+    is this process's only child), and the error it raised (None). Call it in a process of its own
+    (`run_notebook`): the children's figures are the whole process's."""
+    import resource
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    error = None
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="chapter-") as folder:
+        client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": folder}})
+        try:
+            client.execute()
+        except Exception as e:  # what it raised is the figure
+            last = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()  # without the terminal's colours
+            error = f"{type(e).__name__}: {last[-1] if last else ''}"[:300]
+    wall = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel and the processes it started
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kibibytes on Linux
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_bytes": usage.ru_maxrss * scale,
+            "error": error}
+
+
+def run_notebook(path: Path, profile: str = "cpu", timeout: int = TIME_LIMIT) -> dict:
+    """`execute` the notebook at `path` in `profile`, in a process of its own, stopped (with every process it
+    started) after `timeout` seconds. That process runs this file as a script, not the package, which would load
+    torch: on Linux a child's peak memory starts from its parent's at the fork."""
+    environ = {**os.environ, "GANLIB_PROFILE": profile, "MPLBACKEND": "Agg"}
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, __file__, str(path), str(timeout)], env=environ, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the runner, its kernel and whatever the kernel started
+        process.communicate()
+        return {"wall_s": time.perf_counter() - start, "cpu_s": None, "peak_bytes": None,
+                "error": f"stopped after {timeout} s"}
+    if process.returncode != 0:
+        return {"wall_s": time.perf_counter() - start, "cpu_s": None, "peak_bytes": None,
+                "error": f"the runner failed: {err.strip().splitlines()[-1] if err.strip() else process.returncode}"}
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(quick: bool = False, names: list[str] | None = None) -> dict:
+    """Run the lecture notebooks `names` (default: all) one after another, in the cpu profile (`quick`: smoke),
+    each with the load average before it."""
+    profile = "smoke" if quick else "cpu"
+    unknown = [n for n in names or [] if n not in chapters()]
+    if unknown:
+        raise GanlibError(f"no lecture notebook {', '.join(unknown)}: choose from {', '.join(chapters())}.")
+    rows = {}
+    for name in names or chapters():
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        rows[name] = {**run_notebook(LECTURES / f"{name}.ipynb", profile, TIME_LIMIT), "load_before": load}
+        print(f"{name}: {rows[name]}", file=sys.stderr, flush=True)
+    return {"profile": profile, "time_limit_s": TIME_LIMIT, "processes": os.cpu_count(), "chapters": rows,
+            "not_run": [n for n in chapters() if n not in rows]}
+
+
+def report(measured: dict) -> str:
+    rows = ["| chapter | wall time | CPU time | CPU / wall | peak memory | raised | load average before |",
+            "|---|---|---|---|---|---|---|"]
+    for name, r in measured["chapters"].items():
+        cpu = f"{r['cpu_s'] / 60:.1f} min" if r["cpu_s"] is not None else "-"
+        ratio = f"{r['cpu_s'] / r['wall_s']:.2f}" if r["cpu_s"] is not None else "-"
+        peak = f"{r['peak_bytes'] / 2**30:.2f} GiB" if r["peak_bytes"] is not None else "-"
+        load = f"{r['load_before']:.1f}" if r.get("load_before") is not None else "-"
+        rows.append(f"| {name} | {r['wall_s'] / 60:.1f} min | {cpu} | {ratio} | {peak} | "
+                    f"{r['error'] or 'no'} | {load} |")
+    missing = (f"\n\nNot run in this measurement: {', '.join(measured['not_run'])}."
+               if measured["not_run"] else "")
+    return f"""Each lecture notebook (`notebooks/`) executed from top to bottom in the `{measured['profile']}`
+profile by `nbclient`, in a fresh kernel and an empty working folder (no earlier run is resumed), one notebook
+at a time, each stopped after {measured['time_limit_s']} s. CPU time and peak resident memory are the kernel's
+and those of the processes it started; CPU / wall above 1 means the chapter kept more than one core busy. The
+machine ran other work at the same time: the load average (on {measured['processes']} logical CPUs) is the
+one-minute figure before each notebook started. The course's target: at most 10 minutes on two quiet cores.
+
+{chr(10).join(rows)}{missing}"""
+
+
+if __name__ == "__main__":  # run_notebook's process: python chapters.py NOTEBOOK TIMEOUT
+    print(json.dumps(execute(sys.argv[1], int(sys.argv[2]))))
