@@ -366,3 +366,97 @@ def test_mix_latents_gives_each_latent_a_run_of_rows():
     assert ((steps == 0) | (steps == 1)).all() and (steps.sum(dim=1) == k - 1).all()
     assert len({tuple(row.tolist()) for row in source}) > 20  # per-sample crossovers, not one for the batch
     assert torch.equal(mix_latents(ws[:1]), ws[0])
+
+
+def test_threads_benchmark_times_each_family_and_thread_count():
+    """`step_rates` trains each family's preset with each thread count in turn, and leaves the count it set."""
+    import torch
+
+    from gancourse.bench import cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        rates = cpu_threads.step_rates(["gan", "dcgan"], [1, 2], 0.05, profile="smoke")
+        assert sorted(rates) == ["dcgan", "gan"] and all(sorted(r) == ["1", "2"] for r in rates.values())
+        assert all(v > 0 for r in rates.values() for v in r.values()) and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_benchmark_runs_each_load_with_that_many_busy_processes_and_stops_them(monkeypatch):
+    """While each policy's process measures, exactly 0, 1 or 3 busy processes of its own are running; none
+    is left afterwards."""
+    import psutil
+
+    from gancourse.bench import cpu_threads
+
+    def busy() -> int:
+        return sum(1 for p in psutil.Process().children() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                   and cpu_threads.BUSY in " ".join(p.cmdline()))
+
+    seen = []
+
+    def fake(wait, families, seconds, profile):
+        seen.append((wait, busy()))
+        return {f: {"1": 10.0, "2": 5.0} for f in families}
+
+    monkeypatch.setattr(cpu_threads, "measure_wait", fake)
+    measured = cpu_threads.measure(quick=True, families=("gan",))
+    assert seen == [(w, load) for load in cpu_threads.LOADS for w in cpu_threads.WAITS] and busy() == 0
+    assert measured["defaults"] == {"gan": 1} and sorted(measured["cells"]) == ["0", "1", "3"]
+
+
+def test_threads_report_shows_quiet_rates_and_slow_downs_and_judges_the_default():
+    from gancourse.bench import cpu_threads
+
+    def rates(load: int) -> dict:  # gan: 2 threads halve with each busy process; dcgan: x1.5 with one
+        return {"gan": {"1": 100.0, "2": 50.0 / (1 + load)}, "dcgan": {"1": 4.0, "2": 6.0 / (1 + 0.5 * load)}}
+
+    measured = {"profile": "cpu", "seconds": 3.0, "cpus": 2, "families": ["gan", "dcgan"],
+                "defaults": {"gan": 1, "dcgan": 2}, "loadavg": {"0": 1.0, "1": 2.0, "3": 4.0},
+                "cells": {str(load): {w: rates(load) for w in cpu_threads.WAITS} for load in (0, 1, 3)}}
+    text = cpu_threads.report(measured)
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert rows[0] == "| `gan` | passive, 1 | 100.0/s; x1.0, x1.0 | 50.0/s; x2.0, x4.0 | **100.0/s; x1.0, x1.0** | " \
+                      "50.0/s; x2.0, x4.0 |"
+    assert rows[1].endswith("| 4.0/s; x1.0, x1.0 | **6.0/s; x1.5, x2.5** |")
+    assert "at most x1.5 (2 of 2 families within the target of x2)" in text and "1 busy: 2.0" in text
+
+
+def _notebook(path, *cells: str):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_chapters_benchmark_records_time_memory_and_what_a_notebook_raised(tmp_path):
+    """A notebook that holds 2 x 200 MiB, computes for a second of CPU and then raises: its figures are the
+    kernel's; a cell past the time limit stops it."""
+    from gancourse.bench import chapters
+
+    path = _notebook(tmp_path / "n.ipynb", "import time\nblock = bytes(bytearray(200 * 2**20))\n"
+                     "t = time.process_time()\nwhile time.process_time() - t < 1.0:\n    pass",
+                     "raise ValueError('the third cell is never run')", "print('never')")
+    r = chapters.run_notebook(path, "smoke", timeout=120)
+    assert r["error"] == "CellExecutionError: ValueError: the third cell is never run"
+    assert r["peak_bytes"] >= 400 * 2**20 and r["cpu_s"] >= 1.0 and r["wall_s"] >= 1.0
+    r = chapters.run_notebook(_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)"), "smoke", timeout=3)
+    assert r["error"].startswith("CellTimeoutError") and r["wall_s"] < 60
+
+
+def test_chapters_report_and_the_lectures_it_runs():
+    from gancourse.bench import chapters
+
+    assert chapters.chapters()[:2] == ["01_vanilla_gan", "01b_wgan_conditional"] and len(chapters.chapters()) >= 7
+    measured = {"profile": "cpu", "time_limit_s": 3600, "processes": 2, "not_run": ["02_pggan"],
+                "chapters": {"01_vanilla_gan": {"wall_s": 540.0, "cpu_s": 810.0, "peak_bytes": 1.5 * 2**30,
+                                                "error": None, "load_before": 1.25},
+                             "03_stylegan": {"wall_s": 3600.0, "cpu_s": None, "peak_bytes": None,
+                                             "error": "stopped after 3600 s", "load_before": None}}}
+    rows = [line for line in chapters.report(measured).splitlines() if line.startswith("| 0")]
+    assert rows == ["| 01_vanilla_gan | 9.0 min | 13.5 min | 1.50 | 1.50 GiB | no | 1.2 |",
+                    "| 03_stylegan | 60.0 min | - | - | - | stopped after 3600 s | - |"]
+    assert "Not run in this measurement: 02_pggan." in chapters.report(measured)
