@@ -1,5 +1,7 @@
 """The benchmark runner's own settings (the benchmarks themselves take minutes: `python -m gancourse bench`)."""
 
+from pathlib import Path
+
 from gancourse import bench, results
 from gancourse.bench import pggan_costs, pggan_growing, ring8
 
@@ -450,7 +452,8 @@ def test_chapters_benchmark_records_time_memory_and_what_a_notebook_raised(tmp_p
 def test_chapters_report_and_the_lectures_it_runs():
     from gancourse.bench import chapters
 
-    assert chapters.chapters()[:2] == ["01_vanilla_gan", "01b_wgan_conditional"] and len(chapters.chapters()) >= 7
+    lectures = chapters.chapters(Path(bench.__file__).parents[2] / bench.FOLDERS["chapters"])
+    assert lectures[:2] == ["01_vanilla_gan", "01b_wgan_conditional"] and len(lectures) >= 7
     measured = {"profile": "cpu", "time_limit_s": 3600, "processes": 2, "not_run": ["02_pggan"],
                 "chapters": {"01_vanilla_gan": {"wall_s": 540.0, "cpu_s": 810.0, "peak_bytes": 1.5 * 2**30,
                                                 "error": None, "load_before": 1.25},
@@ -460,3 +463,15 @@ def test_chapters_report_and_the_lectures_it_runs():
     assert rows == ["| 01_vanilla_gan | 9.0 min | 13.5 min | 1.50 | 1.50 GiB | no | 1.2 |",
                     "| 03_stylegan | 60.0 min | - | - | - | stopped after 3600 s | - |"]
     assert "Not run in this measurement: 02_pggan." in chapters.report(measured)
+
+
+def test_chapters_benchmark_runs_every_lecture_in_the_cpu_profile(monkeypatch):
+    from gancourse.bench import chapters
+
+    ran = []
+    monkeypatch.setattr(chapters, "run_notebook", lambda path, profile, timeout: ran.append((path, profile)) or
+                        {"wall_s": 1.0, "cpu_s": 1.0, "peak_bytes": 1, "error": None})
+    measured = bench.measure("chapters")
+    lectures = sorted((Path(bench.__file__).parents[2] / "notebooks").glob("*.ipynb"))
+    assert ran == [(path, "cpu") for path in lectures] and measured["not_run"] == []
+    assert list(measured["chapters"]) == [path.stem for path in lectures]

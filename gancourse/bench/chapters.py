@@ -15,13 +15,12 @@ from pathlib import Path
 from ganlib.errors import GanlibError
 
 TITLE = "Chapters: each lecture notebook in the cpu profile"
-LECTURES = Path(__file__).resolve().parents[2] / "notebooks"
 TIME_LIMIT = 3600  # seconds per notebook; the course's target is 600 on two quiet cores
 
 
-def chapters() -> list[str]:
-    """The lecture notebooks' names, in the course's order ("01_vanilla_gan", ...)."""
-    return sorted(p.stem for p in LECTURES.glob("*.ipynb"))
+def chapters(folder: Path) -> list[str]:
+    """The names of the notebooks in `folder` (the lectures), in the course's order ("01_vanilla_gan", ...)."""
+    return sorted(p.stem for p in Path(folder).glob("*.ipynb"))
 
 
 def execute(path: str, timeout: int) -> dict:
@@ -73,20 +72,21 @@ def run_notebook(path: Path, profile: str = "cpu", timeout: int = TIME_LIMIT) ->
     return json.loads(out.strip().splitlines()[-1])
 
 
-def measure(quick: bool = False, names: list[str] | None = None) -> dict:
-    """Run the lecture notebooks `names` (default: all) one after another, in the cpu profile (`quick`: smoke),
-    each with the load average before it."""
+def measure(quick: bool = False, folder: Path | None = None, names: list[str] | None = None) -> dict:
+    """Run the notebooks `names` (default: all) of `folder` (the runner passes the lectures' folder) one after
+    another, in the cpu profile (`quick`: smoke), each with the load average before it."""
     profile = "smoke" if quick else "cpu"
-    unknown = [n for n in names or [] if n not in chapters()]
+    known = chapters(folder)
+    unknown = [n for n in names or [] if n not in known]
     if unknown:
-        raise GanlibError(f"no lecture notebook {', '.join(unknown)}: choose from {', '.join(chapters())}.")
+        raise GanlibError(f"no lecture notebook {', '.join(unknown)}: choose from {', '.join(known)}.")
     rows = {}
-    for name in names or chapters():
+    for name in names or known:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        rows[name] = {**run_notebook(LECTURES / f"{name}.ipynb", profile, TIME_LIMIT), "load_before": load}
+        rows[name] = {**run_notebook(Path(folder) / f"{name}.ipynb", profile, TIME_LIMIT), "load_before": load}
         print(f"{name}: {rows[name]}", file=sys.stderr, flush=True)
     return {"profile": profile, "time_limit_s": TIME_LIMIT, "processes": os.cpu_count(), "chapters": rows,
-            "not_run": [n for n in chapters() if n not in rows]}
+            "not_run": [n for n in known if n not in rows]}
 
 
 def report(measured: dict) -> str:
