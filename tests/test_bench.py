@@ -475,3 +475,20 @@ def test_chapters_benchmark_runs_every_lecture_in_the_cpu_profile(monkeypatch):
     lectures = sorted((Path(bench.__file__).parents[2] / "notebooks").glob("*.ipynb"))
     assert ran == [(path, "cpu") for path in lectures] and measured["not_run"] == []
     assert list(measured["chapters"]) == [path.stem for path in lectures]
+
+
+def test_each_lecture_states_at_its_top_the_run_time_its_benchmark_measured():
+    """The line under each lecture's title is `run_time_line` of the chapters table in docs/benchmarks.md (one
+    place for a chapter's run time: no notebook times itself)."""
+    import nbformat
+
+    from gancourse.bench import chapters
+
+    root = Path(bench.__file__).parents[2]
+    minutes = chapters.measured_minutes((root / "docs" / "benchmarks.md").read_text())
+    assert minutes, "the chapters table has no chapter that ran without an error"
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        assert cells[0].source.endswith("\n\n" + chapters.run_time_line(minutes.get(path.stem))), path.name
+        assert not any("time.time()" in cell.source for cell in cells), path.name
+    assert chapters.run_time_line(6.6).startswith("*Run time (`cpu` profile): about 7 minutes on a 2-core machine")

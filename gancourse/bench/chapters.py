@@ -111,5 +111,22 @@ one-minute figure before each notebook started. The course's target: at most 10 
 {chr(10).join(rows)}{missing}"""
 
 
+def measured_minutes(text: str) -> dict[str, float]:
+    """{chapter: wall minutes} of the chapters that ran without an error, from this benchmark's section of the
+    benchmarks file's `text`."""
+    section = text.split("<!-- bench:chapters -->", 1)[-1].split("<!-- /bench:chapters -->", 1)[0]
+    rows = re.findall(r"^\| (\S+) \| ([0-9.]+) min \| .*\| no \| [^|]* \|$", section, re.M)
+    return {name: float(minutes) for name, minutes in rows}
+
+
+def run_time_line(minutes: float | None) -> str:
+    """The line at the top of a lecture that states its run time, from `measured_minutes` (None: not measured)."""
+    if minutes is None:
+        return ("*Run time (`cpu` profile): not measured yet; see `docs/benchmarks.md`, "
+                "\"Chapters\", for the others.*")
+    return (f"*Run time (`cpu` profile): about {max(1, round(minutes))} minutes on a 2-core machine that was running "
+            f"other work too\n(`docs/benchmarks.md`, \"Chapters\").*")
+
+
 if __name__ == "__main__":  # run_notebook's process: python chapters.py NOTEBOOK TIMEOUT
     print(json.dumps(execute(sys.argv[1], int(sys.argv[2]))))
