@@ -370,42 +370,34 @@ def test_mix_latents_gives_each_latent_a_run_of_rows():
     assert torch.equal(mix_latents(ws[:1]), ws[0])
 
 
-def test_threads_benchmark_times_each_family_and_thread_count():
-    """`step_rates` trains each family's preset with each thread count in turn, and leaves the count it set."""
+def test_threads_benchmark_times_each_family_thread_count_and_load():
+    """`step_rates` trains each family's preset with each thread count under each load in turn."""
     import torch
 
     from gancourse.bench import cpu_threads
 
     before = torch.get_num_threads()
     try:
-        rates = cpu_threads.step_rates(["gan", "dcgan"], [1, 2], 0.05, profile="smoke")
-        assert sorted(rates) == ["dcgan", "gan"] and all(sorted(r) == ["1", "2"] for r in rates.values())
-        assert all(v > 0 for r in rates.values() for v in r.values()) and torch.get_num_threads() == 2
+        rates = cpu_threads.step_rates(["gan", "dcgan"], [1, 2], [0, 1], 0.05, 1, profile="smoke")
+        assert sorted(rates) == ["0", "1"] and all(sorted(r) == ["dcgan", "gan"] for r in rates.values())
+        assert all(sorted(by_n) == ["1", "2"] and min(by_n.values()) > 0 for r in rates.values() for by_n in r.values())
     finally:
         torch.set_num_threads(before)
 
 
-def test_threads_benchmark_runs_each_load_with_that_many_busy_processes_and_stops_them(monkeypatch):
-    """While each policy's process measures, exactly 0, 1 or 3 busy processes of its own are running; none
-    is left afterwards."""
+def test_competing_busy_processes_run_for_the_block_only():
     import psutil
 
     from gancourse.bench import cpu_threads
 
     def busy() -> int:
-        return sum(1 for p in psutil.Process().children() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        return sum(1 for p in psutil.Process().children() if p.status() != psutil.STATUS_ZOMBIE
                    and cpu_threads.BUSY in " ".join(p.cmdline()))
 
-    seen = []
-
-    def fake(wait, families, seconds, profile):
-        seen.append((wait, busy()))
-        return {f: {"1": 10.0, "2": 5.0} for f in families}
-
-    monkeypatch.setattr(cpu_threads, "measure_wait", fake)
-    measured = cpu_threads.measure(quick=True, families=("gan",))
-    assert seen == [(w, load) for load in cpu_threads.LOADS for w in cpu_threads.WAITS] and busy() == 0
-    assert measured["defaults"] == {"gan": 1} and sorted(measured["cells"]) == ["0", "1", "3"]
+    with cpu_threads.competing(3, settle=0.1) as processes:
+        assert busy() == 3 and all(p.poll() is None for p in processes)
+        cpu = [psutil.Process(p.pid).cpu_times().user for p in processes]
+    assert busy() == 0 and all(p.poll() is not None for p in processes) and max(cpu) > 0
 
 
 def test_threads_report_shows_quiet_rates_and_slow_downs_and_judges_the_default():
@@ -414,15 +406,15 @@ def test_threads_report_shows_quiet_rates_and_slow_downs_and_judges_the_default(
     def rates(load: int) -> dict:  # gan: 2 threads halve with each busy process; dcgan: x1.5 with one
         return {"gan": {"1": 100.0, "2": 50.0 / (1 + load)}, "dcgan": {"1": 4.0, "2": 6.0 / (1 + 0.5 * load)}}
 
-    measured = {"profile": "cpu", "seconds": 3.0, "cpus": 2, "families": ["gan", "dcgan"],
-                "defaults": {"gan": 1, "dcgan": 2}, "loadavg": {"0": 1.0, "1": 2.0, "3": 4.0},
-                "cells": {str(load): {w: rates(load) for w in cpu_threads.WAITS} for load in (0, 1, 3)}}
+    measured = {"profile": "cpu", "seconds": 1.5, "rounds": 2, "cpus": 2, "families": ["gan", "dcgan"],
+                "defaults": {"gan": 1, "dcgan": 2}, "loadavg": [2.0, 4.0],
+                "cells": {w: {str(load): rates(load) for load in (0, 1, 3)} for w in cpu_threads.WAITS}}
     text = cpu_threads.report(measured)
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert rows[0] == "| `gan` | passive, 1 | 100.0/s; x1.0, x1.0 | 50.0/s; x2.0, x4.0 | **100.0/s; x1.0, x1.0** | " \
                       "50.0/s; x2.0, x4.0 |"
     assert rows[1].endswith("| 4.0/s; x1.0, x1.0 | **6.0/s; x1.5, x2.5** |")
-    assert "at most x1.5 (2 of 2 families within the target of x2)" in text and "1 busy: 2.0" in text
+    assert "at most x1.5 (2 of 2 families within the target of x2)" in text and "2.0 and 4.0 before and after" in text
 
 
 def _notebook(path, *cells: str):
