@@ -16,7 +16,8 @@ import sys
 __version__ = "0.1.0"
 
 # OpenMP, which torch loads, reads its wait policy once, when torch is first imported. Its default has idle threads
-# spin, which costs up to 20x per step when another program runs; PASSIVE has them sleep (`env.default_threads`).
+# spin, which makes a step ten times slower or worse when other programs run; PASSIVE has them sleep
+# (`env.default_threads`; docs/benchmarks.md, "CPU threads").
 TORCH_FIRST = "torch" in sys.modules  # torch was imported before ganlib: the policy is whatever was set then
 OPENMP_WAIT = (os.environ.get("OMP_WAIT_POLICY", "") if TORCH_FIRST
                else os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")).strip().upper()  # the policy in force
