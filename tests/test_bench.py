@@ -1,5 +1,6 @@
 """The benchmark runner's own settings (the benchmarks themselves take minutes: `python -m gancourse bench`)."""
 
+import time
 from pathlib import Path
 
 from gancourse import bench, results
@@ -484,3 +485,23 @@ def test_each_lecture_states_at_its_top_the_run_time_its_benchmark_measured():
         assert cells[0].source.endswith("\n\n" + chapters.run_time_line(minutes.get(path.stem))), path.name
         assert not any("time.time()" in cell.source for cell in cells), path.name
     assert chapters.run_time_line(6.6).startswith("*Run time (`cpu` profile): about 7 minutes on a 2-core machine")
+
+
+def test_a_notebook_past_its_time_limit_is_stopped_with_its_kernel(tmp_path, monkeypatch):
+    """Cells each within the limit, the notebook past it: its process and its kernel (which runs in a session of
+    its own) are killed."""
+    import psutil
+
+    from gancourse.bench import chapters
+
+    monkeypatch.setattr(chapters, "GRACE", 0)
+    def kernels() -> set[int]:
+        return {p.pid for p in psutil.process_iter(["cmdline", "status"]) if p.info["status"] != psutil.STATUS_ZOMBIE
+                and "ipykernel" in " ".join(p.info["cmdline"] or [])}
+
+    before = kernels()
+    path = _notebook(tmp_path / "long.ipynb", *["import time\ntime.sleep(4)"] * 4)
+    r = chapters.run_notebook(path, "smoke", timeout=6)
+    assert r["error"] == "stopped after 6 s" and r["wall_s"] < 12
+    time.sleep(0.5)
+    assert not kernels() - before
