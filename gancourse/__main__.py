@@ -44,7 +44,7 @@ def _train(args) -> None:
 def _train_in(run_dir: Path, args) -> None:
     from ganlib import distributed
     from ganlib.checkpoints import load_checkpoint_file
-    from ganlib.env import seed_everything
+    from ganlib.env import seed_everything, set_threads
     from ganlib.options import TrainConfig
 
     from . import recipes
@@ -101,6 +101,8 @@ def _train_in(run_dir: Path, args) -> None:
     parts += [f"{cfg.accumulate} accumulated"] if cfg.accumulate > 1 else []
     batch = f"batch {' x '.join(parts)}" + (f" = global batch {trainer.global_batch}" if len(parts) > 1 else "")
     where = f"{trainer.world_size} processes ({trainer.device.type})" if trainer.world_size > 1 else trainer.device
+    if trainer.device.type == "cpu":  # the run's threads (the gan preset's 1), else ganlib's default
+        where = f"{where} ({set_threads(cfg.threads)})"
     with _ctrl_c_saves(trainer) as stop_if_asked:
         say(f"training {args.model} on {data.name} ({len(data)} samples of {shape}) for {cfg.steps} steps, "
             f"{batch}, on {where}; writing to {run_dir}", flush=True)

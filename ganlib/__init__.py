@@ -9,9 +9,18 @@ imported the first time it is used, so that ``import ganlib`` does not load torc
 """
 
 import importlib
+import os
 import pkgutil
+import sys
 
 __version__ = "0.1.0"
+
+# OpenMP, which torch loads, reads its wait policy once, when torch is first imported. Its default has idle threads
+# spin, which makes a step ten times slower or worse when other programs run; PASSIVE has them sleep
+# (`env.default_threads`; docs/benchmarks.md, "CPU threads").
+TORCH_FIRST = "torch" in sys.modules  # torch was imported before ganlib: the policy is whatever was set then
+OPENMP_WAIT = (os.environ.get("OMP_WAIT_POLICY", "") if TORCH_FIRST
+               else os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")).strip().upper()  # the policy in force
 
 MODULES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "__main__"))  # data, models, ...
 _NAMES = {"setup": "env", "GanlibError": "errors"}  # the names the package itself offers, and their module

@@ -24,7 +24,8 @@ from .errors import GanlibError
 
 __all__ = [
     "PROFILES", "current_profile", "default_device", "check_device", "seed_everything", "COLAB_WITHOUT_GPU",
-    "on_colab", "Env", "format_profile_table", "default_threads", "setup"
+    "on_colab", "Env", "format_profile_table", "MAX_THREADS", "physical_cores", "openmp_waits_passively",
+    "default_threads", "set_threads", "setup"
 ]
 
 PROFILES = ("smoke", "cpu", "gpu")
@@ -163,12 +164,57 @@ def _short(value) -> str:
     return str(value)
 
 
+MAX_THREADS = 4  # the course's models gain nothing from more CPU threads
+
+
+def physical_cores() -> int:
+    """The CPU cores this process may use, a core's hyper-threads counted once (read from /proc/cpuinfo where
+    there is one; elsewhere every logical CPU counts)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_core = 1
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        info = {key.strip(): value for key, value in (line.split(":", 1) for line in lines if ":" in line)}
+        per_core = max(1, int(info["siblings"]) // int(info["cpu cores"]))  # logical CPUs per core
+    except (OSError, KeyError, ValueError, ZeroDivisionError):
+        pass
+    return max(1, usable // per_core)
+
+
+def openmp_waits_passively() -> bool:
+    """Whether torch's OpenMP threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE when torch was imported,
+    which ``import ganlib`` before ``import torch`` sees to), rather than spin and take the cores from any other
+    program that runs."""
+    import ganlib
+
+    return ganlib.OPENMP_WAIT == "PASSIVE"
+
+
 def default_threads() -> int:
-    """OMP_NUM_THREADS when it is a positive number, else all cores, at most 4."""
+    """OMP_NUM_THREADS when it is a positive number; else every physical core, at most `MAX_THREADS`, when
+    OpenMP waits passively; else 1 (spinning threads make a step many times slower as soon as another program
+    runs: docs/benchmarks.md, "CPU threads")."""
     explicit = os.environ.get("OMP_NUM_THREADS", "").strip()
     if explicit.isdigit() and int(explicit) > 0:
         return int(explicit)
-    return max(1, min(4, os.cpu_count() or 1))
+    return min(MAX_THREADS, physical_cores()) if openmp_waits_passively() else 1
+
+
+def set_threads(threads: int | None = None) -> str:
+    """Have torch use `threads` CPU threads (None or 0: `default_threads()`); what was chosen, in words."""
+    if threads is not None and threads < 0:
+        raise GanlibError(f"threads={threads}: give a number of CPU threads, 1 or more (0: ganlib's default).")
+    torch.set_num_threads(threads or default_threads())
+    n = torch.get_num_threads()
+    words = f"{n} CPU thread{'s' if n > 1 else ''}"
+    if openmp_waits_passively():
+        return f"{words}, OpenMP waiting passively"
+    import ganlib
+
+    if threads or n > 1:  # asked for: the user's choice
+        return f"{words}, OpenMP spinning while it waits"
+    why = "torch was imported before ganlib" if ganlib.TORCH_FIRST else f"OMP_WAIT_POLICY is {ganlib.OPENMP_WAIT}"
+    return f"{words}: {why}, so more would spin against other programs; import ganlib first for more"
 
 
 def setup(seed: int = 0, threads: int | None = None, quiet: bool = False) -> Env:
@@ -177,21 +223,20 @@ def setup(seed: int = 0, threads: int | None = None, quiet: bool = False) -> Env
 
     Args:
         seed: seed for Python, NumPy and PyTorch.
-        threads: CPU threads for PyTorch; default: OMP_NUM_THREADS when it is set (the test suite sets 1, so
-            parallel test workers do not fight over the cores), else all cores, at most 4 (small models gain
-            nothing beyond).
+        threads: CPU threads for PyTorch; default (`default_threads`): OMP_NUM_THREADS when it is set (the test
+            suite sets 1, so parallel test workers do not fight over the cores), else every physical core, at
+            most 4, with OpenMP waiting passively; one when torch was imported before ganlib (OpenMP then
+            spins). The 2-D toy models train with one (their preset's `threads`).
         quiet: do not print the summary line.
     """
     profile = current_profile()
     device = default_device()
-    if device.type == "cpu":
-        torch.set_num_threads(threads or default_threads())
+    threads = set_threads(threads) if device.type == "cpu" else ""
     seed_everything(seed)
     env = Env(device=device, profile=profile, seed=seed)
     if not quiet:
         from . import __version__
 
-        threads = f"{torch.get_num_threads()} CPU threads"
         where = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
         colab = ", Colab" if on_colab() else ""
         print(f"device {device} ({where}{colab}) | profile {profile} | seed {seed} | ganlib {__version__}, "

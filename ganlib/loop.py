@@ -33,6 +33,9 @@ def train(trainer, steps: int | None = None, callback: Callable | None = None, e
     bar = tqdm(total=steps, initial=trainer.step, disable=not (progress and trainer.is_main), dynamic_ncols=True,
                leave=False)
     start = time.perf_counter() - trainer.elapsed
+    threads = torch.get_num_threads()
+    if cfg.threads and trainer.device.type == "cpu":  # the run's own count (a tiny step only waits on more)
+        torch.set_num_threads(cfg.threads)
     try:
         while trainer.step < steps:
             trainer.train_step()
@@ -52,6 +55,7 @@ def train(trainer, steps: int | None = None, callback: Callable | None = None, e
             start = time.perf_counter() - trainer.elapsed  # callbacks and I/O do not count as training time
     finally:
         bar.close()
+        torch.set_num_threads(threads)
     return trainer
 
 

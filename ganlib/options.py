@@ -103,7 +103,7 @@ OPTION_RANGES = {
     "gp_weight": NON_NEGATIVE, "drift": NON_NEGATIVE, "r1_gamma": NON_NEGATIVE, "r1_every": AT_LEAST_1,
     "ortho_beta": NON_NEGATIVE, "ema_beta": DECAY, "ema_half_life_kimg": POSITIVE, "ema_start": NON_NEGATIVE,
     "log_every": AT_LEAST_1, "sample_every": NON_NEGATIVE, "checkpoint_every": NON_NEGATIVE,
-    "seed": NON_NEGATIVE,
+    "threads": NON_NEGATIVE, "seed": NON_NEGATIVE,
 }
 
 
@@ -138,6 +138,7 @@ class TrainConfig(Options):
     amp: bool = False  # mixed precision (CUDA only: bf16 where supported, else fp16 with loss scaling)
     sync_batchnorm: bool = False  # several GPUs: batch norm statistics over the global batch (SyncBatchNorm);
     # off, each process normalises its own batch (as BigGAN-PyTorch does)
+    threads: int = 0  # CPU threads while training (0: as `ganlib.setup` set them); the 2-D toy models' preset: 1
     seed: int = 0  # seeds data order, latents and labels
 
     def __post_init__(self):

@@ -1,5 +1,8 @@
 """The benchmark runner's own settings (the benchmarks themselves take minutes: `python -m gancourse bench`)."""
 
+import time
+from pathlib import Path
+
 from gancourse import bench, results
 from gancourse.bench import pggan_costs, pggan_growing, ring8
 
@@ -366,3 +369,139 @@ def test_mix_latents_gives_each_latent_a_run_of_rows():
     assert ((steps == 0) | (steps == 1)).all() and (steps.sum(dim=1) == k - 1).all()
     assert len({tuple(row.tolist()) for row in source}) > 20  # per-sample crossovers, not one for the batch
     assert torch.equal(mix_latents(ws[:1]), ws[0])
+
+
+def test_threads_benchmark_times_each_family_thread_count_and_load():
+    """`step_rates` trains each family's preset with each thread count under each load in turn."""
+    import torch
+
+    from gancourse.bench import cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        rates = cpu_threads.step_rates(["gan", "dcgan"], [1, 2], [0, 1], 0.05, 1, profile="smoke")
+        assert sorted(rates) == ["0", "1"] and all(sorted(r) == ["dcgan", "gan"] for r in rates.values())
+        assert all(sorted(by_n) == ["1", "2"] and min(by_n.values()) > 0 for r in rates.values() for by_n in r.values())
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_competing_busy_processes_run_for_the_block_only():
+    import psutil
+
+    from gancourse.bench import cpu_threads
+
+    def busy() -> int:
+        return sum(1 for p in psutil.Process().children() if p.status() != psutil.STATUS_ZOMBIE
+                   and cpu_threads.BUSY in " ".join(p.cmdline()))
+
+    with cpu_threads.competing(3, settle=0.1) as processes:
+        assert busy() == 3 and all(p.poll() is None for p in processes)
+        cpu = [psutil.Process(p.pid).cpu_times().user for p in processes]
+    assert busy() == 0 and all(p.poll() is not None for p in processes) and max(cpu) > 0
+
+
+def test_threads_report_shows_quiet_rates_and_slow_downs_and_judges_the_default():
+    from gancourse.bench import cpu_threads
+
+    def rates(load: int) -> dict:  # gan: 2 threads halve with each busy process; dcgan: x1.5 with one
+        return {"gan": {"1": 100.0, "2": 50.0 / (1 + load)}, "dcgan": {"1": 4.0, "2": 6.0 / (1 + 0.5 * load)}}
+
+    measured = {"profile": "cpu", "seconds": 1.5, "rounds": 2, "cpus": 2, "families": ["gan", "dcgan"],
+                "defaults": {"gan": 1, "dcgan": 2}, "loadavg": [2.0, 4.0],
+                "cells": {w: {str(load): rates(load) for load in (0, 1, 3)} for w in cpu_threads.WAITS}}
+    text = cpu_threads.report(measured)
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert rows[0] == "| `gan` | passive, 1 | 100.0/s; x1.0, x1.0 | 50.0/s; x2.0, x4.0 | **100.0/s; x1.0, x1.0** | " \
+                      "50.0/s; x2.0, x4.0 |"
+    assert rows[1].endswith("| 4.0/s; x1.0, x1.0 | **6.0/s; x1.5, x2.5** |")
+    assert "at most x1.5 (2 of 2 families within the target of x2)" in text and "2.0 and 4.0 before and after" in text
+
+
+def _notebook(path, *cells: str):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_chapters_benchmark_records_time_memory_and_what_a_notebook_raised(tmp_path):
+    """A notebook that holds 2 x 200 MiB, computes for a second of CPU and then raises: its figures are the
+    kernel's; a cell past the time limit stops it."""
+    from gancourse.bench import chapters
+
+    path = _notebook(tmp_path / "n.ipynb", "import time\nblock = bytes(bytearray(200 * 2**20))\n"
+                     "t = time.process_time()\nwhile time.process_time() - t < 1.0:\n    pass",
+                     "raise ValueError('the third cell is never run')", "print('never')")
+    r = chapters.run_notebook(path, "smoke", timeout=120)
+    assert r["error"] == "CellExecutionError: ValueError: the third cell is never run"
+    assert r["peak_bytes"] >= 400 * 2**20 and r["cpu_s"] >= 1.0 and r["wall_s"] >= 1.0
+    r = chapters.run_notebook(_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(60)"), "smoke", timeout=3)
+    assert r["error"].startswith("CellTimeoutError") and r["wall_s"] < 60
+
+
+def test_chapters_report_and_the_lectures_it_runs():
+    from gancourse.bench import chapters
+
+    lectures = chapters.chapters(Path(bench.__file__).parents[2] / bench.FOLDERS["chapters"])
+    assert lectures[:2] == ["01_vanilla_gan", "01b_wgan_conditional"] and len(lectures) >= 7
+    measured = {"profile": "cpu", "time_limit_s": 3600, "processes": 2, "not_run": ["02_pggan"],
+                "chapters": {"01_vanilla_gan": {"wall_s": 540.0, "cpu_s": 810.0, "peak_bytes": 1.5 * 2**30,
+                                                "error": None, "load_before": 1.25},
+                             "03_stylegan": {"wall_s": 3600.0, "cpu_s": None, "peak_bytes": None,
+                                             "error": "stopped after 3600 s", "load_before": None}}}
+    rows = [line for line in chapters.report(measured).splitlines() if line.startswith("| 0")]
+    assert rows == ["| 01_vanilla_gan | 9.0 min | 13.5 min | 1.50 | 1.50 GiB | no | 1.2 |",
+                    "| 03_stylegan | 60.0 min | - | - | - | stopped after 3600 s | - |"]
+    assert "Not run in this measurement: 02_pggan." in chapters.report(measured)
+
+
+def test_chapters_benchmark_runs_every_lecture_in_the_cpu_profile(monkeypatch):
+    from gancourse.bench import chapters
+
+    ran = []
+    monkeypatch.setattr(chapters, "run_notebook", lambda path, profile, timeout: ran.append((path, profile)) or
+                        {"wall_s": 1.0, "cpu_s": 1.0, "peak_bytes": 1, "error": None})
+    measured = bench.measure("chapters")
+    lectures = sorted((Path(bench.__file__).parents[2] / "notebooks").glob("*.ipynb"))
+    assert ran == [(path, "cpu") for path in lectures] and measured["not_run"] == []
+    assert list(measured["chapters"]) == [path.stem for path in lectures]
+
+
+def test_each_lecture_states_at_its_top_the_run_time_its_benchmark_measured():
+    """The line under each lecture's title is `run_time_line` of the chapters table in docs/benchmarks.md (one
+    place for a chapter's run time: no notebook times itself)."""
+    import nbformat
+
+    from gancourse.bench import chapters
+
+    root = Path(bench.__file__).parents[2]
+    minutes = chapters.measured_minutes((root / "docs" / "benchmarks.md").read_text())
+    assert minutes, "the chapters table has no chapter that ran without an error"
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        assert cells[0].source.endswith("\n\n" + chapters.run_time_line(minutes.get(path.stem))), path.name
+        assert not any("time.time()" in cell.source for cell in cells), path.name
+    assert chapters.run_time_line(6.6).startswith("*Run time (`cpu` profile): about 7 minutes on a 2-core machine")
+
+
+def test_a_notebook_past_its_time_limit_is_stopped_with_its_kernel(tmp_path, monkeypatch):
+    """Cells each within the limit, the notebook past it: its process and its kernel (which runs in a session of
+    its own) are killed."""
+    import psutil
+
+    from gancourse.bench import chapters
+
+    monkeypatch.setattr(chapters, "GRACE", 0)
+    def kernels() -> set[int]:
+        return {p.pid for p in psutil.process_iter(["cmdline", "status"]) if p.info["status"] != psutil.STATUS_ZOMBIE
+                and "ipykernel" in " ".join(p.info["cmdline"] or [])}
+
+    before = kernels()
+    path = _notebook(tmp_path / "long.ipynb", *["import time\ntime.sleep(4)"] * 4)
+    r = chapters.run_notebook(path, "smoke", timeout=6)
+    assert r["error"] == "stopped after 6 s" and r["wall_s"] < 12
+    time.sleep(0.5)
+    assert not kernels() - before

