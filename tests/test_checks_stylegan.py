@@ -221,3 +221,69 @@ def test_trainer_mixes_styles_with_the_library_function():
     expected = sg.mixing_regularisation(G_copy, z, trainer.options.style_mixing, rng_copy)
     torch.testing.assert_close(trainer.styles(trainer.G, z), expected)
     assert trainer.options.style_mixing == 0.9
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Noise injection and the constant input
+
+
+def noise_student(x, strength, bias, generator, maps="image", scale="channel", where="before", gain=2 ** 0.5):
+    """A noise layer as a student writes it; the keywords give its typical mistakes."""
+    n, c, h, w = x.shape
+    size = {"image": (n, 1, h, w), "channel": (n, c, h, w), "batch": (1, 1, h, w)}[maps]
+    noise = torch.randn(size, generator=generator)  # one draw, as the exercise asks
+    s = {"channel": strength.view(1, c, 1, 1), "one": strength.mean(), "width": strength}[scale]
+    b = bias.view(1, c, 1, 1)
+    if where == "after":
+        return F.leaky_relu(x + b, 0.2) * gain + s * noise
+    return F.leaky_relu(x + s * noise + b, 0.2) * gain
+
+
+def test_noise_layer_correct_answers_pass():
+    assert checks.check_noise_layer(noise_student).passed
+
+    def through_ganlib(x, strength, bias, generator):  # another correct way: ganlib's own layer, noise per image
+        n, c, h, _ = x.shape
+        noise = torch.randn(n, 1, h, h, generator=generator)
+        return sg.lrelu(x + strength[None, :, None, None] * noise + bias[None, :, None, None])
+
+    assert checks.check_noise_layer(through_ganlib).passed
+
+
+@pytest.mark.parametrize("expected,kwargs", [
+    ("each channel gets its own noise map", dict(maps="channel")),
+    ("every image gets the same noise map", dict(maps="batch")),
+    ("the strength is one number", dict(scale="one")),
+    ("broadcasts along W", dict(scale="width")),
+    ("added after the activation", dict(where="after")),
+    ("gain sqrt(2) is missing", dict(gain=1.0)),
+])
+def test_noise_layer_mistakes(expected, kwargs):
+    assert expected in message(checks.check_noise_layer(lambda *a: noise_student(*a, **kwargs)))
+
+
+def test_noise_layer_unscaled_noise():
+    def unscaled(x, strength, bias, generator):
+        n, c, h, w = x.shape
+        return sg.lrelu(x + torch.randn(n, 1, h, w, generator=generator) + bias[None, :, None, None])
+
+    assert "not scaled by the learned strength" in message(checks.check_noise_layer(unscaled))
+
+
+def test_constant_input_correct_answers_pass():
+    assert checks.check_constant_input(lambda const, w: const[None].expand(w.shape[0], -1, -1, -1)).passed
+    assert checks.check_constant_input(lambda const, w: const.repeat(len(w), 1, 1, 1)).passed
+    assert checks.check_constant_input(lambda const, w: torch.stack([const] * w.shape[0])).passed
+
+
+@pytest.mark.parametrize("expected,fn", [
+    ("one copy for the whole batch", lambda const, w: const[None]),
+    ("w_dim", lambda const, w: const[None].expand(w.shape[1], -1, -1, -1)),
+    ("add the batch axis", lambda const, w: const),
+    ("stacked along the channels", lambda const, w: const.repeat(w.shape[0], 1, 1)[None]),
+    ("does not depend on w", lambda const, w: const[None] * w[:, :1, None, None]),
+    ("does not depend on w", lambda const, w: torch.randn(w.shape[0], *const.shape)),
+    ("should be const itself", lambda const, w: torch.zeros(w.shape[0], *const.shape)),
+])
+def test_constant_input_mistakes(expected, fn):
+    assert expected in message(checks.check_constant_input(fn))

@@ -22,7 +22,7 @@ def declared() -> tuple[set[str], dict[str, set[str]]]:
 
     deps = listed(re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M).group(1))
     extras_block = re.search(r"^\[project.optional-dependencies\]\n(.*?)^\[", text, re.S | re.M).group(1)
-    extras = {m[1]: listed(m[2]) for m in re.finditer(r"^(\w+) = \[(.*?)\]", extras_block, re.M)}
+    extras = {m[1]: listed(m[2]) for m in re.finditer(r"^(\w+) = \[(.*?)\]", extras_block, re.M | re.S)}
     return deps, extras
 
 
