@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # import name -> the distribution that provides it, where the two differ
 DISTRIBUTION = {"sklearn": "scikit-learn", "PIL": "pillow", "IPython": "ipython"}
 PROVIDED_BY = {"ipython": "ipywidgets"}  # a dependency of a declared package, imported only where that one is
-OPTIONAL = {"torch_fidelity": "fid", "google": None}  # an extra's package; Colab's own module (never installed)
+# an extra's package; Colab's own module (never installed); what `bench chapters` runs notebooks with (dev)
+OPTIONAL = {"torch_fidelity": "fid", "google": None, "nbclient": "dev", "psutil": "dev"}
 
 
 def declared() -> tuple[set[str], dict[str, set[str]]]:
